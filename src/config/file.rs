@@ -1,0 +1,400 @@
+//! On-disk shape of `palisade.yaml` and of `policies/*.yaml`. Unknown keys are errors: a typo
+//! in a security setting must never be silently ignored. Semantic checks live in `validate.rs`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::types::{ByteSize, Cidr, Dur};
+
+/// `palisade.yaml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    pub server: ServerSection,
+    pub listeners: Vec<ListenerSection>,
+    /// Peers whose `X-Forwarded-For`/`Forwarded` headers are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    pub request_id: RequestIdSection,
+    pub upstreams: BTreeMap<String, UpstreamSection>,
+    pub routes: Vec<RouteSection>,
+    /// Response header rules for routes that do not set their own.
+    pub response_headers: HeaderRulesSection,
+    /// Policy files, relative to this file's directory.
+    pub policies: Vec<PathBuf>,
+    pub telemetry: TelemetrySection,
+    pub metrics: Option<MetricsSection>,
+    pub reload: ReloadSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Worker threads per listener service; defaults to the number of cores.
+    pub threads: Option<usize>,
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket over which listening sockets are handed to the new binary on upgrade.
+    pub upgrade_sock: Option<PathBuf>,
+    pub error_log: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// How long a shutting-down process keeps serving before it stops.
+    pub grace_period: Option<Dur>,
+    pub graceful_shutdown_timeout: Option<Dur>,
+    pub upstream_keepalive_pool_size: Option<usize>,
+    /// Idle time after which a client keep-alive connection is closed.
+    pub client_keepalive: Option<Dur>,
+    /// CA bundle for verifying upstream TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    pub address: SocketAddr,
+    pub tls: Option<TlsSection>,
+    /// Answer every request with a 308 to the same URL over https.
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// Port used in redirect targets; 443 when absent.
+    pub https_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Chosen by SNI; the first is the default for clients that send no matching name.
+    pub certificates: Vec<CertificateSection>,
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSection {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Exact names or `*.suffix` wildcards served by this certificate.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestIdSection {
+    pub header: String,
+    /// Keep an incoming id when the peer is a trusted proxy.
+    pub trust_incoming: bool,
+}
+
+impl Default for RequestIdSection {
+    fn default() -> Self {
+        RequestIdSection {
+            header: "x-request-id".into(),
+            trust_incoming: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    #[default]
+    RoundRobin,
+    /// Ketama consistent hashing on the client IP: a client sticks to one backend.
+    ConsistentHash,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub backends: Vec<BackendSection>,
+    #[serde(default)]
+    pub selection: Selection,
+    pub health_check: Option<HealthCheckSection>,
+    pub tls: Option<UpstreamTlsSection>,
+    /// Host header sent upstream by routes that do not preserve the client's.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum BackendSection {
+    Address(SocketAddr),
+    Weighted { address: SocketAddr, weight: usize },
+}
+
+impl BackendSection {
+    pub fn address(&self) -> SocketAddr {
+        match self {
+            BackendSection::Address(a) => *a,
+            BackendSection::Weighted { address, .. } => *address,
+        }
+    }
+    pub fn weight(&self) -> usize {
+        match self {
+            BackendSection::Address(_) => 1,
+            BackendSection::Weighted { weight, .. } => *weight,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    pub kind: HealthCheckKind,
+    /// Path probed by `http` checks; any status below 400 counts as healthy.
+    #[serde(default = "slash")]
+    pub path: String,
+    /// Host header of `http` probes.
+    pub host: Option<String>,
+    pub interval: Option<Dur>,
+    /// Consecutive successes before a backend is taken back.
+    #[serde(default = "one")]
+    pub healthy_after: usize,
+    /// Consecutive failures before a backend is taken out.
+    #[serde(default = "one")]
+    pub unhealthy_after: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// Server name sent in the handshake and checked against the certificate.
+    pub sni: String,
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: String,
+    /// Exact host names or `*.suffix` wildcards; empty or `*` matches any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default = "slash")]
+    pub path_prefix: String,
+    pub upstream: String,
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+    pub response_headers: Option<HeaderRulesSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsSection {
+    pub connect: Option<Dur>,
+    pub read: Option<Dur>,
+    pub write: Option<Dur>,
+    /// How long an idle upstream connection stays in the keep-alive pool.
+    pub idle: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeaderRulesSection {
+    /// Upstream response headers never passed to clients (origin hiding).
+    pub remove: Vec<String>,
+    /// Headers set on every response (security headers).
+    pub set: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    #[default]
+    Stdout,
+    File,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryMode {
+    Keep,
+    /// Keep parameter names, replace values not in the allowlist.
+    #[default]
+    Redact,
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySection {
+    pub sink: SinkKind,
+    pub path: Option<PathBuf>,
+    /// The file is rotated when it passes this size.
+    pub max_file_size: ByteSize,
+    /// Rotated files kept beside the live one.
+    pub keep_files: usize,
+    /// Events waiting to be written; beyond it events are dropped and counted.
+    pub queue_capacity: usize,
+    pub query: QueryMode,
+    pub query_allowlist: Vec<String>,
+    /// Request headers copied into every event (lower case).
+    pub headers: Vec<String>,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            sink: SinkKind::Stdout,
+            path: None,
+            max_file_size: ByteSize(100 << 20),
+            keep_files: 5,
+            queue_capacity: 65_536,
+            query: QueryMode::Redact,
+            query_allowlist: Vec::new(),
+            headers: vec!["referer".into(), "accept-language".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReloadSection {
+    /// Reload when a config or policy file changes (SIGHUP always reloads).
+    pub watch: bool,
+    pub interval: Dur,
+}
+
+impl Default for ReloadSection {
+    fn default() -> Self {
+        ReloadSection {
+            watch: true,
+            interval: Dur(std::time::Duration::from_secs(1)),
+        }
+    }
+}
+
+/// One `policies/*.yaml` file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyFile {
+    /// `monitor` makes every rule of this file report without enforcing.
+    pub mode: Option<ModeSection>,
+    pub lists: BTreeMap<String, ListSection>,
+    pub rules: Vec<RuleSection>,
+    pub limits: Vec<LimitSection>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeSection {
+    #[default]
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListSection {
+    pub cidrs: Vec<Cidr>,
+    /// Files with one address or CIDR a line (`#` starts a comment), relative to the policy file.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    Allow,
+    Block,
+    Throttle,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(rename = "match")]
+    pub matches: MatchSection,
+    pub action: RuleAction,
+    #[serde(default)]
+    pub mode: ModeSection,
+    /// Seconds announced in `Retry-After` by `throttle` rules.
+    pub retry_after: Option<Dur>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Every condition given must hold.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchSection {
+    pub ip: Vec<Cidr>,
+    pub ip_lists: Vec<String>,
+    pub methods: Vec<String>,
+    pub hosts: Vec<String>,
+    pub path_prefix: Vec<String>,
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKey {
+    #[default]
+    ClientIp,
+    /// One counter per client IP and route.
+    ClientIpRoute,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitAction {
+    Throttle,
+    Block,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSection {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub key: LimitKey,
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// Window length.
+    pub per: Dur,
+    #[serde(default = "throttle")]
+    pub action: LimitAction,
+    #[serde(default)]
+    pub mode: ModeSection,
+    /// Requests the limit counts; every request when absent.
+    #[serde(rename = "match")]
+    pub matches: Option<MatchSection>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn slash() -> String {
+    "/".into()
+}
+fn throttle() -> LimitAction {
+    LimitAction::Throttle
+}

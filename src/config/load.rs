@@ -1,0 +1,262 @@
+//! Reading config and policy files: YAML syntax, then structure (every section is checked, so
+//! one run reports every structural error), then the cross-field checks of `validate.rs`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
+
+use super::error::{Collector, ConfigError, ConfigErrors};
+use super::file::{ConfigFile, ListenerSection, PolicyFile, RouteSection, SinkKind, UpstreamSection};
+use super::locate::Locator;
+use super::validate;
+
+/// The policy compiled in when the configuration names none.
+pub const EMBEDDED_DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
+/// The name under which the embedded policy appears in errors and telemetry.
+pub const EMBEDDED_DEFAULT_POLICY_NAME: &str = "<embedded>/policies/default.yaml";
+
+/// Settings given on the command line; they win over the file and survive reloads.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    /// Single-pool shortcut: every request goes to this backend.
+    pub upstream: Option<SocketAddr>,
+    pub policy: Option<PathBuf>,
+    /// `stdout`, `off`, or a file path.
+    pub telemetry: Option<String>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A policy file as read, with its source text (hashed into the policy version).
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    pub path: PathBuf,
+    pub source: String,
+    pub file: PolicyFile,
+    pub locator: std::sync::Arc<Locator>,
+    /// Text of the list files it references, so their changes change the policy version.
+    pub list_text: String,
+}
+
+/// A configuration that parsed and validated, ready to compile.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The config file, or `None` when running from command-line flags alone.
+    pub path: Option<PathBuf>,
+    pub config: ConfigFile,
+    pub policies: Vec<LoadedPolicy>,
+    /// Every file read, so the reloader can watch them.
+    pub files: Vec<PathBuf>,
+}
+
+/// Read, parse and validate the configuration and every policy it names.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    let (mut config, base, locator) = match path {
+        Some(p) => {
+            files.push(p.to_path_buf());
+            let Some(source) = read(p, &mut errors) else {
+                return Err(ConfigErrors(errors));
+            };
+            let locator = Locator::new(&source);
+            let parsed = {
+                let mut c = Collector::new(p, &locator, &mut errors);
+                parse_sections::<ConfigFile>(&source, &["upstreams"], &mut c)
+            };
+            let Some(config) = parsed else {
+                return Err(ConfigErrors(errors));
+            };
+            let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
+            (config, base, locator)
+        }
+        None => (ConfigFile::default(), PathBuf::new(), Locator::default()),
+    };
+    apply_overrides(&mut config, overrides);
+    let cfg_name = path.map_or_else(|| PathBuf::from("<command line>"), Path::to_path_buf);
+    validate::config(&config, &mut Collector::new(&cfg_name, &locator, &mut errors));
+
+    let mut policies = Vec::new();
+    let policy_paths: Vec<PathBuf> = match &overrides.policy {
+        Some(p) => vec![p.clone()],
+        None => config.policies.iter().map(|p| base.join(p)).collect(),
+    };
+    if policy_paths.is_empty() {
+        let source = EMBEDDED_DEFAULT_POLICY.to_string();
+        policies.extend(parse_policy(PathBuf::from(EMBEDDED_DEFAULT_POLICY_NAME), source, &mut errors));
+    }
+    for p in policy_paths {
+        files.push(p.clone());
+        if let Some(source) = read(&p, &mut errors) {
+            policies.extend(parse_policy(p, source, &mut errors));
+        }
+    }
+    validate::policies(&config, &mut policies, &mut errors, &mut files);
+
+    if errors.is_empty() {
+        Ok(Loaded {
+            path: path.map(Path::to_path_buf),
+            config,
+            policies,
+            files,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn parse_policy(path: PathBuf, source: String, errors: &mut Vec<ConfigError>) -> Option<LoadedPolicy> {
+    let locator = Locator::new(&source);
+    let file = parse_sections::<PolicyFile>(&source, &["lists"], &mut Collector::new(&path, &locator, errors))?;
+    Some(LoadedPolicy {
+        path,
+        source,
+        file,
+        locator: std::sync::Arc::new(locator),
+        list_text: String::new(),
+    })
+}
+
+/// Read a file, recording a whole-file error when it cannot be read.
+pub fn read(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read file: {e}"),
+            });
+            None
+        }
+    }
+}
+
+fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
+    if let Some(addr) = o.listen {
+        config.listeners = vec![ListenerSection {
+            address: addr,
+            tls: None,
+            redirect_https: false,
+            https_port: None,
+        }];
+    }
+    if let Some(addr) = o.upstream {
+        config.upstreams.clear();
+        config.upstreams.insert(
+            "default".into(),
+            UpstreamSection {
+                backends: vec![super::file::BackendSection::Address(addr)],
+                selection: Default::default(),
+                health_check: None,
+                tls: None,
+                host: None,
+            },
+        );
+        config.routes = vec![RouteSection {
+            name: "default".into(),
+            hosts: Vec::new(),
+            path_prefix: "/".into(),
+            upstream: "default".into(),
+            preserve_host: true,
+            timeouts: Default::default(),
+            response_headers: None,
+        }];
+    }
+    match o.telemetry.as_deref() {
+        None => {}
+        Some("stdout") => config.telemetry.sink = SinkKind::Stdout,
+        Some("off") => config.telemetry.sink = SinkKind::Off,
+        Some(path) => {
+            config.telemetry.sink = SinkKind::File;
+            config.telemetry.path = Some(PathBuf::from(path));
+        }
+    }
+    if let Some(addr) = o.metrics {
+        config.metrics = Some(super::file::MetricsSection { address: addr });
+    }
+}
+
+/// Deserialize `T` from YAML. When that fails, each top-level section (each item of a list
+/// section, each entry of a `split_maps` section) is tried on its own, so every broken section
+/// is reported rather than only the first.
+pub fn parse_sections<T: DeserializeOwned + Default>(
+    source: &str,
+    split_maps: &[&str],
+    c: &mut Collector<'_>,
+) -> Option<T> {
+    let value: Value = match serde_yaml::from_str(source) {
+        Ok(v) => v,
+        Err(e) => {
+            let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            c.at(line, col, format!("invalid YAML: {e}"));
+            return None;
+        }
+    };
+    if value.is_null() {
+        return Some(T::default());
+    }
+    if let Ok(t) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        return Some(t);
+    }
+    let Value::Mapping(top) = value else {
+        c.field("", "expected a mapping of settings at the top level");
+        return None;
+    };
+    for (k, v) in top {
+        let key = match &k {
+            Value::String(s) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        match v {
+            Value::Sequence(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let one = singleton(&k, Value::Sequence(vec![item]));
+                    report::<T>(one, &format!("{key}[0]"), &format!("{key}[{i}]"), c);
+                }
+            }
+            Value::Mapping(entries) if split_maps.contains(&key.as_str()) => {
+                for (ek, ev) in entries {
+                    let mut m = Mapping::new();
+                    m.insert(ek, ev);
+                    report::<T>(singleton(&k, Value::Mapping(m)), "", "", c);
+                }
+            }
+            other => report::<T>(singleton(&k, other), "", "", c),
+        }
+    }
+    None
+}
+
+fn singleton(key: &Value, v: Value) -> Value {
+    let mut m = Mapping::new();
+    m.insert(key.clone(), v);
+    Value::Mapping(m)
+}
+
+/// Deserialize a one-section document and record its error, if any, renaming the path prefix
+/// `from` to `to` (a list item tried alone is always item 0).
+fn report<T: DeserializeOwned>(doc: Value, from: &str, to: &str, c: &mut Collector<'_>) {
+    let Err(e) = serde_path_to_error::deserialize::<_, T>(doc) else {
+        return;
+    };
+    let mut path = e.path().to_string();
+    if !from.is_empty() && path.starts_with(from) {
+        path = format!("{to}{}", &path[from.len()..]);
+    }
+    let message = e.inner().to_string();
+    // serde names an unknown key in the message but not in the path: point at the key itself.
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some(name) = rest.split('`').next() {
+            path = if path == "." { name.to_string() } else { format!("{path}.{name}") };
+        }
+    }
+    if path == "." {
+        path.clear();
+    }
+    c.field(&path, message);
+}

@@ -1,0 +1,12 @@
+//! Configuration: parse (`file.rs`, `load.rs`) → validate (`validate.rs`) → compile (in the
+//! modules that own the runtime types). Errors name file, line and field (`error.rs`).
+
+pub mod error;
+pub mod file;
+pub mod load;
+pub mod locate;
+pub mod types;
+pub mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load, Loaded, LoadedPolicy, Overrides};

@@ -1,0 +1,266 @@
+//! Cross-field checks that serde cannot express: references between sections, uniqueness,
+//! well-formed header names, readable files. Every problem is collected, none stops the run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use http::header::{HeaderName, HeaderValue};
+
+use super::error::{Collector, ConfigError};
+use super::file::{ConfigFile, HeaderRulesSection, MatchSection, SinkKind};
+use super::load::LoadedPolicy;
+use super::types::Cidr;
+
+pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
+    if cfg.listeners.is_empty() {
+        c.field("listeners", "at least one listener is required (or pass --listen)");
+    }
+    let mut addrs = HashSet::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let p = format!("listeners[{i}]");
+        if !addrs.insert(l.address) {
+            c.field(&format!("{p}.address"), format!("address {} is used by another listener", l.address));
+        }
+        if let Some(tls) = &l.tls {
+            if l.redirect_https {
+                c.field(&format!("{p}.redirect_https"), "a TLS listener cannot redirect to https");
+            }
+            if tls.certificates.is_empty() {
+                c.field(&format!("{p}.tls.certificates"), "at least one certificate is required");
+            }
+            for (j, cert) in tls.certificates.iter().enumerate() {
+                let cp = format!("{p}.tls.certificates[{j}]");
+                for (what, file) in [("cert", &cert.cert), ("key", &cert.key)] {
+                    let f = resolve(c.file(), file);
+                    if let Err(e) = std::fs::metadata(&f) {
+                        c.field(&format!("{cp}.{what}"), format!("cannot read {}: {e}", f.display()));
+                    }
+                }
+                for (k, name) in cert.server_names.iter().enumerate() {
+                    check_host_pattern(name, &format!("{cp}.server_names[{k}]"), c);
+                }
+            }
+        }
+    }
+    if let Some(m) = &cfg.metrics {
+        if addrs.contains(&m.address) {
+            c.field("metrics.address", format!("address {} is already a proxy listener", m.address));
+        }
+    }
+    if HeaderName::from_bytes(cfg.request_id.header.as_bytes()).is_err() {
+        c.field("request_id.header", format!("{:?} is not a valid header name", cfg.request_id.header));
+    }
+    if cfg.upstreams.is_empty() {
+        c.field("upstreams", "at least one upstream pool is required (or pass --upstream)");
+    }
+    for (name, u) in &cfg.upstreams {
+        let p = format!("upstreams.{name}");
+        if u.backends.is_empty() {
+            c.field(&format!("{p}.backends"), "at least one backend is required");
+        }
+        for (i, b) in u.backends.iter().enumerate() {
+            if b.weight() == 0 {
+                c.field(&format!("{p}.backends[{i}].weight"), "weight must be at least 1");
+            }
+        }
+        if let Some(hc) = &u.health_check {
+            if !hc.path.starts_with('/') {
+                c.field(&format!("{p}.health_check.path"), "path must start with /");
+            }
+            if hc.healthy_after == 0 || hc.unhealthy_after == 0 {
+                c.field(&format!("{p}.health_check"), "healthy_after and unhealthy_after must be at least 1");
+            }
+        }
+    }
+    if cfg.routes.is_empty() {
+        c.field("routes", "at least one route is required (or pass --upstream)");
+    }
+    let mut names = HashSet::new();
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        if !names.insert(r.name.as_str()) {
+            c.field(&format!("{p}.name"), format!("route name {:?} is used twice", r.name));
+        }
+        if !cfg.upstreams.contains_key(&r.upstream) {
+            let known: Vec<_> = cfg.upstreams.keys().map(String::as_str).collect();
+            c.field(
+                &format!("{p}.upstream"),
+                format!("no upstream pool named {:?} (defined: {})", r.upstream, known.join(", ")),
+            );
+        }
+        if !r.path_prefix.starts_with('/') {
+            c.field(&format!("{p}.path_prefix"), "path_prefix must start with /");
+        }
+        for (j, h) in r.hosts.iter().enumerate() {
+            check_host_pattern(h, &format!("{p}.hosts[{j}]"), c);
+        }
+        if let Some(h) = &r.response_headers {
+            header_rules(h, &format!("{p}.response_headers"), c);
+        }
+    }
+    header_rules(&cfg.response_headers, "response_headers", c);
+    let t = &cfg.telemetry;
+    if t.sink == SinkKind::File && t.path.is_none() {
+        c.field("telemetry.path", "the file sink needs a path");
+    }
+    if t.queue_capacity == 0 {
+        c.field("telemetry.queue_capacity", "must be at least 1");
+    }
+    for (i, h) in t.headers.iter().enumerate() {
+        if HeaderName::from_bytes(h.as_bytes()).is_err() {
+            c.field(&format!("telemetry.headers[{i}]"), format!("{h:?} is not a valid header name"));
+        }
+    }
+}
+
+fn header_rules(h: &HeaderRulesSection, p: &str, c: &mut Collector<'_>) {
+    for (i, name) in h.remove.iter().enumerate() {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.field(&format!("{p}.remove[{i}]"), format!("{name:?} is not a valid header name"));
+        }
+    }
+    for (name, value) in &h.set {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.field(&format!("{p}.set.{name}"), format!("{name:?} is not a valid header name"));
+        }
+        if HeaderValue::from_str(value).is_err() {
+            c.field(&format!("{p}.set.{name}"), "value has characters not allowed in a header");
+        }
+    }
+}
+
+fn check_host_pattern(h: &str, path: &str, c: &mut Collector<'_>) {
+    let rest = h.strip_prefix("*.").unwrap_or(h);
+    if h != "*" && (rest.is_empty() || rest.contains('*') || rest.contains('/') || rest.contains(' ')) {
+        c.field(path, format!("{h:?} is not a host name or a `*.suffix` wildcard"));
+    }
+}
+
+/// A path from a file, resolved against that file's directory.
+pub fn resolve(relative_to: &Path, p: &Path) -> PathBuf {
+    match relative_to.parent() {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+
+/// Checks across all policy files; also reads list files into their list's `cidrs`.
+pub fn policies(
+    cfg: &ConfigFile,
+    policies: &mut [LoadedPolicy],
+    errors: &mut Vec<ConfigError>,
+    files: &mut Vec<PathBuf>,
+) {
+    let routes: HashSet<&str> = cfg.routes.iter().map(|r| r.name.as_str()).collect();
+    let mut lists: HashMap<String, PathBuf> = HashMap::new();
+    let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for pol in policies.iter_mut() {
+        let path = pol.path.clone();
+        let locator = pol.locator.clone();
+        for (name, list) in pol.file.lists.iter_mut() {
+            if let Some(first) = lists.insert(name.clone(), path.clone()) {
+                Collector::new(&path, &locator, errors).field(&format!("lists.{name}"), format!("list {name:?} is also defined in {}", first.display()));
+            }
+            for f in std::mem::take(&mut list.files) {
+                let f = resolve(&path, &f);
+                files.push(f.clone());
+                let Some(text) = super::load::read(&f, errors) else { continue };
+                for (n, line) in text.lines().enumerate() {
+                    let entry = line.split('#').next().unwrap_or("").trim();
+                    if entry.is_empty() {
+                        continue;
+                    }
+                    match entry.parse::<Cidr>() {
+                        Ok(cidr) => list.cidrs.push(cidr),
+                        Err(msg) => errors.push(ConfigError {
+                            file: f.clone(),
+                            line: n + 1,
+                            column: 1,
+                            field: format!("lists.{name}"),
+                            message: msg,
+                        }),
+                    }
+                }
+                pol.list_text.push_str(&text);
+            }
+        }
+    }
+    for pol in policies.iter() {
+        let mut c = Collector::new(&pol.path, &pol.locator, errors);
+        for (i, r) in pol.file.rules.iter().enumerate() {
+            let p = format!("rules[{i}]");
+            check_id(&r.id, &format!("{p}.id"), &pol.path, &mut ids, &mut c);
+            check_match(&r.matches, &format!("{p}.match"), &r.id, &lists, &routes, &mut c);
+            if r.retry_after.is_some() && r.action != super::file::RuleAction::Throttle {
+                c.field(&format!("{p}.retry_after"), format!("rule {:?}: retry_after only applies to throttle", r.id));
+            }
+        }
+        for (i, l) in pol.file.limits.iter().enumerate() {
+            let p = format!("limits[{i}]");
+            check_id(&l.id, &format!("{p}.id"), &pol.path, &mut ids, &mut c);
+            if l.requests == 0 {
+                c.field(&format!("{p}.requests"), format!("limit {:?}: requests must be at least 1", l.id));
+            }
+            if l.per.0.is_zero() {
+                c.field(&format!("{p}.per"), format!("limit {:?}: the window must be longer than zero", l.id));
+            }
+            if let Some(m) = &l.matches {
+                check_match(m, &format!("{p}.match"), &l.id, &lists, &routes, &mut c);
+            }
+        }
+    }
+}
+
+fn check_id(id: &str, path: &str, file: &Path, ids: &mut BTreeMap<String, PathBuf>, c: &mut Collector<'_>) {
+    let ok = !id.is_empty() && id.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch));
+    if !ok {
+        c.field(path, format!("id {id:?} must be non-empty letters, digits, - _ . :"));
+    }
+    if let Some(first) = ids.insert(id.to_string(), file.to_path_buf()) {
+        c.field(path, format!("id {id:?} is already used (in {})", first.display()));
+    }
+}
+
+fn check_match(
+    m: &MatchSection,
+    p: &str,
+    id: &str,
+    lists: &HashMap<String, PathBuf>,
+    routes: &HashSet<&str>,
+    c: &mut Collector<'_>,
+) {
+    if m.ip.is_empty()
+        && m.ip_lists.is_empty()
+        && m.methods.is_empty()
+        && m.hosts.is_empty()
+        && m.path_prefix.is_empty()
+        && m.routes.is_empty()
+    {
+        c.field(p, format!("{id:?}: match has no condition (use `path_prefix: [/]` to match every request)"));
+    }
+    for (j, l) in m.ip_lists.iter().enumerate() {
+        if !lists.contains_key(l) {
+            c.field(&format!("{p}.ip_lists[{j}]"), format!("{id:?}: no list named {l:?}"));
+        }
+    }
+    for (j, meth) in m.methods.iter().enumerate() {
+        if !METHODS.contains(&meth.as_str()) {
+            c.field(&format!("{p}.methods[{j}]"), format!("{id:?}: unknown method {meth:?} (use upper case, e.g. POST)"));
+        }
+    }
+    for (j, pp) in m.path_prefix.iter().enumerate() {
+        if !pp.starts_with('/') {
+            c.field(&format!("{p}.path_prefix[{j}]"), format!("{id:?}: path must start with /"));
+        }
+    }
+    for (j, h) in m.hosts.iter().enumerate() {
+        check_host_pattern(h, &format!("{p}.hosts[{j}]"), c);
+    }
+    for (j, r) in m.routes.iter().enumerate() {
+        if !routes.contains(r.as_str()) {
+            c.field(&format!("{p}.routes[{j}]"), format!("{id:?}: no route named {r:?}"));
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Request-rate limits on pingora-limits `Rate` counters (request_filter).
+//!
+//! `Rate` is a count-min sketch over fixed windows: it never under-counts, and with many more
+//! active keys than slots it can over-count, so a client may be throttled a little early
+//! under very high key cardinality. Windows are aligned per limit, not per client.
+
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_limits::rate::Rate;
+
+use super::rules::Condition;
+use super::verdict::{Action, Mode, Verdict};
+use super::RequestFacts;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    ClientIp,
+    ClientIpRoute,
+}
+
+pub struct Limit {
+    pub id: Arc<str>,
+    pub key: LimitKey,
+    pub requests: u32,
+    pub window: Duration,
+    pub action: Action,
+    pub mode: Mode,
+    /// Requests it counts; all when `None`.
+    pub condition: Option<Condition>,
+    /// Shared with the previous policy when key and window are unchanged, so a reload does
+    /// not hand every client a fresh allowance.
+    pub counter: Arc<Rate>,
+}
+
+/// Hashing key of a limit: the client, or the client on one route.
+enum Key<'a> {
+    Ip(IpAddr),
+    IpRoute(IpAddr, &'a str),
+}
+
+impl Hash for Key<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Key::Ip(ip) => ip.hash(h),
+            Key::IpRoute(ip, r) => {
+                ip.hash(h);
+                r.hash(h);
+            }
+        }
+    }
+}
+
+impl Limit {
+    /// True when a counter built for `other` can carry over to this limit.
+    pub fn same_counter(&self, other: &Limit) -> bool {
+        self.id == other.id && self.key == other.key && self.window == other.window
+    }
+
+    pub fn applies(&self, f: &RequestFacts<'_>) -> bool {
+        self.condition.as_ref().is_none_or(|c| c.matches(f).is_some())
+    }
+
+    /// Count this request; a verdict when the count passes the limit.
+    pub fn observe(&self, f: &RequestFacts<'_>) -> Option<Verdict> {
+        let count = match self.key {
+            LimitKey::ClientIp => self.counter.observe(&Key::Ip(f.client_ip), 1),
+            LimitKey::ClientIpRoute => self.counter.observe(&Key::IpRoute(f.client_ip, f.route), 1),
+        };
+        if count <= self.requests as isize {
+            return None;
+        }
+        let secs = self.window.as_secs_f64().ceil().max(1.0) as u32;
+        Some(Verdict {
+            action: self.action,
+            mode: self.mode,
+            rule: Some(self.id.clone()),
+            retry_after: (self.action == Action::Throttle).then_some(secs),
+            matched: Some(match self.key {
+                LimitKey::ClientIp => "client_ip".into(),
+                LimitKey::ClientIpRoute => "client_ip+route".into(),
+            }),
+            counter: Some(count as i64),
+        })
+    }
+}

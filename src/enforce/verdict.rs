@@ -1,0 +1,74 @@
+//! The outcome of evaluating a request against the policy (request_filter), and the words
+//! telemetry and metrics use for it.
+
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Allow,
+    Block,
+    Throttle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Evaluated and recorded, never enforced.
+    Monitor,
+}
+
+/// What the policy decided and why. A monitor-mode match is carried as a `Verdict` whose
+/// `mode` is `Monitor`: the request goes on, telemetry records `would_block`/`would_throttle`.
+#[must_use]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub action: Action,
+    pub mode: Mode,
+    /// The rule or limit that decided; `None` for the default allow.
+    pub rule: Option<Arc<str>>,
+    /// Seconds to announce in `Retry-After` for throttles.
+    pub retry_after: Option<u32>,
+    /// What matched, for explanations: the CIDR, or the limit key kind.
+    pub matched: Option<String>,
+    /// The counter value that tripped a limit.
+    pub counter: Option<i64>,
+}
+
+impl Verdict {
+    pub const fn allow() -> Self {
+        Verdict {
+            action: Action::Allow,
+            mode: Mode::Enforce,
+            rule: None,
+            retry_after: None,
+            matched: None,
+            counter: None,
+        }
+    }
+
+    /// True when the request must be answered by Palisade instead of the upstream.
+    pub fn enforced(&self) -> bool {
+        self.mode == Mode::Enforce && self.action != Action::Allow
+    }
+
+    /// The decision word of telemetry and of the `decision` metric label.
+    pub fn label(&self) -> &'static str {
+        match (self.action, self.mode) {
+            (Action::Allow, _) => "allow",
+            (Action::Block, Mode::Enforce) => "block",
+            (Action::Throttle, Mode::Enforce) => "throttle",
+            (Action::Block, Mode::Monitor) => "would_block",
+            (Action::Throttle, Mode::Monitor) => "would_throttle",
+        }
+    }
+
+    /// HTTP status an enforced verdict answers with.
+    pub fn status(&self) -> u16 {
+        match self.action {
+            Action::Allow => 200,
+            Action::Block => 403,
+            Action::Throttle => 429,
+        }
+    }
+}

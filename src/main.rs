@@ -1,0 +1,74 @@
+//! Wiring only: parse the command line, load the configuration, build the server, run it.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mimalloc::MiMalloc;
+use palisade::cli::{Cli, Command, CommonArgs, RunArgs};
+use palisade::config;
+use palisade::server::{self, ProcessFlags};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(args)) => check(&args),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn check(args: &CommonArgs) -> ExitCode {
+    match config::load(args.config.as_deref(), &args.overrides()) {
+        Ok(loaded) => {
+            let rules: usize = loaded.policies.iter().map(|p| p.file.rules.len() + p.file.limits.len()).sum();
+            println!(
+                "configuration ok: {} listener(s), {} route(s), {} pool(s), {} policy file(s) with {rules} rule(s) and limit(s)",
+                loaded.config.listeners.len(),
+                loaded.config.routes.len(),
+                loaded.config.upstreams.len(),
+                loaded.policies.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("configuration has {} error(s)", errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    if args.common.config.is_none() && args.common.upstream.is_none() {
+        eprintln!("error: give a configuration (-c palisade.yaml) or at least --upstream ADDR");
+        return ExitCode::from(2);
+    }
+    let overrides = args.common.overrides();
+    let loaded = match config::load(args.common.config.as_deref(), &overrides) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("not starting: configuration has {} error(s)", errors.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    let flags = ProcessFlags {
+        upgrade: args.upgrade,
+        daemon: args.daemon,
+    };
+    match server::build(loaded, flags, args.common.config.clone(), overrides) {
+        Ok(server) => server.run_forever(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Prometheus metrics: one `Metrics` struct registered once in the default registry, which the
+//! metrics listener serves. Updated from the `logging` phase and from background services.
+
+pub mod names;
+pub mod serve;
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+};
+
+use names::*;
+
+/// Latency buckets in seconds, from 250 µs to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_healthy: IntGaugeVec,
+    pub upstream_errors: IntCounterVec,
+    pub decisions: IntCounterVec,
+    pub telemetry_events: IntCounter,
+    pub telemetry_dropped: IntCounter,
+    pub reloads: IntCounterVec,
+    pub policy_info: IntGaugeVec,
+    pub active_bans: IntGauge,
+}
+
+// Registration only fails on a duplicate name, which is a programming error caught by tests.
+#[allow(clippy::expect_used)]
+pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
+    let build = register_int_gauge_vec!(BUILD_INFO, "Palisade build.", &["version"]).expect("metric");
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    Metrics {
+        requests: register_int_counter_vec!(
+            REQUESTS_TOTAL,
+            "Requests answered, by route, status class and policy decision.",
+            &["route", "status", "decision"]
+        )
+        .expect("metric"),
+        request_duration: register_histogram_vec!(
+            REQUEST_DURATION,
+            "Time from request start to the end of the response, by route.",
+            &["route"],
+            LATENCY_BUCKETS.to_vec()
+        )
+        .expect("metric"),
+        upstream_duration: register_histogram_vec!(
+            UPSTREAM_DURATION,
+            "Time from choosing a backend to its response header, by pool.",
+            &["pool"],
+            LATENCY_BUCKETS.to_vec()
+        )
+        .expect("metric"),
+        upstream_healthy: register_int_gauge_vec!(
+            UPSTREAM_HEALTHY,
+            "1 when the backend passes its health check, 0 when it is out of rotation.",
+            &["pool", "backend"]
+        )
+        .expect("metric"),
+        upstream_errors: register_int_counter_vec!(
+            UPSTREAM_ERRORS_TOTAL,
+            "Requests that failed on the upstream side, by pool and kind.",
+            &["pool", "kind"]
+        )
+        .expect("metric"),
+        decisions: register_int_counter_vec!(
+            DECISIONS_TOTAL,
+            "Non-allow policy decisions, by rule and decision.",
+            &["rule", "decision"]
+        )
+        .expect("metric"),
+        telemetry_events: register_int_counter!(TELEMETRY_EVENTS_TOTAL, "Telemetry events written to the sink.")
+            .expect("metric"),
+        telemetry_dropped: register_int_counter!(
+            TELEMETRY_DROPPED_TOTAL,
+            "Telemetry events dropped because the queue was full or the sink failed."
+        )
+        .expect("metric"),
+        reloads: register_int_counter_vec!(RELOADS_TOTAL, "Configuration and policy reloads, by result.", &["result"])
+            .expect("metric"),
+        policy_info: register_int_gauge_vec!(
+            POLICY_INFO,
+            "1 for the policy now enforced, labelled with its content hash and generation.",
+            &["hash", "generation"]
+        )
+        .expect("metric"),
+        active_bans: register_int_gauge!(ACTIVE_BANS, "Actors currently banned.").expect("metric"),
+    }
+});
+
+/// Status class label of a status code: `2xx`, `4xx`, …; `none` when nothing was sent.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}

@@ -1,0 +1,15 @@
+//! Every metric name Palisade exports, in one place. Labels stay bounded: route and pool names
+//! from the config, status class, decision word, rule id; never a client address or raw path.
+
+pub const REQUESTS_TOTAL: &str = "palisade_requests_total";
+pub const REQUEST_DURATION: &str = "palisade_request_duration_seconds";
+pub const UPSTREAM_DURATION: &str = "palisade_upstream_duration_seconds";
+pub const UPSTREAM_HEALTHY: &str = "palisade_upstream_healthy";
+pub const UPSTREAM_ERRORS_TOTAL: &str = "palisade_upstream_errors_total";
+pub const DECISIONS_TOTAL: &str = "palisade_policy_decisions_total";
+pub const TELEMETRY_EVENTS_TOTAL: &str = "palisade_telemetry_events_total";
+pub const TELEMETRY_DROPPED_TOTAL: &str = "palisade_telemetry_dropped_total";
+pub const RELOADS_TOTAL: &str = "palisade_policy_reloads_total";
+pub const POLICY_INFO: &str = "palisade_policy_info";
+pub const ACTIVE_BANS: &str = "palisade_active_bans";
+pub const BUILD_INFO: &str = "palisade_build_info";

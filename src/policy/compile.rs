@@ -1,0 +1,111 @@
+//! Validated policy files → `PolicySet`: CIDR lists into range sets, names into shared ids,
+//! and rate counters carried over from the previous policy where a limit did not change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use pingora_limits::rate::Rate;
+use sha2::{Digest, Sha256};
+
+use super::PolicySet;
+use crate::config::file::{self, ModeSection, RuleAction};
+use crate::config::LoadedPolicy;
+use crate::enforce::ip::IpSet;
+use crate::enforce::rate::{Limit, LimitKey};
+use crate::enforce::rules::{Condition, Rule};
+use crate::enforce::{Action, Mode};
+use crate::host::HostPattern;
+
+/// `Retry-After` of throttle rules that do not set their own, in seconds.
+pub const DEFAULT_RETRY_AFTER_SECS: u32 = 60;
+
+/// Compile policies that passed validation. `previous` lends its rate counters to unchanged
+/// limits.
+pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> PolicySet {
+    let mut hasher = Sha256::new();
+    let mut lists: HashMap<&str, Vec<IpNet>> = HashMap::new();
+    for p in policies {
+        hasher.update(p.path.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(p.source.as_bytes());
+        hasher.update([0]);
+        hasher.update(p.list_text.as_bytes());
+        for (name, l) in &p.file.lists {
+            lists.insert(name, l.cidrs.iter().map(|c| c.0).collect());
+        }
+    }
+    let hash = hex::encode(hasher.finalize())[..12].to_string();
+
+    let mut rules = Vec::new();
+    let mut limits = Vec::new();
+    for p in policies {
+        let file_monitor = p.file.mode == Some(ModeSection::Monitor);
+        let mode = |m: ModeSection| {
+            if file_monitor || m == ModeSection::Monitor {
+                Mode::Monitor
+            } else {
+                Mode::Enforce
+            }
+        };
+        for r in &p.file.rules {
+            rules.push(Rule {
+                id: Arc::from(r.id.as_str()),
+                condition: condition(&r.matches, &lists),
+                action: match r.action {
+                    RuleAction::Allow => Action::Allow,
+                    RuleAction::Block => Action::Block,
+                    RuleAction::Throttle => Action::Throttle,
+                },
+                mode: mode(r.mode),
+                retry_after: r
+                    .retry_after
+                    .map_or(DEFAULT_RETRY_AFTER_SECS, |d| d.0.as_secs().clamp(1, u32::MAX as u64) as u32),
+            });
+        }
+        for l in &p.file.limits {
+            let mut limit = Limit {
+                id: Arc::from(l.id.as_str()),
+                key: match l.key {
+                    file::LimitKey::ClientIp => LimitKey::ClientIp,
+                    file::LimitKey::ClientIpRoute => LimitKey::ClientIpRoute,
+                },
+                requests: l.requests,
+                window: l.per.0,
+                action: match l.action {
+                    file::LimitAction::Throttle => Action::Throttle,
+                    file::LimitAction::Block => Action::Block,
+                },
+                mode: mode(l.mode),
+                condition: l.matches.as_ref().map(|m| condition(m, &lists)),
+                counter: Arc::new(Rate::new(l.per.0)),
+            };
+            if let Some(prev) = previous.and_then(|p| p.limits.iter().find(|o| limit.same_counter(o))) {
+                limit.counter = prev.counter.clone();
+            }
+            limits.push(limit);
+        }
+    }
+    PolicySet {
+        rules,
+        limits,
+        hash,
+        sources: policies.iter().map(|p| p.path.display().to_string()).collect(),
+    }
+}
+
+fn condition(m: &file::MatchSection, lists: &HashMap<&str, Vec<IpNet>>) -> Condition {
+    let mut nets: Vec<IpNet> = m.ip.iter().map(|c| c.0).collect();
+    for name in &m.ip_lists {
+        nets.extend(lists.get(name.as_str()).into_iter().flatten().copied());
+    }
+    let has_ip = !m.ip.is_empty() || !m.ip_lists.is_empty();
+    Condition {
+        // A rule naming only empty lists must match nobody, not everybody.
+        ip: has_ip.then(|| IpSet::new(nets)),
+        methods: m.methods.clone(),
+        hosts: m.hosts.iter().map(|h| HostPattern::new(h)).collect(),
+        path_prefix: m.path_prefix.clone(),
+        routes: m.routes.iter().map(|r| Arc::from(r.as_str())).collect(),
+    }
+}

@@ -1,0 +1,127 @@
+//! Who is asking: the client address behind trusted proxies, and the request id
+//! (request_filter). Pure functions over header bytes, so they are tested without sockets.
+
+use std::net::IpAddr;
+
+use crate::enforce::ip::IpSet;
+
+/// The client address. The socket peer, unless the peer is a trusted proxy: then the
+/// right-most address of `X-Forwarded-For` (or, without it, `Forwarded: for=`) that is not
+/// itself a trusted proxy. An unparsable hop stops the walk at the last good address, since
+/// nothing left of it can be believed.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    trusted: &IpSet,
+    xff: impl DoubleEndedIterator<Item = &'a [u8]>,
+    forwarded: impl DoubleEndedIterator<Item = &'a [u8]>,
+) -> IpAddr {
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return peer;
+    }
+    let mut hops: Vec<&str> = Vec::new();
+    for h in xff {
+        hops.extend(std::str::from_utf8(h).unwrap_or("?").split(','));
+    }
+    let from_forwarded;
+    if hops.is_empty() {
+        from_forwarded = forwarded
+            .flat_map(|h| std::str::from_utf8(h).unwrap_or("for=?").split(','))
+            .filter_map(forwarded_for)
+            .collect::<Vec<_>>();
+        hops.extend(from_forwarded.iter().copied());
+    }
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else { break };
+        client = ip;
+        if !trusted.contains(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// The `for=` value of one `Forwarded` element.
+fn forwarded_for(element: &str) -> Option<&str> {
+    element.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+    })
+}
+
+/// An address from a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `[v6]:80`, `"[v6]"`, `v6`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let h = hop.trim().trim_matches('"');
+    if let Ok(ip) = h.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    let (addr, port) = h.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    addr.parse().ok()
+}
+
+/// Longest incoming request id that is kept.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// An incoming request id is kept only if it is short and plain (it ends up in logs).
+pub fn acceptable_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+}
+
+/// A fresh request id: 128 random bits in hex.
+pub fn new_request_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipnet::IpNet;
+
+    fn trusted() -> IpSet {
+        IpSet::new(["10.0.0.0/8".parse::<IpNet>().expect("cidr")])
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+    fn resolve(peer: &str, xff: &[&str], fwd: &[&str]) -> IpAddr {
+        client_ip(ip(peer), &trusted(), xff.iter().map(|s| s.as_bytes()), fwd.iter().map(|s| s.as_bytes()))
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        assert_eq!(resolve("198.51.100.1", &["1.1.1.1"], &[]), ip("198.51.100.1"));
+    }
+
+    #[test]
+    fn rightmost_untrusted_hop_behind_trusted_proxies() {
+        // The client may forge the left part; only hops appended by our proxies count.
+        assert_eq!(resolve("10.0.0.1", &["6.6.6.6, 203.0.113.5, 10.1.1.1"], &[]), ip("203.0.113.5"));
+        assert_eq!(resolve("10.0.0.1", &["6.6.6.6", "203.0.113.5:4711"], &[]), ip("203.0.113.5"));
+    }
+
+    #[test]
+    fn forwarded_header_when_no_xff() {
+        let fwd = ["for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\""];
+        assert_eq!(resolve("10.0.0.1", &[], &fwd), ip("2001:db8:cafe::17"));
+    }
+
+    #[test]
+    fn garbage_hop_stops_the_walk() {
+        assert_eq!(resolve("10.0.0.1", &["203.0.113.5, not-an-ip, 10.2.2.2"], &[]), ip("10.2.2.2"));
+        assert_eq!(resolve("10.0.0.1", &[], &[]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(acceptable_request_id(b"abc-123_x.y:z"));
+        assert!(!acceptable_request_id(b"a b"));
+        assert!(!acceptable_request_id(&[b'a'; 129]));
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, new_request_id());
+    }
+}

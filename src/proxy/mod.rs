@@ -1,0 +1,294 @@
+//! The one `ProxyHttp` implementation. Each phase gathers request facts, calls a pure function
+//! (routing, `enforce::evaluate`, client identity) and acts on the result; no security logic
+//! lives here.
+//!
+//! Phases: request_filter (identity, routing, policy) → upstream_peer (balancing, timeouts)
+//! → upstream_request_filter (forwarding headers) → response_filter (origin hiding, security
+//! headers) → logging (telemetry, metrics). fail_to_proxy turns upstream failures into
+//! 502/503/504 answers.
+
+pub mod ctx;
+pub mod facts;
+pub mod respond;
+pub mod routes;
+pub mod tls;
+pub mod upstream;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::{ErrorSource, ErrorType};
+use pingora_proxy::FailToProxy;
+
+use crate::enforce::{self, RequestFacts};
+use crate::state::Store;
+use crate::telemetry::Telemetry;
+pub use ctx::RequestCtx;
+use respond::{status_line, Answer};
+
+/// Connection attempts per request (the first and one retry on another backend); nothing has
+/// been sent upstream when a connect fails, so the retry is safe for any method.
+const MAX_CONNECT_TRIES: u8 = 2;
+
+/// What kind of listener a proxy service serves.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerKind {
+    pub tls: bool,
+    /// Answer everything with a redirect to https on this port.
+    pub redirect_https: Option<u16>,
+}
+
+pub struct Palisade {
+    pub store: Store,
+    pub telemetry: Telemetry,
+    pub listener: ListenerKind,
+}
+
+fn peer_of(addr: Option<&PingoraAddr>) -> Option<std::net::SocketAddr> {
+    addr.and_then(|a| a.as_inet()).copied()
+}
+
+#[async_trait]
+impl ProxyHttp for Palisade {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(Instant::now())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snap = self.store.load_full();
+        session.set_keepalive(Some(snap.client_keepalive_secs));
+        ctx.peer = peer_of(session.client_addr());
+        let req = session.req_header();
+        // Without a socket address (not possible on TCP listeners) the client is 0.0.0.0,
+        // which only matches rules written for it: fail open on identity, closed on limits.
+        let peer_ip = ctx.peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
+        let client_ip = facts::client_ip(
+            peer_ip,
+            &snap.trusted_proxies,
+            req.headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()),
+            req.headers.get_all("forwarded").iter().map(|v| v.as_bytes()),
+        );
+        ctx.client_ip = Some(client_ip);
+        ctx.peer_trusted = snap.trusted_proxies.contains(peer_ip);
+        ctx.request_id = match req.headers.get(&snap.request_id_header) {
+            Some(v) if snap.trust_incoming_request_id && ctx.peer_trusted && facts::acceptable_request_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => facts::new_request_id(),
+        };
+        let raw_host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("");
+        ctx.host = crate::host::normalize(raw_host);
+        ctx.snap = Some(snap.clone());
+
+        if let Some(port) = self.listener.redirect_https {
+            let port = if port == 443 { String::new() } else { format!(":{port}") };
+            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let location = format!("https://{}{port}{target}", ctx.host);
+            let answer = Answer {
+                status: 308,
+                body: format!("{}\nThis site is served over https: {location}\n", status_line(308)),
+                request_id: &ctx.request_id,
+                request_id_header: &snap.request_id_header,
+                headers: None,
+                retry_after: None,
+                location: Some(location.clone()),
+            };
+            answer.send(session).await?;
+            return Ok(true);
+        }
+
+        let path = req.uri.path();
+        let Some((idx, route)) = snap.routes.find(&ctx.host, path) else {
+            ctx.error = Some("no_route");
+            Answer {
+                status: 404,
+                body: format!("{}\nNo route for this host and path. Reference: {}\n", status_line(404), ctx.request_id),
+                request_id: &ctx.request_id,
+                request_id_header: &snap.request_id_header,
+                headers: None,
+                retry_after: None,
+                location: None,
+            }
+            .send(session)
+            .await?;
+            return Ok(true);
+        };
+        ctx.route = Some(idx);
+        let facts = RequestFacts {
+            client_ip,
+            method: req.method.as_str(),
+            host: &ctx.host,
+            path,
+            route: &route.name,
+        };
+        ctx.verdict = enforce::evaluate(&snap.policy, &facts);
+        if !ctx.verdict.enforced() {
+            return Ok(false);
+        }
+        let status = ctx.verdict.status();
+        let what = if status == 429 { "Too many requests; slow down." } else { "Request blocked by policy." };
+        Answer {
+            status,
+            body: format!("{}\n{what} Reference: {}\n", status_line(status), ctx.request_id),
+            request_id: &ctx.request_id,
+            request_id_header: &snap.request_id_header,
+            headers: Some(&route.response_headers),
+            retry_after: ctx.verdict.retry_after,
+            location: None,
+        }
+        .send(session)
+        .await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream_peer without a route"))?;
+        let pool = route.pool.clone();
+        let timeouts = route.timeouts;
+        ctx.tries += 1;
+        let Some(backend) = pool.select(ctx.client_ip) else {
+            ctx.error = Some("no_healthy_backend");
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                format!("no healthy backend in pool {}", pool.name),
+            ));
+        };
+        let addr = peer_of(Some(&backend.addr))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "backend without an inet address"))?;
+        let tls = pool.section.tls.as_ref();
+        let mut peer = HttpPeer::new(addr, tls.is_some(), tls.map(|t| t.sni.clone()).unwrap_or_default());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(timeouts.connect);
+        o.read_timeout = Some(timeouts.read);
+        o.write_timeout = Some(timeouts.write);
+        o.idle_timeout = Some(timeouts.idle);
+        if let Some(t) = tls {
+            o.verify_cert = t.verify;
+            o.verify_hostname = t.verify;
+        }
+        ctx.backend = Some(addr);
+        ctx.upstream_start = Some(Instant::now());
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        let several = ctx.route().is_some_and(|r| r.pool.backends.len() > 1);
+        e.set_retry(several && ctx.tries < MAX_CONNECT_TRIES);
+        e
+    }
+
+    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(snap) = ctx.snap.clone() else { return Ok(()) };
+        let peer = ctx.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        // Only a trusted proxy's chain is extended; anything else a client sent is replaced.
+        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prior) if ctx.peer_trusted && !prior.is_empty() => format!("{prior}, {peer}"),
+            _ => peer,
+        };
+        req.insert_header("x-forwarded-for", xff)?;
+        req.insert_header("x-forwarded-proto", if self.listener.tls { "https" } else { "http" })?;
+        req.insert_header(snap.request_id_header.clone(), ctx.request_id.as_str())?;
+        if let Some(route) = ctx.route() {
+            if !route.preserve_host {
+                let host = match (&route.pool.section.host, ctx.backend) {
+                    (Some(h), _) => h.clone(),
+                    (None, Some(addr)) => addr.to_string(),
+                    (None, None) => String::new(),
+                };
+                req.insert_header(header::HOST, host)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        ctx.upstream_time = ctx.upstream_start.map(|s| s.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(snap) = ctx.snap.clone() else { return Ok(()) };
+        if let Some(route) = ctx.route() {
+            for h in &route.response_headers.remove {
+                resp.remove_header(h);
+            }
+            for (k, v) in &route.response_headers.set {
+                resp.insert_header(k.clone(), v.clone())?;
+            }
+        }
+        resp.insert_header(snap.request_id_header.clone(), ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let upstream = *e.esource() == ErrorSource::Upstream;
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::TLSHandshakeTimedout
+                if upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if ctx.error.is_none() {
+            ctx.error = Some(match code {
+                504 => "upstream_timeout",
+                0 => "client_gone",
+                400 => "bad_request",
+                500 => "internal_error",
+                _ => "upstream_error",
+            });
+        }
+        if upstream || code == 503 {
+            if let (Some(route), Some(kind)) = (ctx.route(), ctx.error) {
+                crate::metrics::METRICS.upstream_errors.with_label_values(&[&route.pool.name, kind]).inc();
+            }
+        }
+        if code > 0 && session.response_written().is_none() {
+            let id_header = ctx.snap.as_ref().map_or(header::HeaderName::from_static("x-request-id"), |s| s.request_id_header.clone());
+            let answer = Answer {
+                status: code,
+                body: format!("{}\nReference: {}\n", status_line(code), ctx.request_id),
+                request_id: &ctx.request_id,
+                request_id_header: &id_header,
+                headers: ctx.route().map(|r| &*r.response_headers),
+                retry_after: None,
+                location: None,
+            };
+            if let Err(err) = answer.send(session).await {
+                log::debug!("could not send the error answer: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let snap = ctx.snap.clone().unwrap_or_else(|| self.store.load_full());
+        ctx::record(session, ctx, &snap, &self.telemetry);
+    }
+}

@@ -1,0 +1,210 @@
+//! Upstream pools: backends, load balancing (round robin or consistent hash on the client IP)
+//! and active health checks (upstream_peer; checks run in a background service).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use pingora::lb::discovery::Static;
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::{Consistent, RoundRobin};
+use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora_http::RequestHeader;
+
+use crate::config::file::{HealthCheckKind, Selection, UpstreamSection};
+use crate::metrics::METRICS;
+use crate::state::Store;
+
+/// Health check period when the config gives none.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Backends tried by one selection before giving up on the pool.
+const MAX_SELECT_ITERATIONS: usize = 256;
+
+enum Balancer {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Consistent(LoadBalancer<Consistent>),
+}
+
+/// One named pool of backends. Kept across reloads while its configuration is unchanged, so
+/// health state survives.
+pub struct Pool {
+    pub name: Arc<str>,
+    /// The section it was built from, to decide reuse on reload.
+    pub section: UpstreamSection,
+    balancer: Balancer,
+    pub backends: Vec<SocketAddr>,
+    health_interval: Option<Duration>,
+    /// Milliseconds since `epoch` of the last health check, for scheduling.
+    last_check_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Pool {
+    pub fn new(name: &str, section: &UpstreamSection) -> std::io::Result<Pool> {
+        let set: BTreeSet<Backend> = section
+            .backends
+            .iter()
+            .filter_map(|b| Backend::new_with_weight(&b.address().to_string(), b.weight()).ok())
+            .collect();
+        let mut backends = Backends::new(Static::new(set));
+        if let Some(hc) = &section.health_check {
+            backends.set_health_check(health_check(hc, section));
+        }
+        let balancer = match section.selection {
+            Selection::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
+            Selection::ConsistentHash => Balancer::Consistent(LoadBalancer::from_backends(backends)),
+        };
+        // Static discovery answers at once: load the backend list into the selector now.
+        let updated = match &balancer {
+            Balancer::RoundRobin(lb) => lb.update().now_or_never(),
+            Balancer::Consistent(lb) => lb.update().now_or_never(),
+        };
+        if !matches!(updated, Some(Ok(()))) {
+            return Err(std::io::Error::other(format!("pool {name}: cannot load backends")));
+        }
+        Ok(Pool {
+            name: Arc::from(name),
+            section: section.clone(),
+            balancer,
+            backends: section.backends.iter().map(|b| b.address()).collect(),
+            health_interval: section
+                .health_check
+                .as_ref()
+                .map(|h| h.interval.map_or(DEFAULT_HEALTH_INTERVAL, |d| d.0)),
+            last_check_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// A healthy backend for this client, or `None` when every backend is down.
+    pub fn select(&self, client: Option<IpAddr>) -> Option<Backend> {
+        match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.select(b"", MAX_SELECT_ITERATIONS),
+            Balancer::Consistent(lb) => {
+                let key = match client {
+                    Some(IpAddr::V4(a)) => a.octets().to_vec(),
+                    Some(IpAddr::V6(a)) => a.octets().to_vec(),
+                    None => Vec::new(),
+                };
+                lb.select(&key, MAX_SELECT_ITERATIONS)
+            }
+        }
+    }
+
+    fn backends_ref(&self) -> &Backends {
+        match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.backends(),
+            Balancer::Consistent(lb) => lb.backends(),
+        }
+    }
+
+    /// Whether `addr` currently passes its health check (always true without checks).
+    pub fn healthy(&self, addr: SocketAddr) -> bool {
+        Backend::new(&addr.to_string())
+            .map(|b| self.backends_ref().ready(&b))
+            .unwrap_or(false)
+    }
+
+    /// Run the health check if it is due; report backend health to metrics.
+    async fn check_if_due(&self) {
+        let Some(interval) = self.health_interval else { return };
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let last = self.last_check_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < interval.as_millis() as u64 {
+            return;
+        }
+        self.last_check_ms.store(now_ms.max(1), Ordering::Relaxed);
+        self.backends_ref().run_health_check(true).await;
+        for addr in &self.backends {
+            let up = self.healthy(*addr);
+            METRICS.upstream_healthy.with_label_values(&[&*self.name, &addr.to_string()]).set(i64::from(up));
+        }
+    }
+}
+
+fn health_check(hc: &crate::config::file::HealthCheckSection, u: &UpstreamSection) -> Box<dyn HealthCheck + Send + Sync> {
+    let tls_sni = u.tls.as_ref().map(|t| t.sni.clone());
+    match hc.kind {
+        HealthCheckKind::Tcp => {
+            let mut c = match &tls_sni {
+                Some(sni) => TcpHealthCheck::new_tls(sni),
+                None => TcpHealthCheck::new(),
+            };
+            c.consecutive_success = hc.healthy_after;
+            c.consecutive_failure = hc.unhealthy_after;
+            c
+        }
+        HealthCheckKind::Http => {
+            let host = hc.host.clone().or_else(|| u.host.clone()).or(tls_sni.clone()).unwrap_or_else(|| "localhost".into());
+            let mut c = HttpHealthCheck::new(&host, tls_sni.is_some());
+            if let Some(sni) = &tls_sni {
+                c.peer_template.sni = sni.clone();
+                c.peer_template.options.verify_cert = u.tls.as_ref().is_some_and(|t| t.verify);
+                c.peer_template.options.verify_hostname = c.peer_template.options.verify_cert;
+            }
+            if let Ok(mut req) = RequestHeader::build("GET", hc.path.as_bytes(), None) {
+                if req.insert_header("Host", &host).is_ok() && req.insert_header("User-Agent", "palisade-health").is_ok() {
+                    c.req = req;
+                }
+            }
+            c.consecutive_success = hc.healthy_after;
+            c.consecutive_failure = hc.unhealthy_after;
+            c.validator = Some(Box::new(|resp| {
+                if resp.status.as_u16() < 400 {
+                    Ok(())
+                } else {
+                    pingora::Error::e_explain(pingora::ErrorType::Custom("unhealthy"), format!("status {}", resp.status))
+                }
+            }));
+            Box::new(c)
+        }
+    }
+}
+
+/// Build the pools of a new configuration, reusing those of `previous` whose section did not
+/// change.
+pub fn build_pools(
+    sections: &BTreeMap<String, UpstreamSection>,
+    previous: Option<&BTreeMap<String, Arc<Pool>>>,
+) -> std::io::Result<BTreeMap<String, Arc<Pool>>> {
+    let mut out = BTreeMap::new();
+    for (name, section) in sections {
+        let reused = previous.and_then(|p| p.get(name)).filter(|p| p.section == *section).cloned();
+        let pool = match reused {
+            Some(p) => p,
+            None => Arc::new(Pool::new(name, section)?),
+        };
+        out.insert(name.clone(), pool);
+    }
+    Ok(out)
+}
+
+/// Runs the health checks of whatever pools the current snapshot holds, so pools added by a
+/// reload are checked without restarting.
+pub struct HealthChecks {
+    pub store: Store,
+}
+
+/// How often the checker looks for pools whose check is due.
+const HEALTH_TICK: Duration = Duration::from_millis(200);
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let snap = self.store.load_full();
+            let checks = snap.pools.values().map(|p| p.check_if_due());
+            futures::future::join_all(checks).await;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(HEALTH_TICK) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Assembling the Pingora server from a loaded configuration: one proxy service per listener,
+//! the metrics listener, and the background services (health checks, reload).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::config::file::ServerSection;
+use crate::config::{Loaded, Overrides};
+use crate::metrics::serve::MetricsApp;
+use crate::proxy::tls::SniResolver;
+use crate::proxy::upstream::HealthChecks;
+use crate::proxy::{ListenerKind, Palisade};
+use crate::reload::{publish_policy_info, Reloader};
+use crate::state::{Snapshot, Store};
+use crate::telemetry::Telemetry;
+
+/// Pingora's process-level flags, passed through from the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessFlags {
+    /// Take the listening sockets over from the running process (graceful upgrade).
+    pub upgrade: bool,
+    pub daemon: bool,
+}
+
+/// Default seconds a stopping process keeps serving in-flight requests.
+pub const DEFAULT_GRACE_PERIOD_SECS: u64 = 5;
+/// Default seconds allowed for runtimes to stop after the grace period.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+fn server_conf(s: &ServerSection) -> ServerConf {
+    let mut c = ServerConf::default();
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    c.threads = s
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if let Some(p) = path(&s.pid_file) {
+        c.pid_file = p;
+    }
+    if let Some(p) = path(&s.upgrade_sock) {
+        c.upgrade_sock = p;
+    }
+    c.error_log = path(&s.error_log);
+    c.user = s.user.clone();
+    c.group = s.group.clone();
+    c.ca_file = path(&s.ca_file);
+    c.grace_period_seconds = Some(s.grace_period.map_or(DEFAULT_GRACE_PERIOD_SECS, |d| d.0.as_secs()));
+    c.graceful_shutdown_timeout_seconds =
+        Some(s.graceful_shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT_SECS, |d| d.0.as_secs()));
+    if let Some(n) = s.upstream_keepalive_pool_size {
+        c.upstream_keepalive_pool_size = n;
+    }
+    c
+}
+
+/// Build a ready-to-run server. Errors are for the operator (bad certificate, unwritable
+/// telemetry file).
+pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, overrides: Overrides) -> Result<Server, String> {
+    let cfg = loaded.config.clone();
+    let opt = Opt {
+        upgrade: flags.upgrade,
+        daemon: flags.daemon,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&cfg.server));
+    server.bootstrap();
+
+    let base = loaded.path.as_ref().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default();
+    let snap = Snapshot::build(loaded, 1, None).map_err(|e| e.to_string())?;
+    publish_policy_info(&snap);
+    let store: Store = Arc::new(ArcSwap::from_pointee(snap));
+    let telemetry = Telemetry::start(&cfg.telemetry).map_err(|e| format!("telemetry: {e}"))?;
+
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let kind = ListenerKind {
+            tls: l.tls.is_some(),
+            redirect_https: l.redirect_https.then_some(l.https_port.unwrap_or(443)),
+        };
+        let app = Palisade {
+            store: store.clone(),
+            telemetry: telemetry.clone(),
+            listener: kind,
+        };
+        let name = format!("palisade listener {i} ({})", l.address);
+        let mut svc = pingora::proxy::http_proxy_service_with_name(&server.configuration, app, &name);
+        let addr = l.address.to_string();
+        match &l.tls {
+            Some(tls) => {
+                let resolver = SniResolver::load(&tls.certificates, &base).map_err(|e| format!("listener {addr}: {e}"))?;
+                let mut settings =
+                    TlsSettings::with_callbacks(Box::new(resolver)).map_err(|e| format!("listener {addr}: {e}"))?;
+                if tls.http2 {
+                    settings.enable_h2();
+                }
+                svc.add_tls_with_settings(&addr, None, settings);
+            }
+            None => svc.add_tcp(&addr),
+        }
+        server.add_service(svc);
+    }
+
+    if let Some(m) = &cfg.metrics {
+        let mut svc = Service::new("palisade metrics".to_string(), MetricsApp);
+        svc.add_tcp(&m.address.to_string());
+        svc.threads = Some(1);
+        server.add_service(svc);
+    }
+    server.add_service(background_service("palisade health checks", HealthChecks { store: store.clone() }));
+    server.add_service(background_service(
+        "palisade reload",
+        Reloader {
+            store,
+            config_path,
+            overrides,
+        },
+    ));
+    Ok(server)
+}

@@ -1,0 +1,92 @@
+//! The runtime snapshot every request reads: routes, pools, policy and per-request settings,
+//! compiled from a validated configuration and swapped atomically on reload.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::header::HeaderName;
+
+use crate::config::file::QueryMode;
+use crate::config::{ConfigError, ConfigErrors, Loaded};
+use crate::enforce::ip::IpSet;
+use crate::policy::{self, PolicySet};
+use crate::proxy::routes::RouteTable;
+use crate::proxy::upstream::{build_pools, Pool};
+
+/// Client keep-alive idle time when the config gives none, in seconds.
+pub const DEFAULT_CLIENT_KEEPALIVE_SECS: u64 = 60;
+
+/// Shared handle to the current snapshot.
+pub type Store = Arc<ArcSwap<Snapshot>>;
+
+/// What telemetry may record of a request.
+#[derive(Debug, Clone)]
+pub struct Redaction {
+    pub query: QueryMode,
+    pub query_allowlist: Vec<String>,
+    pub headers: Vec<HeaderName>,
+}
+
+pub struct Snapshot {
+    /// Counts successful loads: 1 at start, +1 per reload.
+    pub generation: u64,
+    pub routes: RouteTable,
+    pub pools: BTreeMap<String, Arc<Pool>>,
+    pub policy: Arc<PolicySet>,
+    pub trusted_proxies: IpSet,
+    pub request_id_header: HeaderName,
+    pub trust_incoming_request_id: bool,
+    pub redaction: Redaction,
+    pub client_keepalive_secs: u64,
+    /// Config and policy files, watched for changes.
+    pub files: Vec<PathBuf>,
+    /// The configuration it was built from, to tell which changes need a restart.
+    pub loaded: Loaded,
+}
+
+impl Snapshot {
+    /// Compile a validated configuration. `previous` lends health state of unchanged pools and
+    /// counters of unchanged limits.
+    pub fn build(loaded: Loaded, generation: u64, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
+        let cfg = &loaded.config;
+        let pools = build_pools(&cfg.upstreams, previous.map(|p| &p.pools)).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: loaded.path.clone().unwrap_or_default(),
+                line: 0,
+                column: 0,
+                field: "upstreams".into(),
+                message: e.to_string(),
+            }])
+        })?;
+        let routes = RouteTable::new(&cfg.routes, &cfg.response_headers, &pools);
+        let policy = Arc::new(policy::compile(&loaded.policies, previous.map(|p| &*p.policy)));
+        let t = &cfg.telemetry;
+        Ok(Snapshot {
+            generation,
+            routes,
+            pools,
+            policy,
+            trusted_proxies: IpSet::new(cfg.trusted_proxies.iter().map(|c| c.0)),
+            request_id_header: HeaderName::from_bytes(cfg.request_id.header.to_ascii_lowercase().as_bytes())
+                .unwrap_or(HeaderName::from_static("x-request-id")),
+            trust_incoming_request_id: cfg.request_id.trust_incoming,
+            redaction: Redaction {
+                query: t.query,
+                query_allowlist: t.query_allowlist.clone(),
+                headers: t
+                    .headers
+                    .iter()
+                    .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+                    .collect(),
+            },
+            client_keepalive_secs: cfg
+                .server
+                .client_keepalive
+                .map_or(DEFAULT_CLIENT_KEEPALIVE_SECS, |d| d.0.as_secs().max(1)),
+            files: loaded.files.clone(),
+            loaded,
+        })
+    }
+}
