@@ -101,6 +101,7 @@ impl BackgroundService for Reloader {
         // Stamps taken before each reload, so a change made while reloading is seen next time.
         let mut stamps: HashMap<PathBuf, Stamp> = HashMap::new();
         remember(&mut stamps, &self.store.load().files);
+        log::info!("reloader ready: SIGHUP reloads; watching {} file(s)", stamps.len());
         loop {
             let snap = self.store.load_full();
             let reload_cfg = &snap.loaded.config.reload;

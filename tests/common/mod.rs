@@ -1,0 +1,220 @@
+//! Shared integration-test harness: a real origin (`origin.rs`) and the real `palisade` binary
+//! started on ports picked at run time, driven by a real HTTP client.
+
+#![allow(dead_code)]
+
+pub mod origin;
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use origin::Origin;
+
+/// How long to wait for anything the proxy should do promptly.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A free loopback port (bound, read, released).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr")
+}
+
+/// Poll `f` until it returns `Some`, or panic with `what` after `PATIENCE`.
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Proxy {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub telemetry: PathBuf,
+    pub log: PathBuf,
+}
+
+/// The config every test starts from; `{DIR}`, `{LISTEN}`, `{METRICS}` are filled in.
+pub const BASE: &str = "\
+server:
+  threads: 1
+  pid_file: {DIR}/palisade.pid
+  upgrade_sock: {DIR}/upgrade.sock
+  grace_period: 0s
+  graceful_shutdown_timeout: 1s
+listeners:
+  - address: {LISTEN}
+metrics:
+  address: {METRICS}
+telemetry:
+  sink: file
+  path: {DIR}/telemetry.jsonl
+reload:
+  interval: 50ms
+";
+
+impl Proxy {
+    /// Start Palisade with `BASE` followed by `rest` (upstreams, routes, …). `files` are written
+    /// into the test directory first (e.g. policies); `{DIR}` is replaced in them too.
+    pub fn start(rest: &str, files: &[(&str, &str)]) -> Proxy {
+        Self::start_with(&format!("{BASE}{rest}"), files, &[])
+    }
+
+    /// Start with a whole config of your own and extra command-line arguments.
+    pub fn start_with(config: &str, files: &[(&str, &str)], args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = free_addr();
+        let metrics = free_addr();
+        let fill = |s: &str| {
+            s.replace("{DIR}", &dir.path().display().to_string())
+                .replace("{LISTEN}", &addr.to_string())
+                .replace("{METRICS}", &metrics.to_string())
+        };
+        for (name, text) in files {
+            fs::write(dir.path().join(name), fill(text)).expect("write fixture");
+        }
+        let config_path = dir.path().join("palisade.yaml");
+        fs::write(&config_path, fill(config)).expect("write config");
+        let mut p = Proxy {
+            child: None,
+            addr,
+            metrics,
+            telemetry: dir.path().join("telemetry.jsonl"),
+            log: dir.path().join("palisade.log"),
+            config: config_path,
+            dir,
+        };
+        p.child = Some(p.spawn(&["run", "-c", &p.config.display().to_string()], args));
+        p.wait_ready();
+        p
+    }
+
+    /// Start the binary with these arguments, logging to the test's log file.
+    pub fn spawn(&self, base: &[&str], extra: &[&str]) -> Child {
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(base)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start palisade")
+    }
+
+    /// Wait until the listener accepts and the reloader has installed its SIGHUP handler.
+    pub fn wait_ready(&mut self) {
+        let addr = self.addr;
+        eventually("palisade to listen", || {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("palisade exited with {status}:\n{}", self.log_text());
+                }
+            }
+            TcpStream::connect(addr).ok()
+        });
+        eventually("the reloader", || self.log_text().contains("reloader ready").then_some(()));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a signal (e.g. "HUP", "QUIT") to the running process.
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    /// The metrics exposition text.
+    pub fn metrics_text(&self) -> String {
+        reqwest::blocking::get(format!("http://{}/metrics", self.metrics))
+            .and_then(|r| r.text())
+            .expect("metrics")
+    }
+
+    /// The value of one metric sample, e.g. `palisade_policy_reloads_total{result="ok"}`.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        self.metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+    }
+
+    /// Telemetry events written so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(&self.telemetry)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("telemetry line is JSON"))
+            .collect()
+    }
+
+    /// Wait for the telemetry event of the request with this id.
+    pub fn event_for(&self, request_id: &str) -> serde_json::Value {
+        eventually(&format!("telemetry event {request_id}"), || {
+            self.events().into_iter().find(|e| e["event"]["id"] == request_id)
+        })
+    }
+
+    /// Replace the config file (same placeholders as `start`).
+    pub fn rewrite(&self, name: &str, text: &str) {
+        let text = text
+            .replace("{DIR}", &self.dir.path().display().to_string())
+            .replace("{LISTEN}", &self.addr.to_string())
+            .replace("{METRICS}", &self.metrics.to_string());
+        let path = self.dir.path().join(name);
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        fs::write(&tmp, text).expect("write");
+        fs::rename(tmp, path).expect("rename");
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().map(|s| s.success());
+    assert_eq!(ok.ok(), Some(true), "kill -{sig} {pid}");
+}
+
+/// A blocking client that does not follow redirects and does not pool connections across
+/// tests.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(PATIENCE)
+        .build()
+        .expect("client")
+}
+
+/// Upstream + route section for one origin.
+pub fn single_pool(origin: &Origin) -> String {
+    format!(
+        "upstreams:\n  app:\n    backends: [\"{}\"]\nroutes:\n  - name: app\n    upstream: app\n",
+        origin.addr.expect("origin addr")
+    )
+}
