@@ -18,7 +18,7 @@ use crate::proxy::tls::SniResolver;
 use crate::proxy::upstream::HealthChecks;
 use crate::proxy::{ListenerKind, Palisade};
 use crate::reload::{publish_policy_info, Reloader};
-use crate::state::{Snapshot, Store};
+use crate::state::{OffenderSweep, Snapshot, Store};
 use crate::telemetry::Telemetry;
 
 /// Pingora's process-level flags, passed through from the command line.
@@ -114,6 +114,7 @@ pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, 
         server.add_service(svc);
     }
     server.add_service(background_service("palisade health checks", HealthChecks { store: store.clone() }));
+    server.add_service(background_service("palisade offender sweep", OffenderSweep { store: store.clone() }));
     server.add_service(background_service(
         "palisade reload",
         Reloader {

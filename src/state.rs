@@ -11,12 +11,15 @@ use http::header::HeaderName;
 use crate::config::file::QueryMode;
 use crate::config::{ConfigError, ConfigErrors, Loaded};
 use crate::enforce::ip::IpSet;
+use crate::enforce::offenders::Offenders;
 use crate::policy::{self, PolicySet};
 use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::{build_pools, Pool};
 
 /// Client keep-alive idle time when the config gives none, in seconds.
 pub const DEFAULT_CLIENT_KEEPALIVE_SECS: u64 = 60;
+/// Strike window of the offender tracker while the policy sets none.
+const DEFAULT_STRIKE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Shared handle to the current snapshot.
 pub type Store = Arc<ArcSwap<Snapshot>>;
@@ -35,6 +38,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub pools: BTreeMap<String, Arc<Pool>>,
     pub policy: Arc<PolicySet>,
+    /// Strikes and bans; carried across reloads.
+    pub offenders: Arc<Offenders>,
     pub trusted_proxies: IpSet,
     pub request_id_header: HeaderName,
     pub trust_incoming_request_id: bool,
@@ -62,8 +67,14 @@ impl Snapshot {
         })?;
         let routes = RouteTable::new(&cfg.routes, &cfg.response_headers, &pools);
         let policy = Arc::new(policy::compile(&loaded.policies, previous.map(|p| &*p.policy)));
+        let window = policy.bans.map_or(DEFAULT_STRIKE_WINDOW, |b| b.window);
+        let offenders = match previous {
+            Some(p) => p.offenders.carry_over(window),
+            None => Arc::new(Offenders::new(window)),
+        };
         let t = &cfg.telemetry;
         Ok(Snapshot {
+            offenders,
             generation,
             routes,
             pools,
@@ -88,5 +99,23 @@ impl Snapshot {
             files: loaded.files.clone(),
             loaded,
         })
+    }
+}
+
+/// Forgets expired bans once a second and keeps `palisade_active_bans` current.
+pub struct OffenderSweep {
+    pub store: Store,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for OffenderSweep {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            self.store.load().offenders.sweep(std::time::Instant::now());
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
     }
 }

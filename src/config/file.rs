@@ -294,6 +294,18 @@ pub struct PolicyFile {
     pub lists: BTreeMap<String, ListSection>,
     pub rules: Vec<RuleSection>,
     pub limits: Vec<LimitSection>,
+    /// Repeat-offender bans; off when absent. At most one policy file may set it.
+    pub offenders: Option<OffendersSection>,
+}
+
+/// Every enforced block or throttle is a strike against the client; `strikes` of them within
+/// `window` ban the client for `ban_for`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OffendersSection {
+    pub strikes: u32,
+    pub window: Dur,
+    pub ban_for: Dur,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]

@@ -187,8 +187,20 @@ pub fn policies(
             }
         }
     }
+    let mut offenders_in: Option<PathBuf> = None;
     for pol in policies.iter() {
         let mut c = Collector::new(&pol.path, &pol.locator, errors);
+        if let Some(o) = &pol.file.offenders {
+            if let Some(first) = offenders_in.replace(pol.path.clone()) {
+                c.field("offenders", format!("offenders is already set in {}", first.display()));
+            }
+            if o.strikes == 0 {
+                c.field("offenders.strikes", "must be at least 1");
+            }
+            if o.window.0.is_zero() || o.ban_for.0.is_zero() {
+                c.field("offenders", "window and ban_for must be longer than zero");
+            }
+        }
         for (i, r) in pol.file.rules.iter().enumerate() {
             let p = format!("rules[{i}]");
             check_id(&r.id, &format!("{p}.id"), &pol.path, &mut ids, &mut c);

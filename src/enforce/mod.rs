@@ -2,11 +2,16 @@
 //! calls from request_filter; nothing here sees a socket or a session.
 
 pub mod ip;
+pub mod offenders;
 pub mod rate;
 pub mod rules;
 pub mod verdict;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use offenders::{Offenders, BAN_RULE_ID};
 
 pub use verdict::{Action, Mode, Verdict};
 
@@ -46,4 +51,30 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
         observed.get_or_insert(v);
     }
     observed.unwrap_or(Verdict::allow())
+}
+
+/// The whole request-time decision: a banned client is refused first, at the cost of one map
+/// lookup; otherwise the policy decides, and an enforced violation strikes the client.
+pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Instant) -> Verdict {
+    if policy.bans.is_some() {
+        if let Some(ban) = offenders.banned(facts.client_ip, now) {
+            return Verdict {
+                action: Action::Block,
+                mode: Mode::Enforce,
+                rule: Some(Arc::from(BAN_RULE_ID)),
+                retry_after: None,
+                matched: Some(format!("banned after {} strikes, last by rule {}", ban.strikes, ban.rule)),
+                counter: Some(ban.strikes),
+            };
+        }
+    }
+    let v = evaluate(policy, facts);
+    if let (Some(bans), Some(rule)) = (&policy.bans, &v.rule) {
+        if v.enforced() {
+            if let Some(ban) = offenders.strike(facts.client_ip, rule, bans, now) {
+                log::warn!("banned {} for {:?} after {} strikes (rule {rule})", facts.client_ip, bans.ban_for, ban.strikes);
+            }
+        }
+    }
+    v
 }

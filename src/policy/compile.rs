@@ -12,6 +12,7 @@ use super::PolicySet;
 use crate::config::file::{self, ModeSection, RuleAction};
 use crate::config::LoadedPolicy;
 use crate::enforce::ip::IpSet;
+use crate::enforce::offenders::BanPolicy;
 use crate::enforce::rate::{Limit, LimitKey};
 use crate::enforce::rules::{Condition, Rule};
 use crate::enforce::{Action, Mode};
@@ -86,9 +87,15 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
             limits.push(limit);
         }
     }
+    let bans = policies.iter().find_map(|p| p.file.offenders.as_ref()).map(|o| BanPolicy {
+        strikes: o.strikes,
+        window: o.window.0,
+        ban_for: o.ban_for.0,
+    });
     PolicySet {
         rules,
         limits,
+        bans,
         hash,
         sources: policies.iter().map(|p| p.path.display().to_string()).collect(),
     }

@@ -5,6 +5,7 @@ pub mod compile;
 
 use std::fmt;
 
+use crate::enforce::offenders::BanPolicy;
 use crate::enforce::rate::Limit;
 use crate::enforce::rules::Rule;
 
@@ -13,6 +14,8 @@ pub use compile::compile;
 pub struct PolicySet {
     pub rules: Vec<Rule>,
     pub limits: Vec<Limit>,
+    /// Repeat-offender bans, when the policy turns them on.
+    pub bans: Option<BanPolicy>,
     /// First 12 hex digits of the SHA-256 of every policy and list file, in load order.
     pub hash: String,
     /// Files it came from, for operators.

@@ -133,7 +133,7 @@ impl ProxyHttp for Palisade {
             path,
             route: &route.name,
         };
-        ctx.verdict = enforce::evaluate(&snap.policy, &facts);
+        ctx.verdict = enforce::decide(&snap.policy, &snap.offenders, &facts, Instant::now());
         if !ctx.verdict.enforced() {
             return Ok(false);
         }

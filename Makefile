@@ -1,0 +1,114 @@
+# Palisade: the commands a developer and CI use. CI calls `make test` (see .ci/run).
+#
+#   make setup           install the Debian packages the build needs (only those missing)
+#   make build           release binary: target/release/palisade
+#   make run             demo: origin on 127.0.0.1:8081, Palisade on 127.0.0.1:8080
+#   make test            the whole test suite (nextest when installed, cargo test otherwise)
+#   make bench           criterion benchmark of the request_filter decision path
+#   make check-policies  `palisade check` on every configuration under deploy/
+#   make lint            rustfmt check and clippy with warnings as errors
+#   make clean-run       delete the demo's run/ directory (telemetry, pid file, socket)
+
+SHELL := /bin/bash
+
+# rustup installs cargo here; a fresh login shell may not have it on PATH yet.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+# Packages the build needs on Debian: cmake and a C compiler build vendored C libraries
+# (zlib-ng, zstd, OpenSSL), perl drives OpenSSL's build, curl is for the demo and rustup.
+DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl
+
+DEMO_CONFIG := deploy/demo/palisade.yaml
+DEMO_ORIGIN_ADDR := 127.0.0.1:8081
+RUN_DIR := run
+
+.PHONY: setup build run test bench check-policies lint clean-run
+
+setup:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+		dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+		echo "setup: installing$$missing"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+		echo "setup: Debian packages present ($(DEB_PACKAGES))"; \
+	fi
+	@if ! command -v cargo >/dev/null 2>&1; then \
+		echo "setup: cargo not found; installing the Rust toolchain with rustup (into ~/.cargo)"; \
+		curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+			| sh -s -- -y --profile minimal --component rustfmt,clippy; \
+	fi
+
+build: setup
+	cargo build --release
+
+run: setup
+	cargo build --release --bin palisade --example demo_origin
+	@mkdir -p $(RUN_DIR)
+	@echo
+	@echo "Palisade demo: client -> Palisade 127.0.0.1:8080 -> demo origin $(DEMO_ORIGIN_ADDR)"
+	@echo
+	@echo "Try these in another terminal:"
+	@echo "  allowed (200, from the origin, security headers added, Server removed):"
+	@echo "    curl -i http://127.0.0.1:8080/"
+	@echo "  blocked (403): a client on the default deny list, named by the trusted proxy 127.0.0.1:"
+	@echo "    curl -i -H 'X-Forwarded-For: 203.0.113.9' http://127.0.0.1:8080/"
+	@echo "  blocked (403): a probe for source control files:"
+	@echo "    curl -i http://127.0.0.1:8080/.git/config"
+	@echo "  throttled: 12 requests to /login; the first 10 get 200, then 429 with Retry-After:"
+	@echo "    for i in \$$(seq 12); do curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1:8080/login; done"
+	@echo "  metrics:   curl -s http://127.0.0.1:9100/metrics | grep ^palisade_"
+	@echo "  telemetry: tail -f $(RUN_DIR)/telemetry.jsonl   (one JSON event per request)"
+	@echo
+	@echo "Press Ctrl-C to stop Palisade and the demo origin."
+	@echo
+	@./target/release/examples/demo_origin $(DEMO_ORIGIN_ADDR) & origin=$$!; \
+	trap 'kill $$origin 2>/dev/null; wait $$origin 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for i in $$(seq 50); do \
+		curl -sf -o /dev/null http://$(DEMO_ORIGIN_ADDR)/healthz && break; \
+		kill -0 $$origin 2>/dev/null || { echo "demo origin did not start (is $(DEMO_ORIGIN_ADDR) in use?)"; exit 1; }; \
+		sleep 0.1; \
+	done; \
+	./target/release/palisade run -c $(DEMO_CONFIG)
+
+test: setup
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		echo "cargo nextest run --all-targets"; cargo nextest run --all-targets; \
+	else \
+		echo "cargo test --all-targets"; cargo test --all-targets; \
+	fi
+
+bench: setup
+	cargo bench --bench request_filter
+
+# deploy/palisade.yaml names certificates under /etc/palisade/tls/ that do not exist in a
+# checkout: `palisade check` reports them, and only those reports are tolerated here.
+check-policies: setup
+	cargo build --bin palisade
+	@status=0; \
+	for f in $$(find deploy -name '*.yaml' | sort); do \
+		out=$$(./target/debug/palisade check -c "$$f" 2>&1); rc=$$?; \
+		if [ $$rc -eq 0 ]; then echo "$$f: $$out"; continue; fi; \
+		other=$$(printf '%s\n' "$$out" \
+			| grep -v -E 'field `listeners\[[0-9]+\]\.tls\.certificates\[[0-9]+\]\.(cert|key)`: cannot read' \
+			| grep -v -E '^configuration has [0-9]+ error\(s\)$$' || true); \
+		if [ -z "$$other" ]; then \
+			echo "$$f: ok apart from certificate files absent on this machine:"; \
+			printf '%s\n' "$$out" | sed 's/^/  /'; \
+		else \
+			echo "$$f: FAILED"; printf '%s\n' "$$out" | sed 's/^/  /'; status=1; \
+		fi; \
+	done; \
+	exit $$status
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+clean-run:
+	rm -rf $(RUN_DIR)
