@@ -107,6 +107,34 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
     }
 }
 
+/// Parse and validate one policy file given as text, for tools and tests that work on a
+/// policy alone. `routes` are the route names its rules may reference.
+pub fn policy_from_str(name: &str, source: &str, routes: &[&str]) -> Result<LoadedPolicy, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    let cfg = ConfigFile {
+        routes: routes
+            .iter()
+            .map(|r| RouteSection {
+                name: r.to_string(),
+                hosts: Vec::new(),
+                path_prefix: "/".into(),
+                upstream: String::new(),
+                preserve_host: true,
+                timeouts: Default::default(),
+                response_headers: None,
+            })
+            .collect(),
+        ..ConfigFile::default()
+    };
+    let mut policies: Vec<LoadedPolicy> = parse_policy(PathBuf::from(name), source.to_string(), &mut errors).into_iter().collect();
+    validate::policies(&cfg, &mut policies, &mut errors, &mut files);
+    match (errors.is_empty(), policies.pop()) {
+        (true, Some(p)) => Ok(p),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
 fn parse_policy(path: PathBuf, source: String, errors: &mut Vec<ConfigError>) -> Option<LoadedPolicy> {
     let locator = Locator::new(&source);
     let file = parse_sections::<PolicyFile>(&source, &["lists"], &mut Collector::new(&path, &locator, errors))?;

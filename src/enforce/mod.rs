@@ -78,3 +78,122 @@ pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::policy_from_str;
+    use crate::policy::compile;
+    use std::time::Duration;
+
+    fn policy(yaml: &str) -> PolicySet {
+        let p = policy_from_str("test.yaml", yaml, &["app", "chat"]).expect("valid policy");
+        compile(&[p], None)
+    }
+
+    fn facts<'a>(ip: &str, method: &'a str, path: &'a str, route: &'a str) -> RequestFacts<'a> {
+        RequestFacts {
+            client_ip: ip.parse().expect("ip"),
+            method,
+            host: "live.example.test",
+            path,
+            route,
+        }
+    }
+
+    const RULES: &str = "
+lists:
+  staff: {cidrs: [10.0.0.0/8]}
+  bad: {cidrs: [203.0.113.0/24, 2001:db8::/32]}
+rules:
+  - id: staff
+    match: {ip_lists: [staff]}
+    action: allow
+  - id: bad-ip
+    match: {ip_lists: [bad]}
+    action: block
+  - id: try-chat-block
+    match: {routes: [chat], methods: [POST]}
+    action: block
+    mode: monitor
+  - id: no-delete
+    match: {methods: [DELETE], hosts: ['*.example.test']}
+    action: throttle
+    retry_after: 30s
+limits:
+  - id: chat-posts
+    requests: 2
+    per: 60s
+    match: {routes: [chat], methods: [POST]}
+";
+
+    #[test]
+    fn rules_decide_in_order() {
+        let p = policy(RULES);
+        let v = evaluate(&p, &facts("203.0.113.5", "GET", "/", "app"));
+        assert_eq!((v.label(), v.rule.as_deref()), ("block", Some("bad-ip")));
+        assert_eq!(v.matched.as_deref(), Some("ip 203.0.113.0/24"));
+        assert_eq!(evaluate(&p, &facts("2001:db8::7", "GET", "/", "app")).label(), "block");
+        // Staff are allowed before anything else looks at them.
+        let v = evaluate(&p, &facts("10.1.2.3", "DELETE", "/", "app"));
+        assert_eq!((v.label(), v.rule.as_deref()), ("allow", Some("staff")));
+        let v = evaluate(&p, &facts("198.51.100.1", "DELETE", "/x", "app"));
+        assert_eq!((v.label(), v.retry_after, v.status()), ("throttle", Some(30), 429));
+        let v = evaluate(&p, &facts("198.51.100.1", "GET", "/x", "app"));
+        assert_eq!((v.label(), v.rule), ("allow", None));
+    }
+
+    #[test]
+    fn monitor_rules_report_without_enforcing_and_limits_still_count() {
+        let p = policy(RULES);
+        let f = facts("198.51.100.2", "POST", "/chat", "chat");
+        for _ in 0..2 {
+            let v = evaluate(&p, &f);
+            assert_eq!((v.label(), v.rule.as_deref()), ("would_block", Some("try-chat-block")));
+            assert!(!v.enforced());
+        }
+        // The third post passes the limit, which enforces and wins over the monitor match.
+        let v = evaluate(&p, &f);
+        assert_eq!((v.label(), v.rule.as_deref(), v.counter), ("throttle", Some("chat-posts"), Some(3)));
+        assert_eq!(v.retry_after, Some(60));
+        // Another client has its own count.
+        assert_eq!(evaluate(&p, &facts("198.51.100.3", "POST", "/chat", "chat")).label(), "would_block");
+    }
+
+    #[test]
+    fn reload_keeps_counters_of_unchanged_limits_only() {
+        let limits = |b_window: &str| {
+            format!(
+                "limits:\n  - {{id: a, requests: 1, per: 60s, match: {{methods: [GET]}}}}\n  - {{id: b, requests: 1, per: {b_window}, match: {{methods: [POST]}}}}\n"
+            )
+        };
+        let get = facts("198.51.100.9", "GET", "/", "app");
+        let post = facts("198.51.100.9", "POST", "/", "app");
+        let first = policy(&limits("60s"));
+        assert_eq!(evaluate(&first, &get).label(), "allow");
+        assert_eq!(evaluate(&first, &post).label(), "allow");
+        let reload = |yaml: &str, prev: &PolicySet| compile(&[policy_from_str("t.yaml", yaml, &[]).expect("valid")], Some(prev));
+        // b's window changed: a keeps its count, b starts fresh.
+        let second = reload(&limits("30s"), &first);
+        assert_eq!(evaluate(&second, &get).rule.as_deref(), Some("a"));
+        assert_eq!(evaluate(&second, &post).label(), "allow");
+        // Nothing changed: b carries the count it had.
+        let third = reload(&limits("30s"), &second);
+        assert_eq!(evaluate(&third, &post).rule.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn bans_refuse_before_rules_with_an_injected_clock() {
+        let p = policy("rules:\n  - {id: x, match: {path_prefix: [/x]}, action: block}\noffenders: {strikes: 2, window: 60s, ban_for: 5m}\n");
+        let o = Offenders::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let bad = facts("198.51.100.20", "GET", "/x", "app");
+        let fine = facts("198.51.100.20", "GET", "/fine", "app");
+        assert_eq!(decide(&p, &o, &fine, t0).label(), "allow");
+        assert_eq!(decide(&p, &o, &bad, t0).rule.as_deref(), Some("x"));
+        assert_eq!(decide(&p, &o, &bad, t0).rule.as_deref(), Some("x"));
+        let v = decide(&p, &o, &fine, t0);
+        assert_eq!((v.label(), v.rule.as_deref()), ("block", Some(BAN_RULE_ID)));
+        assert_eq!(decide(&p, &o, &fine, t0 + Duration::from_secs(301)).label(), "allow");
+    }
+}
