@@ -1,6 +1,7 @@
 //! Palisade: a security edge reverse proxy on Pingora. Traffic handling lives in `proxy`;
 //! security decisions in `enforce` and `policy`; observation in `telemetry` and `metrics`.
 
+pub mod admin;
 pub mod config;
 pub mod enforce;
 pub mod host;

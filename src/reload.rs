@@ -80,6 +80,7 @@ fn warn_restart_only(prev: &Snapshot, next: &config::Loaded) {
         ("listeners", a.listeners != b.listeners),
         ("server", a.server != b.server),
         ("metrics", a.metrics != b.metrics),
+        ("admin", a.admin != b.admin),
         ("telemetry sink", t_sink(a) != t_sink(b)),
     ] {
         if changed {

@@ -11,6 +11,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::admin::{self, AdminApp};
 use crate::config::file::ServerSection;
 use crate::config::{Loaded, Overrides};
 use crate::metrics::serve::MetricsApp;
@@ -115,13 +116,31 @@ pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, 
     }
     server.add_service(background_service("palisade health checks", HealthChecks { store: store.clone() }));
     server.add_service(background_service("palisade offender sweep", OffenderSweep { store: store.clone() }));
-    server.add_service(background_service(
+    let reload = background_service(
         "palisade reload",
         Reloader {
-            store,
-            config_path,
+            store: store.clone(),
+            config_path: config_path.clone(),
             overrides,
         },
-    ));
+    );
+    if let Some(a) = &cfg.admin {
+        let token = a
+            .token_file
+            .as_ref()
+            .map(|f| crate::config::validate::resolve(config_path.as_deref().unwrap_or(std::path::Path::new("")), f))
+            .map(|f| std::fs::read_to_string(&f).map_err(|e| format!("admin token {}: {e}", f.display())))
+            .transpose()?;
+        let app = AdminApp {
+            store: store.clone(),
+            reloader: reload.task(),
+            token_digest: token.as_deref().map(admin::digest),
+        };
+        let mut svc = Service::new("palisade admin".to_string(), app);
+        svc.add_tcp(&a.address.to_string());
+        svc.threads = Some(1);
+        server.add_service(svc);
+    }
+    server.add_service(reload);
     Ok(server)
 }

@@ -26,6 +26,7 @@ pub struct ConfigFile {
     pub policies: Vec<PathBuf>,
     pub telemetry: TelemetrySection,
     pub metrics: Option<MetricsSection>,
+    pub admin: Option<AdminSection>,
     pub reload: ReloadSection,
 }
 
@@ -266,6 +267,17 @@ impl Default for TelemetrySection {
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Loopback only unless `allow_remote` is set.
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// File holding the bearer token for reload and ban changes; without it they are off.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

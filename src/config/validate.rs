@@ -47,6 +47,22 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
             c.field("metrics.address", format!("address {} is already a proxy listener", m.address));
         }
     }
+    if let Some(a) = &cfg.admin {
+        if addrs.contains(&a.address) || cfg.metrics.as_ref().is_some_and(|m| m.address == a.address) {
+            c.field("admin.address", format!("address {} is already used by another listener", a.address));
+        }
+        if !a.address.ip().is_loopback() && !a.allow_remote {
+            c.field("admin.address", "the admin listener binds to loopback unless `allow_remote: true` is set");
+        }
+        if let Some(f) = &a.token_file {
+            let f = resolve(c.file(), f);
+            match std::fs::read_to_string(&f) {
+                Ok(t) if t.trim().len() >= 16 => {}
+                Ok(_) => c.field("admin.token_file", format!("{}: the token must be at least 16 characters", f.display())),
+                Err(e) => c.field("admin.token_file", format!("cannot read {}: {e}", f.display())),
+            }
+        }
+    }
     if HeaderName::from_bytes(cfg.request_id.header.as_bytes()).is_err() {
         c.field("request_id.header", format!("{:?} is not a valid header name", cfg.request_id.header));
     }

@@ -56,17 +56,16 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
 /// The whole request-time decision: a banned client is refused first, at the cost of one map
 /// lookup; otherwise the policy decides, and an enforced violation strikes the client.
 pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Instant) -> Verdict {
-    if policy.bans.is_some() {
-        if let Some(ban) = offenders.banned(facts.client_ip, now) {
-            return Verdict {
-                action: Action::Block,
-                mode: Mode::Enforce,
-                rule: Some(Arc::from(BAN_RULE_ID)),
-                retry_after: None,
-                matched: Some(format!("banned after {} strikes, last by rule {}", ban.strikes, ban.rule)),
-                counter: Some(ban.strikes),
-            };
-        }
+    // Bans set by an operator apply even when the policy earns none itself.
+    if let Some(ban) = offenders.banned(facts.client_ip, now) {
+        return Verdict {
+            action: Action::Block,
+            mode: Mode::Enforce,
+            rule: Some(Arc::from(BAN_RULE_ID)),
+            retry_after: None,
+            matched: Some(format!("banned after {} strikes, last by rule {}", ban.strikes, ban.rule)),
+            counter: Some(ban.strikes),
+        };
     }
     let v = evaluate(policy, facts);
     if let (Some(bans), Some(rule)) = (&policy.bans, &v.rule) {

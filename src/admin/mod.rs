@@ -1,0 +1,163 @@
+//! The admin listener: status for operators, and the state-changing operations (reload, ban,
+//! unban) behind a bearer token compared in constant time. Binds to loopback unless the
+//! configuration says otherwise; a wrong or missing token is answered 401 and logged.
+//!
+//! `GET /healthz` · `GET /status` · `GET /bans` · `POST /reload` ·
+//! `POST /bans?ip=ADDR&for=DURATION` · `DELETE /bans?ip=ADDR`
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::reload::Reloader;
+use crate::state::Store;
+
+pub struct AdminApp {
+    pub store: Store,
+    pub reloader: Arc<Reloader>,
+    /// SHA-256 of the token; `None` turns state-changing calls off.
+    pub token_digest: Option<[u8; 32]>,
+}
+
+/// Digest of a token; tokens are compared by digest so the comparison time does not depend
+/// on how many leading bytes match.
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
+    let mut text = body.to_string().into_bytes();
+    text.push(b'\n');
+    let len = text.len();
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_LENGTH, len)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(text)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+impl AdminApp {
+    fn authorized(&self, session: &ServerSession) -> Result<(), Response<Vec<u8>>> {
+        let Some(expected) = &self.token_digest else {
+            return Err(reply(StatusCode::FORBIDDEN, json!({"error": "no admin token is configured; state changes are off"})));
+        };
+        let given = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(digest);
+        match given {
+            Some(d) if constant_time_eq(&d, expected) => Ok(()),
+            _ => {
+                let peer = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
+                log::warn!("admin: refused {} {} from {peer}: missing or wrong token", session.req_header().method, session.req_header().uri.path());
+                Err(reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"})))
+            }
+        }
+    }
+
+    fn status(&self) -> Response<Vec<u8>> {
+        let s = self.store.load();
+        reply(
+            StatusCode::OK,
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "generation": s.generation,
+                "policy": {"hash": s.policy.hash, "rules": s.policy.rules.len(), "limits": s.policy.limits.len(), "sources": s.policy.sources},
+                "pools": s.pools.values().map(|p| json!({
+                    "name": &*p.name,
+                    "backends": p.backends.iter().map(|b| json!({"address": b.to_string(), "healthy": p.healthy(*b)})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "active_bans": s.offenders.list().len(),
+            }),
+        )
+    }
+
+    fn bans(&self) -> Response<Vec<u8>> {
+        let now = Instant::now();
+        let list: Vec<_> = self
+            .store
+            .load()
+            .offenders
+            .list()
+            .into_iter()
+            .filter(|(_, b)| b.until > now)
+            .map(|(ip, b)| {
+                json!({"ip": ip, "rule": &*b.rule, "strikes": b.strikes,
+                       "seconds_left": b.until.duration_since(now).as_secs(),
+                       "banned_for_seconds": now.duration_since(b.first_seen).as_secs()})
+            })
+            .collect();
+        reply(StatusCode::OK, json!({ "bans": list }))
+    }
+
+    fn change_ban(&self, session: &ServerSession, add: bool) -> Response<Vec<u8>> {
+        let query = session.req_header().uri.query();
+        let Some(ip) = query_param(query, "ip").and_then(|v| v.parse::<IpAddr>().ok()) else {
+            return reply(StatusCode::BAD_REQUEST, json!({"error": "give ip=ADDRESS"}));
+        };
+        let duration = if add {
+            match query_param(query, "for").map(humantime::parse_duration) {
+                Some(Ok(d)) if !d.is_zero() => Some(d),
+                _ => return reply(StatusCode::BAD_REQUEST, json!({"error": "give for=DURATION, e.g. for=30m"})),
+            }
+        } else {
+            None
+        };
+        self.store.load().offenders.set(ip, duration, "admin", Instant::now());
+        log::warn!("admin: {} {ip}", if add { "banned" } else { "unbanned" });
+        reply(StatusCode::OK, json!({"ip": ip, "banned": add}))
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        match (&method, path.as_str()) {
+            (&Method::GET, "/healthz") => reply(StatusCode::OK, json!({"ok": true})),
+            (&Method::GET, "/status") => self.status(),
+            (&Method::GET, "/bans") => self.bans(),
+            (&Method::POST, "/reload") | (&Method::POST, "/bans") | (&Method::DELETE, "/bans") => {
+                if let Err(denied) = self.authorized(session) {
+                    return denied;
+                }
+                if path == "/reload" {
+                    match self.reloader.reload() {
+                        Ok(generation) => reply(StatusCode::OK, json!({"reloaded": true, "generation": generation})),
+                        Err(errors) => reply(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            json!({"reloaded": false, "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()}),
+                        ),
+                    }
+                } else {
+                    self.change_ban(session, method == Method::POST)
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, json!({"error": "unknown admin endpoint"})),
+        }
+    }
+}
