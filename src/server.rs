@@ -78,7 +78,10 @@ pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, 
     let snap = Snapshot::build(loaded, 1, None).map_err(|e| e.to_string())?;
     publish_policy_info(&snap);
     let store: Store = Arc::new(ArcSwap::from_pointee(snap));
-    let telemetry = Telemetry::start(&cfg.telemetry).map_err(|e| format!("telemetry: {e}"))?;
+    let (telemetry, writer) = Telemetry::start(&cfg.telemetry).map_err(|e| format!("telemetry: {e}"))?;
+    if let Some(w) = writer {
+        server.add_service(background_service("palisade telemetry writer", w));
+    }
 
     for (i, l) in cfg.listeners.iter().enumerate() {
         let kind = ListenerKind {

@@ -30,11 +30,9 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
             }
             for (j, cert) in tls.certificates.iter().enumerate() {
                 let cp = format!("{p}.tls.certificates[{j}]");
-                for (what, file) in [("cert", &cert.cert), ("key", &cert.key)] {
-                    let f = resolve(c.file(), file);
-                    if let Err(e) = std::fs::metadata(&f) {
-                        c.field(&format!("{cp}.{what}"), format!("cannot read {}: {e}", f.display()));
-                    }
+                let base = c.file().parent().map(Path::to_path_buf).unwrap_or_default();
+                if let Err(e) = crate::proxy::tls::check_certificate(cert, &base) {
+                    c.field(&cp, e);
                 }
                 for (k, name) in cert.server_names.iter().enumerate() {
                     check_host_pattern(name, &format!("{cp}.server_names[{k}]"), c);

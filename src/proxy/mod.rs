@@ -200,7 +200,12 @@ impl ProxyHttp for Palisade {
             _ => peer,
         };
         req.insert_header("x-forwarded-for", xff)?;
-        req.insert_header("x-forwarded-proto", if self.listener.tls { "https" } else { "http" })?;
+        // A trusted proxy in front (e.g. a TLS-terminating load balancer) knows the scheme.
+        let proto = match req.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
+            Some(p) if ctx.peer_trusted && (p == "http" || p == "https") => p.to_string(),
+            _ => (if self.listener.tls { "https" } else { "http" }).to_string(),
+        };
+        req.insert_header("x-forwarded-proto", proto)?;
         req.insert_header(snap.request_id_header.clone(), ctx.request_id.as_str())?;
         if let Some(route) = ctx.route() {
             if !route.preserve_host {

@@ -7,6 +7,7 @@ pub mod sink;
 
 use std::io;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Mutex;
 use std::thread;
 
 pub use event::Event;
@@ -29,10 +30,12 @@ impl Telemetry {
         Telemetry { tx: None }
     }
 
-    /// Open the sink and start the writer thread.
-    pub fn start(cfg: &TelemetrySection) -> io::Result<Self> {
+    /// Open the sink and make the queue. Events queue from now on; they are written once the
+    /// returned `Writer` runs (`spawn`, or as a background service so that it starts after
+    /// the process has daemonized: a thread started before the fork would not survive it).
+    pub fn start(cfg: &TelemetrySection) -> io::Result<(Self, Option<Writer>)> {
         let sink = match cfg.sink {
-            SinkKind::Off => return Ok(Self::off()),
+            SinkKind::Off => return Ok((Self::off(), None)),
             SinkKind::Stdout => Sink::Stdout(io::stdout()),
             SinkKind::File => {
                 let path = cfg.path.clone().ok_or_else(|| io::Error::other("telemetry file sink without a path"))?;
@@ -40,8 +43,10 @@ impl Telemetry {
             }
         };
         let (tx, rx) = sync_channel(cfg.queue_capacity.max(1));
-        thread::Builder::new().name("palisade-telemetry".into()).spawn(move || write_loop(rx, sink))?;
-        Ok(Telemetry { tx: Some(tx) })
+        let writer = Writer {
+            pending: Mutex::new(Some((rx, sink))),
+        };
+        Ok((Telemetry { tx: Some(tx) }, Some(writer)))
     }
 
     /// Queue an event; never blocks.
@@ -55,6 +60,31 @@ impl Telemetry {
 
     pub fn enabled(&self) -> bool {
         self.tx.is_some()
+    }
+}
+
+/// The writing half of the pipeline: one thread that serializes and writes queued events.
+pub struct Writer {
+    pending: Mutex<Option<(Receiver<Event>, Sink)>>,
+}
+
+impl Writer {
+    /// Start the writer thread; later calls do nothing.
+    pub fn spawn(&self) -> io::Result<()> {
+        let taken = self.pending.lock().map_or(None, |mut p| p.take());
+        if let Some((rx, sink)) = taken {
+            thread::Builder::new().name("palisade-telemetry".into()).spawn(move || write_loop(rx, sink))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Writer {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        if let Err(e) = self.spawn() {
+            log::error!("cannot start the telemetry writer; events will be dropped and counted: {e}");
+        }
     }
 }
 
