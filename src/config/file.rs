@@ -369,8 +369,60 @@ pub struct MatchSection {
     pub ip_lists: Vec<String>,
     pub methods: Vec<String>,
     pub hosts: Vec<String>,
+    /// Exact paths.
+    pub path: Vec<String>,
     pub path_prefix: Vec<String>,
+    /// `*` matches within one path segment, `**` across segments, `?` one character.
+    pub path_glob: Vec<String>,
+    pub path_regex: Vec<String>,
     pub routes: Vec<String>,
+    /// Query parameters by name.
+    pub query: BTreeMap<String, ValueMatch>,
+    /// Request headers by name (case-insensitive names).
+    pub headers: BTreeMap<String, ValueMatch>,
+    pub user_agent: Option<ValueMatch>,
+    /// Content-Type prefixes, e.g. `application/json`; case-insensitive.
+    pub content_type: Vec<String>,
+    /// Matches requests whose declared Content-Length is larger.
+    pub body_over: Option<ByteSize>,
+    /// Every nested match must hold.
+    pub all: Vec<MatchSection>,
+    /// At least one nested match must hold.
+    pub any: Vec<MatchSection>,
+    /// The nested match must not hold.
+    pub not: Option<Box<MatchSection>>,
+}
+
+impl MatchSection {
+    /// True when it sets no condition at all.
+    pub fn is_empty(&self) -> bool {
+        *self == MatchSection::default()
+    }
+}
+
+/// A test on one value (a header, a query parameter, the user agent). Write exactly one key.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValueMatch {
+    /// `present: true`: the value is there, whatever it is.
+    pub present: Option<bool>,
+    /// `absent: true`: the value is missing.
+    pub absent: Option<bool>,
+    pub equals: Option<String>,
+    pub prefix: Option<String>,
+    /// Case-insensitive substring.
+    pub contains: Option<String>,
+    pub regex: Option<String>,
+}
+
+impl ValueMatch {
+    /// How many tests it sets; validation wants exactly one.
+    pub fn count(&self) -> usize {
+        [self.present.is_some(), self.absent.is_some(), self.equals.is_some(), self.prefix.is_some(), self.contains.is_some(), self.regex.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]

@@ -277,10 +277,15 @@ fn report<T: DeserializeOwned>(doc: Value, from: &str, to: &str, c: &mut Collect
         path = format!("{to}{}", &path[from.len()..]);
     }
     let message = e.inner().to_string();
-    // serde names an unknown key in the message but not in the path: point at the key itself.
+    // Point at the unknown key itself; serde_path_to_error usually has it as the last segment
+    // already (then adding it again would print `rules[0].acton.acton`).
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some(name) = rest.split('`').next() {
-            path = if path == "." { name.to_string() } else { format!("{path}.{name}") };
+            if path == "." {
+                path = name.to_string();
+            } else if path != name && !path.ends_with(&format!(".{name}")) {
+                path = format!("{path}.{name}");
+            }
         }
     }
     if path == "." {

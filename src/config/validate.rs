@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use http::header::{HeaderName, HeaderValue};
 
 use super::error::{Collector, ConfigError};
-use super::file::{ConfigFile, HeaderRulesSection, MatchSection, SinkKind};
+use super::file::{ConfigFile, HeaderRulesSection, MatchSection, SinkKind, ValueMatch};
 use super::load::LoadedPolicy;
 use super::types::Cidr;
 
@@ -257,13 +257,7 @@ fn check_match(
     routes: &HashSet<&str>,
     c: &mut Collector<'_>,
 ) {
-    if m.ip.is_empty()
-        && m.ip_lists.is_empty()
-        && m.methods.is_empty()
-        && m.hosts.is_empty()
-        && m.path_prefix.is_empty()
-        && m.routes.is_empty()
-    {
+    if m.is_empty() {
         c.field(p, format!("{id:?}: match has no condition (use `path_prefix: [/]` to match every request)"));
     }
     for (j, l) in m.ip_lists.iter().enumerate() {
@@ -276,9 +270,21 @@ fn check_match(
             c.field(&format!("{p}.methods[{j}]"), format!("{id:?}: unknown method {meth:?} (use upper case, e.g. POST)"));
         }
     }
-    for (j, pp) in m.path_prefix.iter().enumerate() {
-        if !pp.starts_with('/') {
-            c.field(&format!("{p}.path_prefix[{j}]"), format!("{id:?}: path must start with /"));
+    for (key, paths) in [("path", &m.path), ("path_prefix", &m.path_prefix), ("path_glob", &m.path_glob)] {
+        for (j, pp) in paths.iter().enumerate() {
+            if !pp.starts_with('/') {
+                c.field(&format!("{p}.{key}[{j}]"), format!("{id:?}: path must start with /"));
+            }
+        }
+    }
+    for (j, re) in m.path_regex.iter().enumerate() {
+        if let Err(e) = crate::enforce::rules::compile_regex(re) {
+            c.field(&format!("{p}.path_regex[{j}]"), format!("{id:?}: {e}"));
+        }
+    }
+    for (j, g) in m.path_glob.iter().enumerate() {
+        if let Err(e) = crate::enforce::rules::glob_to_regex(g) {
+            c.field(&format!("{p}.path_glob[{j}]"), format!("{id:?}: {e}"));
         }
     }
     for (j, h) in m.hosts.iter().enumerate() {
@@ -287,6 +293,40 @@ fn check_match(
     for (j, r) in m.routes.iter().enumerate() {
         if !routes.contains(r.as_str()) {
             c.field(&format!("{p}.routes[{j}]"), format!("{id:?}: no route named {r:?}"));
+        }
+    }
+    for (name, vm) in &m.headers {
+        if HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
+            c.field(&format!("{p}.headers.{name}"), format!("{id:?}: {name:?} is not a valid header name"));
+        }
+        check_value_match(vm, &format!("{p}.headers.{name}"), id, c);
+    }
+    for (name, vm) in &m.query {
+        check_value_match(vm, &format!("{p}.query.{name}"), id, c);
+    }
+    if let Some(vm) = &m.user_agent {
+        check_value_match(vm, &format!("{p}.user_agent"), id, c);
+    }
+    for (key, nested) in [("all", &m.all), ("any", &m.any)] {
+        for (j, n) in nested.iter().enumerate() {
+            check_match(n, &format!("{p}.{key}[{j}]"), id, lists, routes, c);
+        }
+    }
+    if let Some(n) = &m.not {
+        check_match(n, &format!("{p}.not"), id, lists, routes, c);
+    }
+}
+
+fn check_value_match(vm: &ValueMatch, p: &str, id: &str, c: &mut Collector<'_>) {
+    if vm.count() != 1 {
+        c.field(p, format!("{id:?}: give exactly one of present, absent, equals, prefix, contains, regex"));
+    }
+    if vm.present == Some(false) || vm.absent == Some(false) {
+        c.field(p, format!("{id:?}: write `present: true` or `absent: true`"));
+    }
+    if let Some(re) = &vm.regex {
+        if let Err(e) = crate::enforce::rules::compile_regex(re) {
+            c.field(p, format!("{id:?}: {e}"));
         }
     }
 }

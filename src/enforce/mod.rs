@@ -26,6 +26,11 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     pub path: &'a str,
     pub route: &'a str,
+    /// Raw query string, without `?`.
+    pub query: Option<&'a str>,
+    pub headers: &'a http::HeaderMap,
+    /// Declared body length; `None` for chunked or absent.
+    pub content_length: Option<u64>,
 }
 
 /// Decide what to do with a request. Rules run in order: the first enforcing match decides
@@ -90,6 +95,8 @@ mod tests {
         compile(&[p], None)
     }
 
+    static NO_HEADERS: once_cell::sync::Lazy<http::HeaderMap> = once_cell::sync::Lazy::new(http::HeaderMap::new);
+
     fn facts<'a>(ip: &str, method: &'a str, path: &'a str, route: &'a str) -> RequestFacts<'a> {
         RequestFacts {
             client_ip: ip.parse().expect("ip"),
@@ -97,6 +104,9 @@ mod tests {
             host: "live.example.test",
             path,
             route,
+            query: None,
+            headers: &NO_HEADERS,
+            content_length: None,
         }
     }
 
@@ -194,5 +204,73 @@ limits:
         let v = decide(&p, &o, &fine, t0);
         assert_eq!((v.label(), v.rule.as_deref()), ("block", Some(BAN_RULE_ID)));
         assert_eq!(decide(&p, &o, &fine, t0 + Duration::from_secs(301)).label(), "allow");
+    }
+
+    fn rule_hit(yaml_match: &str, f: &RequestFacts<'_>) -> bool {
+        let p = policy(&format!("rules:\n  - id: r\n    action: block\n    match: {yaml_match}\n"));
+        evaluate(&p, f).label() == "block"
+    }
+
+    #[test]
+    fn every_matcher() {
+        let mut h = http::HeaderMap::new();
+        h.insert("user-agent", "Mozilla/5.0 sqlmap/1.7".parse().expect("hv"));
+        h.insert("content-type", "Application/JSON; charset=utf-8".parse().expect("hv"));
+        h.insert("x-account", "acct-42".parse().expect("hv"));
+        let f = RequestFacts {
+            client_ip: "198.51.100.7".parse().expect("ip"),
+            method: "POST",
+            host: "chat.live.example.test",
+            path: "/api/v2/rooms/991/messages",
+            route: "chat",
+            query: Some("room=991&debug&token=x"),
+            headers: &h,
+            content_length: Some(2048),
+        };
+        let cases: &[(&str, bool)] = &[
+            ("{path: [/api/v2/rooms/991/messages]}", true),
+            ("{path: [/api/v2/rooms]}", false),
+            ("{path_glob: ['/api/*/rooms/*/messages']}", true),
+            ("{path_glob: ['/api/*/messages']}", false),
+            ("{path_glob: ['/api/**/messages']}", true),
+            ("{path_regex: ['^/api/v[0-9]+/rooms/[0-9]+/messages$']}", true),
+            ("{query: {debug: {present: true}}}", true),
+            ("{query: {room: {equals: '991'}}}", true),
+            ("{query: {room: {equals: '99'}}}", false),
+            ("{query: {page: {absent: true}}}", true),
+            ("{headers: {X-Account: {prefix: acct-}}}", true),
+            ("{headers: {x-api-key: {absent: true}}}", true),
+            ("{headers: {x-account: {regex: '^acct-[0-9]{3}$'}}}", false),
+            ("{user_agent: {contains: SQLMAP}}", true),
+            ("{user_agent: {contains: curl}}", false),
+            ("{content_type: [application/json]}", true),
+            ("{content_type: [text/]}", false),
+            ("{body_over: 1KiB}", true),
+            ("{body_over: 4KiB}", false),
+            ("{hosts: ['*.example.test'], methods: [POST]}", true),
+            ("{hosts: ['*.example.test'], methods: [GET]}", false),
+            ("{any: [{methods: [GET]}, {path_prefix: [/api/]}]}", true),
+            ("{all: [{methods: [POST]}, {ip: [203.0.113.0/24]}]}", false),
+            ("{not: {ip: [203.0.113.0/24]}}", true),
+            ("{not: {routes: [chat]}}", false),
+        ];
+        for (m, want) in cases {
+            assert_eq!(rule_hit(m, &f), *want, "match {m}");
+        }
+    }
+
+    #[test]
+    fn bad_matchers_are_refused_with_their_field() {
+        for (m, field) in [
+            ("{path_regex: ['(unclosed']}", "rules[0].match.path_regex[0]"),
+            ("{headers: {x: {present: false}}}", "rules[0].match.headers.x"),
+            ("{headers: {x: {sounds_like: y}}}", "rules[0].match.headers.x"),
+            ("{any: [{}]}", "rules[0].match.any[0]"),
+            ("{path_glob: [no-slash]}", "rules[0].match.path_glob[0]"),
+        ] {
+            let yaml = format!("rules:\n  - id: r\n    action: block\n    match: {m}\n");
+            let err = policy_from_str("t.yaml", &yaml, &[]).expect_err(m);
+            assert!(err.0.iter().any(|e| e.field.starts_with(field) && e.line == 4), "{m}: {err}");
+        }
     }
 }

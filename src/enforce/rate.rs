@@ -60,7 +60,7 @@ impl Limit {
     }
 
     pub fn applies(&self, f: &RequestFacts<'_>) -> bool {
-        self.condition.as_ref().is_none_or(|c| c.matches(f).is_some())
+        self.condition.as_ref().is_none_or(|c| c.matches(f))
     }
 
     /// Count this request; a verdict when the count passes the limit.

@@ -3,43 +3,191 @@
 
 use std::sync::Arc;
 
+use http::header::{HeaderName, CONTENT_TYPE};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
 use super::ip::IpSet;
 use super::verdict::{Action, Mode, Verdict};
 use super::RequestFacts;
 use crate::host::HostPattern;
 
-/// Every present part must match; an empty part places no constraint.
+/// Compiled regexes may use at most this much memory each, so a policy cannot exhaust it.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compile a policy regex with Palisade's limits.
+pub fn compile_regex(re: &str) -> Result<Regex, String> {
+    RegexBuilder::new(re)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("invalid regex {re:?}: {e}"))
+}
+
+/// A set of policy regexes; one that fails to compile (which validation rules out) leaves a
+/// set that matches nothing rather than everything.
+pub fn regex_set<I: IntoIterator<Item = S>, S: AsRef<str>>(res: I) -> RegexSet {
+    RegexSetBuilder::new(res)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .unwrap_or_else(|e| {
+            log::error!("policy regex failed to compile after validation: {e}");
+            RegexSet::empty()
+        })
+}
+
+/// A path glob as an anchored regex: `*` stays inside one segment, `**` crosses segments,
+/// `?` is one character other than `/`.
+pub fn glob_to_regex(glob: &str) -> Result<String, String> {
+    let mut out = String::from("^");
+    let mut chars = glob.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                out.push_str(".*");
+            }
+            '*' => out.push_str("[^/]*"),
+            '?' => out.push_str("[^/]"),
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    out.push('$');
+    compile_regex(&out).map(|_| out)
+}
+
+/// A test on one request value.
+#[derive(Debug)]
+pub enum ValueTest {
+    Present,
+    Absent,
+    Equals(String),
+    Prefix(String),
+    /// Lower-cased needle, compared case-insensitively.
+    Contains(String),
+    Regex(RegexSet),
+}
+
+impl ValueTest {
+    fn check(&self, v: Option<&[u8]>) -> bool {
+        match (self, v) {
+            (ValueTest::Absent, v) => v.is_none(),
+            (_, None) => false,
+            (ValueTest::Present, Some(_)) => true,
+            (ValueTest::Equals(s), Some(v)) => v == s.as_bytes(),
+            (ValueTest::Prefix(s), Some(v)) => v.starts_with(s.as_bytes()),
+            (ValueTest::Contains(s), Some(v)) => {
+                let n = s.as_bytes();
+                n.is_empty() || v.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+            }
+            (ValueTest::Regex(re), Some(v)) => std::str::from_utf8(v).is_ok_and(|v| re.is_match(v)),
+        }
+    }
+}
+
+/// One constraint of a condition. Declared roughly from cheapest to dearest; compilation
+/// sorts a condition's tests by `cost` so cheap misses end the evaluation early.
+#[derive(Debug)]
+pub enum Test {
+    Methods(Vec<String>),
+    Routes(Vec<Arc<str>>),
+    Hosts(Vec<HostPattern>),
+    PathExact(Vec<String>),
+    PathPrefix(Vec<String>),
+    BodyOver(u64),
+    ContentType(Vec<String>),
+    Ip(IpSet),
+    Header(HeaderName, ValueTest),
+    Query(String, ValueTest),
+    PathRegex(RegexSet),
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    Not(Box<Condition>),
+}
+
+impl Test {
+    pub fn cost(&self) -> u8 {
+        match self {
+            Test::Methods(_) | Test::Routes(_) => 0,
+            Test::Hosts(_) | Test::PathExact(_) | Test::PathPrefix(_) | Test::BodyOver(_) => 1,
+            Test::ContentType(_) | Test::Ip(_) | Test::Header(..) | Test::Query(..) => 2,
+            Test::PathRegex(_) => 3,
+            Test::All(_) | Test::Any(_) | Test::Not(_) => 4,
+        }
+    }
+
+    fn check(&self, f: &RequestFacts<'_>) -> bool {
+        match self {
+            Test::Methods(m) => m.iter().any(|m| m == f.method),
+            Test::Routes(r) => r.iter().any(|r| &**r == f.route),
+            Test::Hosts(h) => h.iter().any(|h| h.matches(f.host)),
+            Test::PathExact(p) => p.iter().any(|p| p == f.path),
+            Test::PathPrefix(p) => p.iter().any(|p| f.path.starts_with(p.as_str())),
+            Test::BodyOver(n) => f.content_length.is_some_and(|l| l > *n),
+            Test::ContentType(types) => f.headers.get(CONTENT_TYPE).is_some_and(|v| {
+                let v = v.as_bytes();
+                types.iter().any(|t| v.len() >= t.len() && v[..t.len()].eq_ignore_ascii_case(t.as_bytes()))
+            }),
+            Test::Ip(set) => set.contains(f.client_ip),
+            Test::Header(name, t) => t.check(f.headers.get(name).map(|v| v.as_bytes())),
+            Test::Query(name, t) => t.check(query_value(f.query, name)),
+            Test::PathRegex(set) => set.is_match(f.path),
+            Test::All(cs) => cs.iter().all(|c| c.matches(f)),
+            Test::Any(cs) => cs.iter().any(|c| c.matches(f)),
+            Test::Not(c) => !c.matches(f),
+        }
+    }
+
+    fn explain(&self, f: &RequestFacts<'_>) -> String {
+        match self {
+            Test::Ip(set) => set.lookup(f.client_ip).map_or_else(|| "ip".into(), |n| format!("ip {n}")),
+            Test::PathPrefix(p) => p.iter().find(|p| f.path.starts_with(p.as_str())).map_or_else(String::new, |p| format!("path {p}")),
+            Test::PathExact(_) | Test::PathRegex(_) => format!("path {}", f.path),
+            Test::Header(name, _) => format!("header {name}"),
+            Test::Query(name, _) => format!("query {name}"),
+            Test::Methods(_) => format!("method {}", f.method),
+            Test::Hosts(_) => format!("host {}", f.host),
+            Test::Routes(_) => format!("route {}", f.route),
+            Test::BodyOver(n) => format!("body over {n} bytes"),
+            Test::ContentType(_) => "content type".into(),
+            Test::All(_) => "all".into(),
+            Test::Any(_) => "any".into(),
+            Test::Not(_) => "not".into(),
+        }
+    }
+}
+
+/// The value of query parameter `name` (raw, not percent-decoded); `Some(b"")` for a bare name.
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a [u8]> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v.as_bytes())
+    })
+}
+
+/// Every test must hold; an empty condition holds for every request.
 #[derive(Debug, Default)]
 pub struct Condition {
-    pub ip: Option<IpSet>,
-    pub methods: Vec<String>,
-    pub hosts: Vec<HostPattern>,
-    pub path_prefix: Vec<String>,
-    pub routes: Vec<Arc<str>>,
+    tests: Vec<Test>,
 }
 
 impl Condition {
-    /// `Some(explanation)` when the request matches: the CIDR hit, or the first other part.
-    pub fn matches(&self, f: &RequestFacts<'_>) -> Option<String> {
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == f.method) {
-            return None;
-        }
-        if !self.routes.is_empty() && !self.routes.iter().any(|r| &**r == f.route) {
-            return None;
-        }
-        if !self.hosts.is_empty() && !self.hosts.iter().any(|h| h.matches(f.host)) {
-            return None;
-        }
-        let mut why = None;
-        if !self.path_prefix.is_empty() {
-            let p = self.path_prefix.iter().find(|p| f.path.starts_with(p.as_str()))?;
-            why = Some(format!("path {p}"));
-        }
-        if let Some(set) = &self.ip {
-            let net = set.lookup(f.client_ip)?;
-            why = Some(format!("ip {net}"));
-        }
-        Some(why.unwrap_or_else(|| "method/host/route".into()))
+    pub fn new(mut tests: Vec<Test>) -> Self {
+        tests.sort_by_key(Test::cost);
+        Condition { tests }
+    }
+
+    pub fn matches(&self, f: &RequestFacts<'_>) -> bool {
+        self.tests.iter().all(|t| t.check(f))
+    }
+
+    /// Why a matching request matched: the most telling test (IP, path, header, …).
+    pub fn explain(&self, f: &RequestFacts<'_>) -> String {
+        let telling = self
+            .tests
+            .iter()
+            .rev()
+            .find(|t| matches!(t, Test::Ip(_) | Test::PathPrefix(_) | Test::PathExact(_) | Test::PathRegex(_) | Test::Header(..) | Test::Query(..)))
+            .or(self.tests.first());
+        telling.map_or_else(|| "any request".into(), |t| t.explain(f))
     }
 }
 
@@ -54,13 +202,15 @@ pub struct Rule {
 
 impl Rule {
     pub fn evaluate(&self, f: &RequestFacts<'_>) -> Option<Verdict> {
-        let matched = self.condition.matches(f)?;
+        if !self.condition.matches(f) {
+            return None;
+        }
         Some(Verdict {
             action: self.action,
             mode: self.mode,
             rule: Some(self.id.clone()),
             retry_after: (self.action == Action::Throttle).then_some(self.retry_after),
-            matched: Some(matched),
+            matched: Some(self.condition.explain(f)),
             counter: None,
         })
     }

@@ -4,17 +4,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use http::header::HeaderName;
 use ipnet::IpNet;
 use pingora_limits::rate::Rate;
 use sha2::{Digest, Sha256};
 
 use super::PolicySet;
-use crate::config::file::{self, ModeSection, RuleAction};
+use crate::config::file::{self, ModeSection, RuleAction, ValueMatch};
 use crate::config::LoadedPolicy;
 use crate::enforce::ip::IpSet;
 use crate::enforce::offenders::BanPolicy;
 use crate::enforce::rate::{Limit, LimitKey};
-use crate::enforce::rules::{Condition, Rule};
+use crate::enforce::rules::{glob_to_regex, regex_set, Condition, Rule, Test, ValueTest};
 use crate::enforce::{Action, Mode};
 use crate::host::HostPattern;
 
@@ -102,17 +103,76 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
 }
 
 fn condition(m: &file::MatchSection, lists: &HashMap<&str, Vec<IpNet>>) -> Condition {
-    let mut nets: Vec<IpNet> = m.ip.iter().map(|c| c.0).collect();
-    for name in &m.ip_lists {
-        nets.extend(lists.get(name.as_str()).into_iter().flatten().copied());
+    let mut tests = Vec::new();
+    if !m.methods.is_empty() {
+        tests.push(Test::Methods(m.methods.clone()));
     }
-    let has_ip = !m.ip.is_empty() || !m.ip_lists.is_empty();
-    Condition {
-        // A rule naming only empty lists must match nobody, not everybody.
-        ip: has_ip.then(|| IpSet::new(nets)),
-        methods: m.methods.clone(),
-        hosts: m.hosts.iter().map(|h| HostPattern::new(h)).collect(),
-        path_prefix: m.path_prefix.clone(),
-        routes: m.routes.iter().map(|r| Arc::from(r.as_str())).collect(),
+    if !m.routes.is_empty() {
+        tests.push(Test::Routes(m.routes.iter().map(|r| Arc::from(r.as_str())).collect()));
+    }
+    if !m.hosts.is_empty() {
+        tests.push(Test::Hosts(m.hosts.iter().map(|h| HostPattern::new(h)).collect()));
+    }
+    if !m.path.is_empty() {
+        tests.push(Test::PathExact(m.path.clone()));
+    }
+    if !m.path_prefix.is_empty() {
+        tests.push(Test::PathPrefix(m.path_prefix.clone()));
+    }
+    if let Some(n) = m.body_over {
+        tests.push(Test::BodyOver(n.0));
+    }
+    if !m.content_type.is_empty() {
+        tests.push(Test::ContentType(m.content_type.iter().map(|t| t.to_ascii_lowercase()).collect()));
+    }
+    if !m.ip.is_empty() || !m.ip_lists.is_empty() {
+        // A rule naming only empty lists matches nobody, not everybody.
+        let mut nets: Vec<IpNet> = m.ip.iter().map(|c| c.0).collect();
+        for name in &m.ip_lists {
+            nets.extend(lists.get(name.as_str()).into_iter().flatten().copied());
+        }
+        tests.push(Test::Ip(IpSet::new(nets)));
+    }
+    for (name, vm) in &m.headers {
+        if let Ok(h) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+            tests.push(Test::Header(h, value_test(vm)));
+        }
+    }
+    if let Some(vm) = &m.user_agent {
+        tests.push(Test::Header(http::header::USER_AGENT, value_test(vm)));
+    }
+    for (name, vm) in &m.query {
+        tests.push(Test::Query(name.clone(), value_test(vm)));
+    }
+    if !m.path_regex.is_empty() || !m.path_glob.is_empty() {
+        let globs = m.path_glob.iter().filter_map(|g| glob_to_regex(g).ok());
+        tests.push(Test::PathRegex(regex_set(m.path_regex.iter().cloned().chain(globs))));
+    }
+    if !m.all.is_empty() {
+        tests.push(Test::All(m.all.iter().map(|n| condition(n, lists)).collect()));
+    }
+    if !m.any.is_empty() {
+        tests.push(Test::Any(m.any.iter().map(|n| condition(n, lists)).collect()));
+    }
+    if let Some(n) = &m.not {
+        tests.push(Test::Not(Box::new(condition(n, lists))));
+    }
+    Condition::new(tests)
+}
+
+fn value_test(vm: &ValueMatch) -> ValueTest {
+    // Validation guarantees exactly one is set.
+    if let Some(s) = &vm.equals {
+        ValueTest::Equals(s.clone())
+    } else if let Some(s) = &vm.prefix {
+        ValueTest::Prefix(s.clone())
+    } else if let Some(s) = &vm.contains {
+        ValueTest::Contains(s.to_ascii_lowercase())
+    } else if let Some(re) = &vm.regex {
+        ValueTest::Regex(regex_set([re]))
+    } else if vm.absent.is_some() {
+        ValueTest::Absent
+    } else {
+        ValueTest::Present
     }
 }

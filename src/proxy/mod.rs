@@ -132,6 +132,13 @@ impl ProxyHttp for Palisade {
             host: &ctx.host,
             path,
             route: &route.name,
+            query: req.uri.query(),
+            headers: &req.headers,
+            content_length: req
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
         };
         ctx.verdict = enforce::decide(&snap.policy, &snap.offenders, &facts, Instant::now());
         if !ctx.verdict.enforced() {
@@ -272,6 +279,9 @@ impl ProxyHttp for Palisade {
             }
         }
         if code > 0 && session.response_written().is_none() {
+            // The connection is closed after this answer (can_reuse_downstream is false): say
+            // `Connection: close`, or a keep-alive client sends its next request into a reset.
+            session.set_keepalive(None);
             let id_header = ctx.snap.as_ref().map_or(header::HeaderName::from_static("x-request-id"), |s| s.request_id_header.clone());
             let answer = Answer {
                 status: code,
