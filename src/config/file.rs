@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::types::{ByteSize, Cidr, Dur};
+use super::types::{ByteSize, Cidr, Dur, KeySpec};
 
 /// `palisade.yaml`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -308,6 +308,26 @@ pub struct PolicyFile {
     pub limits: Vec<LimitSection>,
     /// Repeat-offender bans; off when absent. At most one policy file may set it.
     pub offenders: Option<OffendersSection>,
+    /// Caps on requests in flight at once per key (streams, WebSockets).
+    pub concurrency: Vec<ConcurrencySection>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencySection {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub key: KeySpec,
+    /// Requests in flight at once per key; one more is refused.
+    pub max: u32,
+    #[serde(default = "throttle")]
+    pub action: LimitAction,
+    #[serde(default)]
+    pub mode: ModeSection,
+    #[serde(rename = "match")]
+    pub matches: Option<MatchSection>,
 }
 
 /// Every enforced block or throttle is a strike against the client; `strikes` of them within
@@ -339,9 +359,18 @@ pub struct ListSection {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleAction {
+    /// Let the request through and skip every later rule and limit.
     Allow,
+    /// 403.
     Block,
+    /// 429 with `Retry-After`.
     Throttle,
+    /// Hold the request for `delay`, then answer 429.
+    Tarpit,
+    /// Count a strike against the client and go on.
+    Strike,
+    /// Record the match in telemetry and go on.
+    Log,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -355,8 +384,12 @@ pub struct RuleSection {
     pub action: RuleAction,
     #[serde(default)]
     pub mode: ModeSection,
-    /// Seconds announced in `Retry-After` by `throttle` rules.
+    /// Seconds announced in `Retry-After` by `throttle` and `tarpit` rules.
     pub retry_after: Option<Dur>,
+    /// How long a `tarpit` rule holds the request (at most 30s).
+    pub delay: Option<Dur>,
+    /// Body of the answer of a `block` rule.
+    pub body: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
 }
@@ -425,14 +458,6 @@ impl ValueMatch {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitKey {
-    #[default]
-    ClientIp,
-    /// One counter per client IP and route.
-    ClientIpRoute,
-}
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -447,8 +472,10 @@ pub struct LimitSection {
     pub id: String,
     #[serde(default)]
     pub description: String,
+    /// What is counted: `client_ip` (default), `route`, `header:NAME`, `cookie:NAME`, or a
+    /// combination such as `client_ip+route`.
     #[serde(default)]
-    pub key: LimitKey,
+    pub key: KeySpec,
     /// Requests allowed per window.
     pub requests: u32,
     /// Window length.

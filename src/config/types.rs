@@ -100,6 +100,17 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A counting key such as `client_ip+route` (see `enforce::key`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct KeySpec(pub crate::enforce::key::ActorKey);
+
+impl<'de> Deserialize<'de> for KeySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(KeySpec).map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

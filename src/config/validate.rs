@@ -158,6 +158,9 @@ pub fn resolve(relative_to: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// Longest a tarpit may hold a request.
+pub const MAX_TARPIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
 
 /// Checks across all policy files; also reads list files into their list's `cidrs`.
@@ -219,8 +222,29 @@ pub fn policies(
             let p = format!("rules[{i}]");
             check_id(&r.id, &format!("{p}.id"), &pol.path, &mut ids, &mut c);
             check_match(&r.matches, &format!("{p}.match"), &r.id, &lists, &routes, &mut c);
-            if r.retry_after.is_some() && r.action != super::file::RuleAction::Throttle {
-                c.field(&format!("{p}.retry_after"), format!("rule {:?}: retry_after only applies to throttle", r.id));
+            use super::file::RuleAction as A;
+            if r.retry_after.is_some() && !matches!(r.action, A::Throttle | A::Tarpit) {
+                c.field(&format!("{p}.retry_after"), format!("rule {:?}: retry_after only applies to throttle and tarpit", r.id));
+            }
+            match (&r.delay, r.action) {
+                (Some(d), A::Tarpit) if d.0 > MAX_TARPIT => {
+                    c.field(&format!("{p}.delay"), format!("rule {:?}: a tarpit holds a request at most {MAX_TARPIT:?}", r.id));
+                }
+                (Some(_), A::Tarpit) | (None, _) => {}
+                (Some(_), _) => c.field(&format!("{p}.delay"), format!("rule {:?}: delay only applies to tarpit", r.id)),
+            }
+            if r.body.is_some() && r.action != A::Block {
+                c.field(&format!("{p}.body"), format!("rule {:?}: body only applies to block", r.id));
+            }
+        }
+        for (i, l) in pol.file.concurrency.iter().enumerate() {
+            let p = format!("concurrency[{i}]");
+            check_id(&l.id, &format!("{p}.id"), &pol.path, &mut ids, &mut c);
+            if l.max == 0 {
+                c.field(&format!("{p}.max"), format!("cap {:?}: max must be at least 1", l.id));
+            }
+            if let Some(m) = &l.matches {
+                check_match(m, &format!("{p}.match"), &l.id, &lists, &routes, &mut c);
             }
         }
         for (i, l) in pol.file.limits.iter().enumerate() {

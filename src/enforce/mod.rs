@@ -1,7 +1,9 @@
 //! Enforcement: pure decisions over request facts. `evaluate` is the one entry point the proxy
 //! calls from request_filter; nothing here sees a socket or a session.
 
+pub mod inflight;
 pub mod ip;
+pub mod key;
 pub mod offenders;
 pub mod rate;
 pub mod rules;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use offenders::{Offenders, BAN_RULE_ID};
+use rules::Effect;
 
 pub use verdict::{Action, Mode, Verdict};
 
@@ -38,24 +41,38 @@ pub struct RequestFacts<'a> {
 /// Then every applicable limit counts the request.
 pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
     let mut observed: Option<Verdict> = None;
+    let mut also: Vec<Arc<str>> = Vec::new();
+    let mut strikes = 0;
+    let finish = |mut v: Verdict, also: Vec<Arc<str>>, strikes: u32| {
+        v.also = also;
+        v.strikes = strikes;
+        v
+    };
     for rule in &policy.rules {
-        let Some(v) = rule.evaluate(facts) else { continue };
-        if v.mode == Mode::Monitor && v.action == Action::Allow {
+        if !rule.condition.matches(facts) {
             continue;
         }
-        if v.mode == Mode::Enforce {
-            return v;
+        match (rule.effect, rule.mode) {
+            (Effect::Log, _) | (Effect::Strike, Mode::Monitor) => also.push(rule.id.clone()),
+            (Effect::Strike, Mode::Enforce) => {
+                also.push(rule.id.clone());
+                strikes += 1;
+            }
+            (Effect::Decide(Action::Allow), Mode::Monitor) => {}
+            (Effect::Decide(a), Mode::Enforce) => return finish(rule.verdict(a, facts), also, strikes),
+            (Effect::Decide(a), Mode::Monitor) => {
+                observed.get_or_insert_with(|| rule.verdict(a, facts));
+            }
         }
-        observed.get_or_insert(v);
     }
     for limit in policy.limits.iter().filter(|l| l.applies(facts)) {
         let Some(v) = limit.observe(facts) else { continue };
         if v.mode == Mode::Enforce {
-            return v;
+            return finish(v, also, strikes);
         }
         observed.get_or_insert(v);
     }
-    observed.unwrap_or(Verdict::allow())
+    finish(observed.unwrap_or(Verdict::allow()), also, strikes)
 }
 
 /// The whole request-time decision: a banned client is refused first, at the cost of one map
@@ -70,12 +87,16 @@ pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_
             retry_after: None,
             matched: Some(format!("banned after {} strikes, last by rule {}", ban.strikes, ban.rule)),
             counter: Some(ban.strikes),
+            ..Verdict::allow()
         };
     }
     let v = evaluate(policy, facts);
-    if let (Some(bans), Some(rule)) = (&policy.bans, &v.rule) {
-        if v.enforced() {
-            if let Some(ban) = offenders.strike(facts.client_ip, rule, bans, now) {
+    if let Some(bans) = &policy.bans {
+        // An enforced refusal is a strike; `strike` rules add theirs.
+        let enforced = u32::from(v.enforced());
+        let rule = if enforced == 1 { v.rule.as_ref() } else { v.also.first() };
+        if let Some(rule) = rule.filter(|_| enforced + v.strikes > 0) {
+            if let Some(ban) = offenders.strike(facts.client_ip, rule, bans, (enforced + v.strikes) as isize, now) {
                 log::warn!("banned {} for {:?} after {} strikes (rule {rule})", facts.client_ip, bans.ban_for, ban.strikes);
             }
         }
@@ -272,5 +293,64 @@ limits:
             let err = policy_from_str("t.yaml", &yaml, &[]).expect_err(m);
             assert!(err.0.iter().any(|e| e.field.starts_with(field) && e.line == 4), "{m}: {err}");
         }
+    }
+
+    #[test]
+    fn log_strike_and_tarpit_actions() {
+        let p = policy(
+            "rules:
+  - {id: note-api, match: {path_prefix: [/api]}, action: log}
+  - {id: odd-agent, match: {user_agent: {absent: true}}, action: strike}
+  - {id: slow-login, match: {path: [/api/login]}, action: tarpit, delay: 2s, retry_after: 120s}
+  - {id: gone, match: {path: [/api/old]}, action: block, body: 'This endpoint was retired.'}
+offenders: {strikes: 3, window: 60s, ban_for: 1m}
+",
+        );
+        let v = evaluate(&p, &facts("198.51.100.30", "GET", "/api/x", "app"));
+        assert_eq!((v.label(), v.also.len(), v.strikes), ("allow", 2, 1));
+        assert_eq!(v.also.iter().map(|a| &**a).collect::<Vec<_>>(), ["note-api", "odd-agent"]);
+        let v = evaluate(&p, &facts("198.51.100.30", "POST", "/api/login", "app"));
+        assert_eq!((v.label(), v.status(), v.tarpit, v.retry_after), ("tarpit", 429, Some(Duration::from_secs(2)), Some(120)));
+        let v = evaluate(&p, &facts("198.51.100.30", "GET", "/api/old", "app"));
+        assert_eq!(v.body.as_deref(), Some("This endpoint was retired."));
+        // Strike rules feed the ban: three strikes from agent-less requests ban the client.
+        let o = Offenders::new(Duration::from_secs(60));
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).label(), "allow");
+        }
+        assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).rule.as_deref(), Some(BAN_RULE_ID));
+    }
+
+    #[test]
+    fn concurrency_caps_free_their_slot_when_the_request_ends() {
+        let p = policy("concurrency:\n  - {id: streams, max: 2, match: {path_prefix: [/live/]}}\n");
+        let f = facts("198.51.100.40", "GET", "/live/room1", "app");
+        let (a, refused) = inflight::acquire(&p.caps, &f);
+        assert!(refused.is_none() && a.held() == 1);
+        let (b, refused) = inflight::acquire(&p.caps, &f);
+        assert!(refused.is_none() && b.held() == 1);
+        let (_, refused) = inflight::acquire(&p.caps, &f);
+        let v = refused.expect("third stream refused");
+        assert_eq!((v.label(), v.rule.as_deref(), v.counter), ("throttle", Some("streams"), Some(3)));
+        // Other clients and other paths are not affected.
+        assert!(inflight::acquire(&p.caps, &facts("198.51.100.41", "GET", "/live/room1", "app")).1.is_none());
+        assert_eq!(inflight::acquire(&p.caps, &facts("198.51.100.40", "GET", "/chat", "app")).0.held(), 0);
+        drop(a);
+        assert!(inflight::acquire(&p.caps, &f).1.is_none(), "a finished stream frees its slot");
+        drop(b);
+    }
+
+    #[test]
+    fn limits_keyed_by_account_header() {
+        let p = policy("limits:\n  - {id: per-account, key: 'header:x-account', requests: 1, per: 60s}\n");
+        let mut h = http::HeaderMap::new();
+        h.insert("x-account", "alice".parse().expect("hv"));
+        let alice_a = RequestFacts { headers: &h, ..facts("198.51.100.50", "GET", "/", "app") };
+        let alice_b = RequestFacts { headers: &h, ..facts("198.51.100.51", "GET", "/", "app") };
+        assert_eq!(evaluate(&p, &alice_a).label(), "allow");
+        let v = evaluate(&p, &alice_b);
+        assert_eq!((v.label(), v.matched.as_deref()), ("throttle", Some("header:x-account")), "same account, other address");
+        assert_eq!(evaluate(&p, &facts("198.51.100.52", "GET", "/", "app")).label(), "allow");
     }
 }

@@ -74,8 +74,8 @@ impl Offenders {
     }
 
     /// Count a violation; returns the ban when this strike earns one.
-    pub fn strike(&self, ip: IpAddr, rule: &Arc<str>, policy: &BanPolicy, now: Instant) -> Option<Ban> {
-        let count = self.strikes.observe(&ip, 1);
+    pub fn strike(&self, ip: IpAddr, rule: &Arc<str>, policy: &BanPolicy, n: isize, now: Instant) -> Option<Ban> {
+        let count = self.strikes.observe(&ip, n);
         if count < policy.strikes as isize {
             return None;
         }
@@ -136,10 +136,10 @@ mod tests {
         let ip: IpAddr = "198.51.100.4".parse().expect("ip");
         let rule: Arc<str> = Arc::from("r");
         let t0 = Instant::now();
-        assert!(o.strike(ip, &rule, &policy, t0).is_none());
-        assert!(o.strike(ip, &rule, &policy, t0).is_none());
+        assert!(o.strike(ip, &rule, &policy, 1, t0).is_none());
+        assert!(o.strike(ip, &rule, &policy, 1, t0).is_none());
         assert!(o.banned(ip, t0).is_none());
-        let ban = o.strike(ip, &rule, &policy, t0).expect("third strike bans");
+        let ban = o.strike(ip, &rule, &policy, 1, t0).expect("third strike bans");
         assert_eq!(ban.until, t0 + policy.ban_for);
         assert!(o.banned(ip, t0 + Duration::from_secs(599)).is_some());
         assert!(o.banned("198.51.100.5".parse().expect("ip"), t0).is_none());

@@ -4,26 +4,19 @@
 //! active keys than slots it can over-count, so a client may be throttled a little early
 //! under very high key cardinality. Windows are aligned per limit, not per client.
 
-use std::hash::{Hash, Hasher};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_limits::rate::Rate;
 
+use super::key::{ActorKey, Keyed};
 use super::rules::Condition;
 use super::verdict::{Action, Mode, Verdict};
 use super::RequestFacts;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LimitKey {
-    ClientIp,
-    ClientIpRoute,
-}
-
 pub struct Limit {
     pub id: Arc<str>,
-    pub key: LimitKey,
+    pub key: ActorKey,
     pub requests: u32,
     pub window: Duration,
     pub action: Action,
@@ -33,24 +26,6 @@ pub struct Limit {
     /// Shared with the previous policy when key and window are unchanged, so a reload does
     /// not hand every client a fresh allowance.
     pub counter: Arc<Rate>,
-}
-
-/// Hashing key of a limit: the client, or the client on one route.
-enum Key<'a> {
-    Ip(IpAddr),
-    IpRoute(IpAddr, &'a str),
-}
-
-impl Hash for Key<'_> {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        match self {
-            Key::Ip(ip) => ip.hash(h),
-            Key::IpRoute(ip, r) => {
-                ip.hash(h);
-                r.hash(h);
-            }
-        }
-    }
 }
 
 impl Limit {
@@ -65,10 +40,7 @@ impl Limit {
 
     /// Count this request; a verdict when the count passes the limit.
     pub fn observe(&self, f: &RequestFacts<'_>) -> Option<Verdict> {
-        let count = match self.key {
-            LimitKey::ClientIp => self.counter.observe(&Key::Ip(f.client_ip), 1),
-            LimitKey::ClientIpRoute => self.counter.observe(&Key::IpRoute(f.client_ip, f.route), 1),
-        };
+        let count = self.counter.observe(&Keyed { key: &self.key, facts: f }, 1);
         if count <= self.requests as isize {
             return None;
         }
@@ -78,11 +50,9 @@ impl Limit {
             mode: self.mode,
             rule: Some(self.id.clone()),
             retry_after: (self.action == Action::Throttle).then_some(secs),
-            matched: Some(match self.key {
-                LimitKey::ClientIp => "client_ip".into(),
-                LimitKey::ClientIpRoute => "client_ip+route".into(),
-            }),
+            matched: Some(self.key.to_string()),
             counter: Some(count as i64),
+            ..Verdict::allow()
         })
     }
 }

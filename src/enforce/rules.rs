@@ -191,27 +191,43 @@ impl Condition {
     }
 }
 
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Decide the request (allow, block, throttle, tarpit).
+    Decide(Action),
+    /// Count a strike against the client; evaluation goes on.
+    Strike,
+    /// Only record the match; evaluation goes on.
+    Log,
+}
+
 #[derive(Debug)]
 pub struct Rule {
     pub id: Arc<str>,
     pub condition: Condition,
-    pub action: Action,
+    pub effect: Effect,
     pub mode: Mode,
     pub retry_after: u32,
+    pub delay: std::time::Duration,
+    pub body: Option<Arc<str>>,
 }
 
 impl Rule {
-    pub fn evaluate(&self, f: &RequestFacts<'_>) -> Option<Verdict> {
-        if !self.condition.matches(f) {
-            return None;
-        }
-        Some(Verdict {
-            action: self.action,
+    /// The verdict of a deciding rule for a request it matched.
+    pub fn verdict(&self, action: Action, f: &RequestFacts<'_>) -> Verdict {
+        let slow = matches!(action, Action::Throttle | Action::Tarpit);
+        Verdict {
+            action,
             mode: self.mode,
             rule: Some(self.id.clone()),
-            retry_after: (self.action == Action::Throttle).then_some(self.retry_after),
+            retry_after: slow.then_some(self.retry_after),
             matched: Some(self.condition.explain(f)),
             counter: None,
-        })
+            also: Vec::new(),
+            strikes: 0,
+            tarpit: (action == Action::Tarpit).then_some(self.delay),
+            body: self.body.clone(),
+        }
     }
 }

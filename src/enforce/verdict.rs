@@ -8,6 +8,8 @@ pub enum Action {
     Allow,
     Block,
     Throttle,
+    /// Hold the request, then answer as a throttle.
+    Tarpit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -33,6 +35,14 @@ pub struct Verdict {
     pub matched: Option<String>,
     /// The counter value that tripped a limit.
     pub counter: Option<i64>,
+    /// Non-deciding rules that matched on the way (`log`, `strike`), in order.
+    pub also: Vec<Arc<str>>,
+    /// Strikes the `strike` rules add against the client.
+    pub strikes: u32,
+    /// How long a tarpit holds the request.
+    pub tarpit: Option<std::time::Duration>,
+    /// Body of the answer, when the rule sets one.
+    pub body: Option<Arc<str>>,
 }
 
 impl Verdict {
@@ -44,6 +54,10 @@ impl Verdict {
             retry_after: None,
             matched: None,
             counter: None,
+            also: Vec::new(),
+            strikes: 0,
+            tarpit: None,
+            body: None,
         }
     }
 
@@ -52,14 +66,21 @@ impl Verdict {
         self.mode == Mode::Enforce && self.action != Action::Allow
     }
 
+    /// True when an enforcing `allow` rule let the request through: nothing else applies.
+    pub fn allowed_by_rule(&self) -> bool {
+        self.action == Action::Allow && self.mode == Mode::Enforce && self.rule.is_some()
+    }
+
     /// The decision word of telemetry and of the `decision` metric label.
     pub fn label(&self) -> &'static str {
         match (self.action, self.mode) {
             (Action::Allow, _) => "allow",
             (Action::Block, Mode::Enforce) => "block",
             (Action::Throttle, Mode::Enforce) => "throttle",
+            (Action::Tarpit, Mode::Enforce) => "tarpit",
             (Action::Block, Mode::Monitor) => "would_block",
             (Action::Throttle, Mode::Monitor) => "would_throttle",
+            (Action::Tarpit, Mode::Monitor) => "would_tarpit",
         }
     }
 
@@ -68,7 +89,7 @@ impl Verdict {
         match self.action {
             Action::Allow => 200,
             Action::Block => 403,
-            Action::Throttle => 429,
+            Action::Throttle | Action::Tarpit => 429,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::header::HeaderName;
 use ipnet::IpNet;
+use pingora_limits::inflight::Inflight;
 use pingora_limits::rate::Rate;
 use sha2::{Digest, Sha256};
 
@@ -14,13 +15,16 @@ use crate::config::file::{self, ModeSection, RuleAction, ValueMatch};
 use crate::config::LoadedPolicy;
 use crate::enforce::ip::IpSet;
 use crate::enforce::offenders::BanPolicy;
-use crate::enforce::rate::{Limit, LimitKey};
-use crate::enforce::rules::{glob_to_regex, regex_set, Condition, Rule, Test, ValueTest};
+use crate::enforce::inflight::Cap;
+use crate::enforce::rate::Limit;
+use crate::enforce::rules::{glob_to_regex, regex_set, Condition, Effect, Rule, Test, ValueTest};
 use crate::enforce::{Action, Mode};
 use crate::host::HostPattern;
 
 /// `Retry-After` of throttle rules that do not set their own, in seconds.
 pub const DEFAULT_RETRY_AFTER_SECS: u32 = 60;
+/// How long a tarpit rule holds a request when it sets no `delay`.
+pub const DEFAULT_TARPIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Compile policies that passed validation. `previous` lends its rate counters to unchanged
 /// limits.
@@ -41,6 +45,7 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
 
     let mut rules = Vec::new();
     let mut limits = Vec::new();
+    let mut caps = Vec::new();
     for p in policies {
         let file_monitor = p.file.mode == Some(ModeSection::Monitor);
         let mode = |m: ModeSection| {
@@ -54,30 +59,44 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
             rules.push(Rule {
                 id: Arc::from(r.id.as_str()),
                 condition: condition(&r.matches, &lists),
-                action: match r.action {
-                    RuleAction::Allow => Action::Allow,
-                    RuleAction::Block => Action::Block,
-                    RuleAction::Throttle => Action::Throttle,
+                effect: match r.action {
+                    RuleAction::Allow => Effect::Decide(Action::Allow),
+                    RuleAction::Block => Effect::Decide(Action::Block),
+                    RuleAction::Throttle => Effect::Decide(Action::Throttle),
+                    RuleAction::Tarpit => Effect::Decide(Action::Tarpit),
+                    RuleAction::Strike => Effect::Strike,
+                    RuleAction::Log => Effect::Log,
                 },
                 mode: mode(r.mode),
                 retry_after: r
                     .retry_after
                     .map_or(DEFAULT_RETRY_AFTER_SECS, |d| d.0.as_secs().clamp(1, u32::MAX as u64) as u32),
+                delay: r.delay.map_or(DEFAULT_TARPIT, |d| d.0),
+                body: r.body.as_deref().map(Arc::from),
             });
+        }
+        for c in &p.file.concurrency {
+            let mut cap = Cap {
+                id: Arc::from(c.id.as_str()),
+                key: c.key.0.clone(),
+                max: c.max,
+                action: limit_action(c.action),
+                mode: mode(c.mode),
+                condition: c.matches.as_ref().map(|m| condition(m, &lists)),
+                counter: Arc::new(Inflight::new()),
+            };
+            if let Some(prev) = previous.and_then(|p| p.caps.iter().find(|o| cap.same_counter(o))) {
+                cap.counter = prev.counter.clone();
+            }
+            caps.push(cap);
         }
         for l in &p.file.limits {
             let mut limit = Limit {
                 id: Arc::from(l.id.as_str()),
-                key: match l.key {
-                    file::LimitKey::ClientIp => LimitKey::ClientIp,
-                    file::LimitKey::ClientIpRoute => LimitKey::ClientIpRoute,
-                },
+                key: l.key.0.clone(),
                 requests: l.requests,
                 window: l.per.0,
-                action: match l.action {
-                    file::LimitAction::Throttle => Action::Throttle,
-                    file::LimitAction::Block => Action::Block,
-                },
+                action: limit_action(l.action),
                 mode: mode(l.mode),
                 condition: l.matches.as_ref().map(|m| condition(m, &lists)),
                 counter: Arc::new(Rate::new(l.per.0)),
@@ -96,9 +115,17 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
     PolicySet {
         rules,
         limits,
+        caps,
         bans,
         hash,
         sources: policies.iter().map(|p| p.path.display().to_string()).collect(),
+    }
+}
+
+fn limit_action(a: file::LimitAction) -> Action {
+    match a {
+        file::LimitAction::Throttle => Action::Throttle,
+        file::LimitAction::Block => Action::Block,
     }
 }
 

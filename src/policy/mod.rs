@@ -5,6 +5,7 @@ pub mod compile;
 
 use std::fmt;
 
+use crate::enforce::inflight::Cap;
 use crate::enforce::offenders::BanPolicy;
 use crate::enforce::rate::Limit;
 use crate::enforce::rules::Rule;
@@ -14,6 +15,7 @@ pub use compile::compile;
 pub struct PolicySet {
     pub rules: Vec<Rule>,
     pub limits: Vec<Limit>,
+    pub caps: Vec<Cap>,
     /// Repeat-offender bans, when the policy turns them on.
     pub bans: Option<BanPolicy>,
     /// First 12 hex digits of the SHA-256 of every policy and list file, in load order.

@@ -31,6 +31,8 @@ pub struct RequestCtx {
     pub upstream_start: Option<Instant>,
     pub upstream_time: Option<Duration>,
     pub tries: u8,
+    /// Concurrency slots held until the request ends (dropping the context frees them).
+    pub slots: crate::enforce::inflight::Slots,
     /// Why Palisade answered with an error, for telemetry (`no_route`, `upstream_timeout`, …).
     pub error: Option<&'static str>,
 }
@@ -51,6 +53,7 @@ impl RequestCtx {
             upstream_start: None,
             upstream_time: None,
             tries: 0,
+            slots: Default::default(),
             error: None,
         }
     }
@@ -148,6 +151,7 @@ pub fn record(session: &Session, ctx: &RequestCtx, snap: &Snapshot, telemetry: &
                 mode: if v.mode == Mode::Monitor { "monitor" } else { "enforce" },
                 matched: v.matched.clone(),
                 counter: v.counter,
+                also: v.also.clone(),
             },
             upstream: route.map(|r| event::Upstream {
                 pool: r.pool.name.clone(),

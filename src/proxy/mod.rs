@@ -35,6 +35,10 @@ use respond::{status_line, Answer};
 /// been sent upstream when a connect fails, so the retry is safe for any method.
 const MAX_CONNECT_TRIES: u8 = 2;
 
+/// Requests a tarpit may hold at once; more are answered without delay.
+const MAX_TARPITS: usize = 1024;
+static TARPITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TARPITS);
+
 /// What kind of listener a proxy service serves.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerKind {
@@ -117,7 +121,7 @@ impl ProxyHttp for Palisade {
                 body: format!("{}\nNo route for this host and path. Reference: {}\n", status_line(404), ctx.request_id),
                 request_id: &ctx.request_id,
                 request_id_header: &snap.request_id_header,
-                headers: None,
+                headers: Some(snap.routes.default_headers()),
                 retry_after: None,
                 location: None,
             }
@@ -141,14 +145,33 @@ impl ProxyHttp for Palisade {
                 .and_then(|v| v.parse().ok()),
         };
         ctx.verdict = enforce::decide(&snap.policy, &snap.offenders, &facts, Instant::now());
+        if !ctx.verdict.enforced() && !ctx.verdict.allowed_by_rule() && !snap.policy.caps.is_empty() {
+            let (slots, refused) = enforce::inflight::acquire(&snap.policy.caps, &facts);
+            ctx.slots = slots;
+            // An enforced refusal wins; a monitor-only one is kept unless a rule already spoke.
+            if let Some(v) = refused.filter(|v| v.enforced() || ctx.verdict.rule.is_none()) {
+                let also = std::mem::take(&mut ctx.verdict.also);
+                ctx.verdict = enforce::Verdict { also, ..v };
+            }
+        }
         if !ctx.verdict.enforced() {
             return Ok(false);
         }
+        if let Some(delay) = ctx.verdict.tarpit {
+            // Bounded: past MAX_TARPITS held requests, the rest are answered at once.
+            if let Ok(_permit) = TARPITS.try_acquire() {
+                tokio::time::sleep(delay).await;
+            }
+        }
         let status = ctx.verdict.status();
         let what = if status == 429 { "Too many requests; slow down." } else { "Request blocked by policy." };
+        let body = match &ctx.verdict.body {
+            Some(b) => format!("{b}\nReference: {}\n", ctx.request_id),
+            None => format!("{}\n{what} Reference: {}\n", status_line(status), ctx.request_id),
+        };
         Answer {
             status,
-            body: format!("{}\n{what} Reference: {}\n", status_line(status), ctx.request_id),
+            body,
             request_id: &ctx.request_id,
             request_id_header: &snap.request_id_header,
             headers: Some(&route.response_headers),

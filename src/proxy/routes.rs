@@ -71,6 +71,8 @@ pub struct Route {
 
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// The top-level rules, for answers that belong to no route (404).
+    defaults: Arc<HeaderRules>,
 }
 
 impl RouteTable {
@@ -91,7 +93,7 @@ impl RouteTable {
                 })
             })
             .collect();
-        RouteTable { routes }
+        RouteTable { routes, defaults }
     }
 
     /// The route for `host` (normalized) and `path`: the most specific host match wins, then
@@ -115,5 +117,10 @@ impl RouteTable {
 
     pub fn get(&self, i: usize) -> Option<&Route> {
         self.routes.get(i)
+    }
+
+    /// Header rules of answers no route owns: security headers belong on every response.
+    pub fn default_headers(&self) -> &HeaderRules {
+        &self.defaults
     }
 }

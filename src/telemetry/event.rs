@@ -114,6 +114,9 @@ pub struct Decision {
     pub matched: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counter: Option<i64>,
+    /// `log` and `strike` rules that matched on the way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
