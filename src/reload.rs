@@ -81,6 +81,7 @@ fn warn_restart_only(prev: &Snapshot, next: &config::Loaded) {
         ("server", a.server != b.server),
         ("metrics", a.metrics != b.metrics),
         ("admin", a.admin != b.admin),
+        ("state", a.state != b.state),
         ("telemetry sink", t_sink(a) != t_sink(b)),
     ] {
         if changed {

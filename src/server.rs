@@ -13,6 +13,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::{self, AdminApp};
 use crate::config::file::ServerSection;
+use crate::enforce::persist::{self, StateKeeper};
 use crate::config::{Loaded, Overrides};
 use crate::metrics::serve::MetricsApp;
 use crate::proxy::tls::SniResolver;
@@ -77,6 +78,17 @@ pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, 
     let base = loaded.path.as_ref().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default();
     let snap = Snapshot::build(loaded, 1, None).map_err(|e| e.to_string())?;
     publish_policy_info(&snap);
+    if let Some(path) = &cfg.state.path {
+        persist::load(&snap.offenders, path).map_err(|e| format!("offender state: {e}"))?;
+        server.add_service(background_service(
+            "palisade offender state",
+            StateKeeper {
+                offenders: snap.offenders.clone(),
+                path: path.clone(),
+                interval: cfg.state.save_interval.0,
+            },
+        ));
+    }
     let store: Store = Arc::new(ArcSwap::from_pointee(snap));
     let (telemetry, writer) = Telemetry::start(&cfg.telemetry).map_err(|e| format!("telemetry: {e}"))?;
     if let Some(w) = writer {

@@ -18,8 +18,7 @@ use crate::proxy::upstream::{build_pools, Pool};
 
 /// Client keep-alive idle time when the config gives none, in seconds.
 pub const DEFAULT_CLIENT_KEEPALIVE_SECS: u64 = 60;
-/// Strike window of the offender tracker while the policy sets none.
-const DEFAULT_STRIKE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 
 /// Shared handle to the current snapshot.
 pub type Store = Arc<ArcSwap<Snapshot>>;
@@ -67,11 +66,7 @@ impl Snapshot {
         })?;
         let routes = RouteTable::new(&cfg.routes, &cfg.response_headers, &pools);
         let policy = Arc::new(policy::compile(&loaded.policies, previous.map(|p| &*p.policy)));
-        let window = policy.bans.map_or(DEFAULT_STRIKE_WINDOW, |b| b.window);
-        let offenders = match previous {
-            Some(p) => p.offenders.carry_over(window),
-            None => Arc::new(Offenders::new(window)),
-        };
+        let offenders = previous.map_or_else(|| Arc::new(Offenders::new()), |p| p.offenders.clone());
         let t = &cfg.telemetry;
         Ok(Snapshot {
             offenders,
@@ -102,7 +97,7 @@ impl Snapshot {
     }
 }
 
-/// Forgets expired bans once a second and keeps `palisade_active_bans` current.
+/// Forgets ended penalties and decayed strikes once a second and keeps `palisade_active_bans` current.
 pub struct OffenderSweep {
     pub store: Store,
 }
@@ -111,7 +106,8 @@ pub struct OffenderSweep {
 impl pingora::services::background::BackgroundService for OffenderSweep {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         loop {
-            self.store.load().offenders.sweep(std::time::Instant::now());
+            let snap = self.store.load();
+            snap.offenders.sweep(crate::enforce::offenders::now_ms(), snap.policy.bans.as_ref());
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}

@@ -48,8 +48,9 @@ fn operators_ban_and_unban_at_runtime() {
     assert_eq!(c.get(p.url("/b")).send().expect("req").status(), 403);
     assert!(origin.seen_path("/b").is_empty(), "a banned client is not forwarded");
     let bans: serde_json::Value = c.get(format!("{admin}/bans")).send().expect("list").json().expect("json");
-    assert_eq!(bans["bans"][0]["ip"], "127.0.0.1");
-    assert_eq!(bans["bans"][0]["rule"], "admin");
+    assert_eq!(bans["bans"][0]["actor"], "127.0.0.1");
+    assert_eq!(bans["bans"][0]["kind"], "ban");
+    assert_eq!(bans["bans"][0]["rules"][0], "admin");
     let r = c.delete(format!("{admin}/bans?ip=127.0.0.1")).bearer_auth(TOKEN).send().expect("unban");
     assert_eq!(r.status(), 200);
     assert_eq!(c.get(p.url("/c")).send().expect("req").status(), 200);

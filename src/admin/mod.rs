@@ -3,11 +3,10 @@
 //! configuration says otherwise; a wrong or missing token is answered 401 and logged.
 //!
 //! `GET /healthz` · `GET /status` · `GET /bans` · `POST /reload` ·
-//! `POST /bans?ip=ADDR&for=DURATION` · `DELETE /bans?ip=ADDR`
+//! `POST /bans?ip=ADDR&for=DURATION|forever` · `DELETE /bans?ip=ADDR` (or `id=IDENTITY`)
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -16,6 +15,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::enforce::offenders::{now_ms, Actor};
 use crate::reload::Reloader;
 use crate::state::Store;
 
@@ -90,24 +90,24 @@ impl AdminApp {
                     "name": &*p.name,
                     "backends": p.backends.iter().map(|b| json!({"address": b.to_string(), "healthy": p.healthy(*b)})).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
-                "active_bans": s.offenders.list().len(),
+                "penalties": s.offenders.list().len(),
             }),
         )
     }
 
     fn bans(&self) -> Response<Vec<u8>> {
-        let now = Instant::now();
+        let now = now_ms();
         let list: Vec<_> = self
             .store
             .load()
             .offenders
             .list()
             .into_iter()
-            .filter(|(_, b)| b.until > now)
-            .map(|(ip, b)| {
-                json!({"ip": ip, "rule": &*b.rule, "strikes": b.strikes,
-                       "seconds_left": b.until.duration_since(now).as_secs(),
-                       "banned_for_seconds": now.duration_since(b.first_seen).as_secs()})
+            .filter(|(_, p)| p.active(now))
+            .map(|(actor, p)| {
+                json!({"actor": actor.to_string(), "kind": p.kind, "rules": p.rules, "reason": p.reason,
+                       "bans": p.bans, "strikes": p.strikes, "first_seen_ms": p.first_seen, "last_seen_ms": p.last_seen,
+                       "seconds_left": p.until.map(|u| u.saturating_sub(now) / 1000)})
             })
             .collect();
         reply(StatusCode::OK, json!({ "bans": list }))
@@ -115,20 +115,30 @@ impl AdminApp {
 
     fn change_ban(&self, session: &ServerSession, add: bool) -> Response<Vec<u8>> {
         let query = session.req_header().uri.query();
-        let Some(ip) = query_param(query, "ip").and_then(|v| v.parse::<IpAddr>().ok()) else {
-            return reply(StatusCode::BAD_REQUEST, json!({"error": "give ip=ADDRESS"}));
+        let actor = match (query_param(query, "ip"), query_param(query, "id")) {
+            (Some(ip), None) => match ip.parse::<IpAddr>() {
+                Ok(ip) => Actor::Ip(ip),
+                Err(_) => return reply(StatusCode::BAD_REQUEST, json!({"error": "ip is not an address"})),
+            },
+            (None, Some(id)) if !id.is_empty() => Actor::Id(id.to_string()),
+            _ => return reply(StatusCode::BAD_REQUEST, json!({"error": "give ip=ADDRESS or id=IDENTITY"})),
         };
-        let duration = if add {
-            match query_param(query, "for").map(humantime::parse_duration) {
-                Some(Ok(d)) if !d.is_zero() => Some(d),
-                _ => return reply(StatusCode::BAD_REQUEST, json!({"error": "give for=DURATION, e.g. for=30m"})),
+        let ban = if add {
+            match query_param(query, "for") {
+                Some("forever") => Some(None),
+                Some(d) => match humantime::parse_duration(d) {
+                    Ok(d) if !d.is_zero() => Some(Some(d)),
+                    _ => return reply(StatusCode::BAD_REQUEST, json!({"error": "give for=DURATION (e.g. 30m) or for=forever"})),
+                },
+                None => return reply(StatusCode::BAD_REQUEST, json!({"error": "give for=DURATION (e.g. 30m) or for=forever"})),
             }
         } else {
             None
         };
-        self.store.load().offenders.set(ip, duration, "admin", Instant::now());
-        log::warn!("admin: {} {ip}", if add { "banned" } else { "unbanned" });
-        reply(StatusCode::OK, json!({"ip": ip, "banned": add}))
+        log::warn!("admin: {} {actor}", if add { "banned" } else { "unbanned" });
+        let shown = actor.to_string();
+        self.store.load().offenders.set(actor, ban, "banned by an operator", now_ms());
+        reply(StatusCode::OK, json!({"actor": shown, "banned": add}))
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub metrics: Option<MetricsSection>,
     pub admin: Option<AdminSection>,
     pub reload: ReloadSection,
+    /// Where strikes and bans are saved so they survive restarts and hot upgrades.
+    pub state: StateSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -270,6 +272,24 @@ pub struct MetricsSection {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSection {
+    /// JSON file of strikes and bans; nothing is saved without it.
+    pub path: Option<PathBuf>,
+    /// Changes are written at most this often (and at shutdown).
+    pub save_interval: Dur,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            path: None,
+            save_interval: Dur(std::time::Duration::from_secs(2)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// Loopback only unless `allow_remote` is set.
@@ -330,14 +350,25 @@ pub struct ConcurrencySection {
     pub matches: Option<MatchSection>,
 }
 
-/// Every enforced block or throttle is a strike against the client; `strikes` of them within
-/// `window` ban the client for `ban_for`.
+/// Every enforced refusal (and every `strike` rule) is a strike against the actor. Strikes
+/// decay with time constant `window`; `throttle_at` of them put the actor on probation for one
+/// window, `strikes` of them ban it. Each further ban lasts `escalation` times longer, up to
+/// `max_ban`; the `permanent_after`th ban never ends.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OffendersSection {
     pub strikes: u32,
     pub window: Dur,
     pub ban_for: Dur,
+    pub throttle_at: Option<u32>,
+    #[serde(default = "two")]
+    pub escalation: u32,
+    pub max_ban: Option<Dur>,
+    pub permanent_after: Option<u32>,
+    /// How long an ended ban still counts toward escalation (default 7 days).
+    pub remember: Option<Dur>,
+    /// A second actor besides the client IP: `header:NAME` or `cookie:NAME`.
+    pub identity: Option<KeySpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
@@ -489,6 +520,9 @@ pub struct LimitSection {
     pub matches: Option<MatchSection>,
 }
 
+fn two() -> u32 {
+    2
+}
 fn yes() -> bool {
     true
 }

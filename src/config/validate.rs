@@ -10,6 +10,7 @@ use super::error::{Collector, ConfigError};
 use super::file::{ConfigFile, HeaderRulesSection, MatchSection, SinkKind, ValueMatch};
 use super::load::LoadedPolicy;
 use super::types::Cidr;
+use crate::enforce::key::KeyPart;
 
 pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     if cfg.listeners.is_empty() {
@@ -216,6 +217,20 @@ pub fn policies(
             }
             if o.window.0.is_zero() || o.ban_for.0.is_zero() {
                 c.field("offenders", "window and ban_for must be longer than zero");
+            }
+            if o.throttle_at.is_some_and(|t| t == 0 || t >= o.strikes) {
+                c.field("offenders.throttle_at", "must be at least 1 and below strikes");
+            }
+            if o.escalation == 0 {
+                c.field("offenders.escalation", "must be at least 1");
+            }
+            if o.permanent_after == Some(0) {
+                c.field("offenders.permanent_after", "must be at least 1 (the ban that becomes permanent)");
+            }
+            if let Some(k) = &o.identity {
+                if k.0 .0.len() != 1 || matches!(k.0 .0[0], KeyPart::ClientIp | KeyPart::Route) {
+                    c.field("offenders.identity", "must be one `header:NAME` or `cookie:NAME`");
+                }
             }
         }
         for (i, r) in pol.file.rules.iter().enumerate() {

@@ -84,6 +84,17 @@ fn cookie<'a>(f: &RequestFacts<'a>, name: &str) -> Option<&'a [u8]> {
     })
 }
 
+impl ActorKey {
+    /// The value of a one-part header or cookie key in this request (identity keys).
+    pub fn value<'a>(&self, f: &RequestFacts<'a>) -> Option<&'a [u8]> {
+        match self.0.as_slice() {
+            [KeyPart::Header(name)] => f.headers.get(name).map(|v| v.as_bytes()),
+            [KeyPart::Cookie(name)] => cookie(f, name),
+            _ => None,
+        }
+    }
+}
+
 /// A request seen through a key; hashing it hashes the key's values.
 pub struct Keyed<'k, 'f, 'a> {
     pub key: &'k ActorKey,

@@ -5,15 +5,15 @@ pub mod inflight;
 pub mod ip;
 pub mod key;
 pub mod offenders;
+pub mod persist;
 pub mod rate;
 pub mod rules;
 pub mod verdict;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use offenders::{Offenders, BAN_RULE_ID};
+use offenders::{Actor, Millis, Offenders, PenaltyKind, BAN_RULE_ID, THROTTLE_RULE_ID};
 use rules::Effect;
 
 pub use verdict::{Action, Mode, Verdict};
@@ -75,29 +75,35 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
     finish(observed.unwrap_or(Verdict::allow()), also, strikes)
 }
 
-/// The whole request-time decision: a banned client is refused first, at the cost of one map
-/// lookup; otherwise the policy decides, and an enforced violation strikes the client.
-pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Instant) -> Verdict {
-    // Bans set by an operator apply even when the policy earns none itself.
-    if let Some(ban) = offenders.banned(facts.client_ip, now) {
+/// The whole request-time decision: an actor under penalty is answered first, at the cost of
+/// one map lookup; otherwise the policy decides, and an enforced refusal or a `strike` rule adds
+/// strikes against the client (and its identity, when the policy names one).
+pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Millis) -> Verdict {
+    let identity = policy.bans.as_ref().and_then(|b| b.identity.as_ref()).and_then(|k| k.value(facts));
+    if let Some((actor, p)) = offenders.check(facts.client_ip, identity, now) {
+        let ban = p.kind == PenaltyKind::Ban;
+        let left = p.until.map(|u| u.saturating_sub(now).div_ceil(1000).max(1) as u32);
         return Verdict {
-            action: Action::Block,
+            action: if ban { Action::Block } else { Action::Throttle },
             mode: Mode::Enforce,
-            rule: Some(Arc::from(BAN_RULE_ID)),
-            retry_after: None,
-            matched: Some(format!("banned after {} strikes, last by rule {}", ban.strikes, ban.rule)),
-            counter: Some(ban.strikes),
+            rule: Some(Arc::from(if ban { BAN_RULE_ID } else { THROTTLE_RULE_ID })),
+            retry_after: if ban { None } else { left },
+            matched: Some(format!("{actor}: {}", p.reason)),
+            counter: Some(p.strikes as i64),
             ..Verdict::allow()
         };
     }
     let v = evaluate(policy, facts);
     if let Some(bans) = &policy.bans {
-        // An enforced refusal is a strike; `strike` rules add theirs.
         let enforced = u32::from(v.enforced());
         let rule = if enforced == 1 { v.rule.as_ref() } else { v.also.first() };
         if let Some(rule) = rule.filter(|_| enforced + v.strikes > 0) {
-            if let Some(ban) = offenders.strike(facts.client_ip, rule, bans, (enforced + v.strikes) as isize, now) {
-                log::warn!("banned {} for {:?} after {} strikes (rule {rule})", facts.client_ip, bans.ban_for, ban.strikes);
+            let mut actors = vec![Actor::Ip(facts.client_ip)];
+            if let Some(id) = identity.and_then(|v| std::str::from_utf8(v).ok()) {
+                actors.push(Actor::Id(id.to_string()));
+            }
+            if let Some((actor, p)) = offenders.strike(&actors, rule, bans, enforced + v.strikes, now) {
+                log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
             }
         }
     }
@@ -215,8 +221,8 @@ limits:
     #[test]
     fn bans_refuse_before_rules_with_an_injected_clock() {
         let p = policy("rules:\n  - {id: x, match: {path_prefix: [/x]}, action: block}\noffenders: {strikes: 2, window: 60s, ban_for: 5m}\n");
-        let o = Offenders::new(Duration::from_secs(60));
-        let t0 = Instant::now();
+        let o = Offenders::new();
+        let t0: Millis = 1_700_000_000_000;
         let bad = facts("198.51.100.20", "GET", "/x", "app");
         let fine = facts("198.51.100.20", "GET", "/fine", "app");
         assert_eq!(decide(&p, &o, &fine, t0).label(), "allow");
@@ -224,7 +230,7 @@ limits:
         assert_eq!(decide(&p, &o, &bad, t0).rule.as_deref(), Some("x"));
         let v = decide(&p, &o, &fine, t0);
         assert_eq!((v.label(), v.rule.as_deref()), ("block", Some(BAN_RULE_ID)));
-        assert_eq!(decide(&p, &o, &fine, t0 + Duration::from_secs(301)).label(), "allow");
+        assert_eq!(decide(&p, &o, &fine, t0 + 301_000).label(), "allow");
     }
 
     fn rule_hit(yaml_match: &str, f: &RequestFacts<'_>) -> bool {
@@ -314,8 +320,8 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         let v = evaluate(&p, &facts("198.51.100.30", "GET", "/api/old", "app"));
         assert_eq!(v.body.as_deref(), Some("This endpoint was retired."));
         // Strike rules feed the ban: three strikes from agent-less requests ban the client.
-        let o = Offenders::new(Duration::from_secs(60));
-        let now = Instant::now();
+        let o = Offenders::new();
+        let now: Millis = 1_700_000_000_000;
         for _ in 0..3 {
             assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).label(), "allow");
         }

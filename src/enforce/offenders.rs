@@ -1,127 +1,332 @@
-//! Repeat offenders: every enforced block or throttle is a strike against the client; enough
-//! strikes inside the window earn a ban, and a banned client is refused before any rule or
-//! limit runs (request_filter). State outlives reloads; it is per process.
+//! Repeat offenders (request_filter): every enforced refusal, and every `strike` rule, adds
+//! strikes to the actor — the client IP and, when configured, an identity such as an account
+//! header. Strikes decay; past a threshold the actor is throttled, past a higher one banned, and
+//! each further ban lasts longer (exponentially, up to a cap, optionally permanent). A banned
+//! actor is refused before any rule runs, for the cost of one map lookup.
 //!
-//! Reads are lock-free (`ArcSwap` of an immutable map); adding or sweeping bans copies the map
-//! under a mutex that only violators and the sweeper take. Strikes are counted in a
-//! pingora-limits `Rate` (count-min sketch: it may over-count under very many keys, never under).
+//! Reads are lock-free (`ArcSwap` of an immutable map of penalties); only violations and the
+//! sweeper take the mutexes. Times are wall-clock milliseconds so state can be saved to disk
+//! and survive restarts and hot upgrades (see `persist.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use pingora_limits::rate::Rate;
+use serde::{Deserialize, Serialize};
 
+use super::key::ActorKey;
 use crate::metrics::METRICS;
 
-/// The rule id reported for requests refused because their client is banned.
+/// The rule id reported for requests refused because their actor is banned.
 pub const BAN_RULE_ID: &str = "repeat-offender-ban";
+/// The rule id reported for requests slowed because their actor is on probation.
+pub const THROTTLE_RULE_ID: &str = "repeat-offender-throttle";
+/// Rule ids remembered per penalty, most recent last.
+const MAX_RULES_KEPT: usize = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BanPolicy {
-    /// Strikes inside `window` that earn a ban.
-    pub strikes: u32,
-    pub window: Duration,
-    pub ban_for: Duration,
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+pub fn now_ms() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn ms(d: Duration) -> Millis {
+    d.as_millis().min(u64::MAX as u128) as u64
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Ban {
-    pub until: Instant,
-    pub first_seen: Instant,
-    /// The rule whose violation earned the ban.
-    pub rule: Arc<str>,
-    pub strikes: i64,
+pub struct BanPolicy {
+    /// Strikes (decayed) that earn a ban.
+    pub strikes: u32,
+    /// Time constant of the decay: a strike weighs 1 now, about 0.37 one window later. The
+    /// decayed sum is rounded before it is compared with the thresholds.
+    pub window: Duration,
+    pub ban_for: Duration,
+    /// Strikes that put the actor on probation: every request throttled for one window.
+    pub throttle_at: Option<u32>,
+    /// Each further ban lasts this many times longer than the previous one.
+    pub escalation: u32,
+    pub max_ban: Duration,
+    /// The ban that becomes permanent (e.g. 4: the fourth ban never ends).
+    pub permanent_after: Option<u32>,
+    /// How long a past ban counts toward escalation after it ended.
+    pub remember: Duration,
+    /// A second actor besides the client IP, e.g. `header:x-account-id`.
+    pub identity: Option<ActorKey>,
+}
+
+impl BanPolicy {
+    /// Length of the `n`th ban (1-based); `None` for permanent.
+    pub fn ban_length(&self, n: u32) -> Option<Duration> {
+        if self.permanent_after.is_some_and(|p| n >= p) {
+            return None;
+        }
+        let factor = (self.escalation.max(1) as u64).saturating_pow(n.saturating_sub(1));
+        let len = ms(self.ban_for).saturating_mul(factor).min(ms(self.max_ban));
+        Some(Duration::from_millis(len))
+    }
+}
+
+/// Who a penalty applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    Ip(IpAddr),
+    /// An identity value (account header, session cookie).
+    Id(String),
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::Ip(ip) => write!(f, "{ip}"),
+            Actor::Id(id) => write!(f, "id:{id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PenaltyKind {
+    Throttle,
+    Ban,
+}
+
+/// A ban or probation, kept after it ends for `remember` so the next one escalates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Penalty {
+    pub kind: PenaltyKind,
+    /// End of the penalty; `None` when permanent.
+    pub until: Option<Millis>,
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+    /// Bans earned so far (escalation level).
+    pub bans: u32,
+    /// Strikes that earned the latest penalty.
+    pub strikes: f64,
+    /// Rules whose violations led here, most recent last.
+    pub rules: Vec<Arc<str>>,
+    pub reason: String,
+}
+
+impl Penalty {
+    pub fn active(&self, now: Millis) -> bool {
+        self.until.is_none_or(|u| u > now)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub value: f64,
+    pub at: Millis,
+}
+
+impl Score {
+    fn decayed(&self, now: Millis, window: Duration) -> f64 {
+        let dt = now.saturating_sub(self.at) as f64;
+        self.value * (-dt / ms(window).max(1) as f64).exp()
+    }
 }
 
 pub struct Offenders {
-    bans: ArcSwap<HashMap<IpAddr, Ban>>,
+    penalties: ArcSwap<HashMap<Actor, Penalty>>,
+    scores: Mutex<HashMap<Actor, Score>>,
     writer: Mutex<()>,
-    strikes: Rate,
-    window: Duration,
+    /// Set by every change; cleared by the state saver.
+    dirty: AtomicBool,
+}
+
+impl Default for Offenders {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Offenders {
-    pub fn new(window: Duration) -> Self {
+    pub fn new() -> Self {
         Offenders {
-            bans: ArcSwap::from_pointee(HashMap::new()),
+            penalties: ArcSwap::from_pointee(HashMap::new()),
+            scores: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
-            strikes: Rate::new(window),
-            window,
+            dirty: AtomicBool::new(false),
         }
     }
 
-    /// For a new policy: this tracker if its strike window is unchanged, else a fresh one that
-    /// keeps the current bans.
-    pub fn carry_over(self: &Arc<Self>, window: Duration) -> Arc<Self> {
-        if window == self.window {
-            return self.clone();
-        }
-        let next = Offenders::new(window);
-        next.bans.store(self.bans.load_full());
-        Arc::new(next)
-    }
-
-    /// The live ban of `ip`, if any.
-    pub fn banned(&self, ip: IpAddr, now: Instant) -> Option<Ban> {
-        let bans = self.bans.load();
-        if bans.is_empty() {
+    /// The active penalty of the client or its identity, if any; bans before probations.
+    pub fn check(&self, ip: IpAddr, identity: Option<&[u8]>, now: Millis) -> Option<(Actor, Penalty)> {
+        let map = self.penalties.load();
+        if map.is_empty() {
             return None;
         }
-        bans.get(&ip).filter(|b| b.until > now).cloned()
-    }
-
-    /// Count a violation; returns the ban when this strike earns one.
-    pub fn strike(&self, ip: IpAddr, rule: &Arc<str>, policy: &BanPolicy, n: isize, now: Instant) -> Option<Ban> {
-        let count = self.strikes.observe(&ip, n);
-        if count < policy.strikes as isize {
-            return None;
+        let mut found: Option<(Actor, Penalty)> = None;
+        let by_ip = Actor::Ip(ip);
+        let by_id = identity.and_then(|v| std::str::from_utf8(v).ok()).map(|v| Actor::Id(v.to_string()));
+        for actor in std::iter::once(by_ip).chain(by_id) {
+            if let Some(p) = map.get(&actor).filter(|p| p.active(now)) {
+                if found.as_ref().is_none_or(|(_, f)| f.kind == PenaltyKind::Throttle) {
+                    found = Some((actor, p.clone()));
+                }
+            }
         }
-        let ban = Ban {
-            until: now + policy.ban_for,
-            first_seen: now,
-            rule: rule.clone(),
-            strikes: count as i64,
-        };
-        self.update(|m| {
-            let first_seen = m.get(&ip).map_or(now, |b| b.first_seen);
-            m.insert(ip, Ban { first_seen, ..ban.clone() });
-        });
-        Some(ban)
+        found
     }
 
-    /// Ban `ip` by hand (operators); `None` duration lifts a ban.
-    pub fn set(&self, ip: IpAddr, ban_for: Option<Duration>, reason: &str, now: Instant) {
-        self.update(|m| match ban_for {
-            Some(d) => {
-                m.insert(ip, Ban { until: now + d, first_seen: now, rule: Arc::from(reason), strikes: 0 });
+    /// Add `n` strikes against the actors for `rule`. Returns the penalty this earns, if any.
+    pub fn strike(&self, actors: &[Actor], rule: &Arc<str>, policy: &BanPolicy, n: u32, now: Millis) -> Option<(Actor, Penalty)> {
+        let mut earned = None;
+        for actor in actors {
+            let score = {
+                let mut scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+                let s = scores.entry(actor.clone()).or_insert(Score { value: 0.0, at: now });
+                s.value = s.decayed(now, policy.window) + n as f64;
+                s.at = now;
+                // Rounded, so strikes a few milliseconds apart count as whole ones.
+                let v = s.value.round();
+                if v >= policy.strikes as f64 {
+                    // The ban spends the strikes; the next ban has to be earned again.
+                    scores.remove(actor);
+                }
+                v
+            };
+            self.dirty.store(true, Ordering::Relaxed);
+            let kind = if score >= policy.strikes as f64 {
+                PenaltyKind::Ban
+            } else if policy.throttle_at.is_some_and(|t| score >= t as f64) {
+                PenaltyKind::Throttle
+            } else {
+                continue;
+            };
+            let mut result = None;
+            self.update(|m| {
+                let prev = m.get(actor).filter(|p| p.until.is_none_or(|u| u.saturating_add(ms(policy.remember)) > now));
+                if kind == PenaltyKind::Throttle && prev.is_some_and(|p| p.active(now)) {
+                    return; // already throttled or banned
+                }
+                let bans = prev.map_or(0, |p| p.bans) + u32::from(kind == PenaltyKind::Ban);
+                let until = match kind {
+                    PenaltyKind::Throttle => Some(now.saturating_add(ms(policy.window))),
+                    PenaltyKind::Ban => policy.ban_length(bans).map(|d| now.saturating_add(ms(d))),
+                };
+                let mut rules = prev.map(|p| p.rules.clone()).unwrap_or_default();
+                if rules.last() != Some(rule) {
+                    rules.push(rule.clone());
+                }
+                if rules.len() > MAX_RULES_KEPT {
+                    rules.drain(..rules.len() - MAX_RULES_KEPT);
+                }
+                let p = Penalty {
+                    kind,
+                    until,
+                    first_seen: prev.map_or(now, |p| p.first_seen),
+                    last_seen: now,
+                    bans,
+                    strikes: score,
+                    rules,
+                    reason: format!("{score:.0} strikes, last by rule {rule}"),
+                };
+                m.insert(actor.clone(), p.clone());
+                result = Some((actor.clone(), p));
+            });
+            if let Some(r) = result {
+                if earned.as_ref().is_none_or(|(_, p): &(Actor, Penalty)| p.kind == PenaltyKind::Throttle) {
+                    earned = Some(r);
+                }
+            }
+        }
+        earned
+    }
+
+    /// Ban an actor by hand for `ban_for` (`None`: permanently), or lift its penalty.
+    pub fn set(&self, actor: Actor, ban: Option<Option<Duration>>, reason: &str, now: Millis) {
+        if ban.is_none() {
+            // Lifting a ban forgives the strikes too.
+            self.scores.lock().unwrap_or_else(|e| e.into_inner()).remove(&actor);
+        }
+        self.update(|m| match ban {
+            Some(len) => {
+                let prev = m.get(&actor);
+                let p = Penalty {
+                    kind: PenaltyKind::Ban,
+                    until: len.map(|d| now.saturating_add(ms(d))),
+                    first_seen: prev.map_or(now, |p| p.first_seen),
+                    last_seen: now,
+                    bans: prev.map_or(0, |p| p.bans) + 1,
+                    strikes: 0.0,
+                    rules: vec![Arc::from("admin")],
+                    reason: reason.to_string(),
+                };
+                m.insert(actor, p);
             }
             None => {
-                m.remove(&ip);
+                m.remove(&actor);
             }
         });
     }
 
-    /// Drop expired bans and publish the count.
-    pub fn sweep(&self, now: Instant) {
-        if self.bans.load().values().any(|b| b.until <= now) {
-            self.update(|m| m.retain(|_, b| b.until > now));
+    /// Forget penalties past their memory and strikes that decayed away; publish the count.
+    pub fn sweep(&self, now: Millis, policy: Option<&BanPolicy>) {
+        let remember = policy.map_or(0, |p| ms(p.remember));
+        let stale = |p: &Penalty| p.until.is_some_and(|u| u.saturating_add(remember) <= now);
+        if self.penalties.load().values().any(stale) {
+            self.update(|m| m.retain(|_, p| !stale(p)));
         }
-        METRICS.active_bans.set(self.bans.load().len() as i64);
+        if let Some(policy) = policy {
+            self.scores
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, s| s.decayed(now, policy.window) >= 0.05);
+        }
+        self.publish(now);
     }
 
-    pub fn list(&self) -> Vec<(IpAddr, Ban)> {
-        self.bans.load().iter().map(|(ip, b)| (*ip, b.clone())).collect()
+    fn publish(&self, now: Millis) {
+        let bans = self.penalties.load().values().filter(|p| p.kind == PenaltyKind::Ban && p.active(now)).count();
+        METRICS.active_bans.set(bans as i64);
     }
 
-    fn update(&self, f: impl FnOnce(&mut HashMap<IpAddr, Ban>)) {
+    pub fn list(&self) -> Vec<(Actor, Penalty)> {
+        self.penalties.load().iter().map(|(a, p)| (a.clone(), p.clone())).collect()
+    }
+
+    pub fn scores(&self) -> Vec<(Actor, Score)> {
+        self.scores.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(a, s)| (a.clone(), *s)).collect()
+    }
+
+    /// Take in saved or foreign state: a penalty replaces ours when it was seen later; scores
+    /// keep the larger value.
+    pub fn merge(&self, penalties: Vec<(Actor, Penalty)>, scores: Vec<(Actor, Score)>) {
+        self.update(|m| {
+            for (a, p) in penalties {
+                if m.get(&a).is_none_or(|mine| p.last_seen > mine.last_seen) {
+                    m.insert(a, p);
+                }
+            }
+        });
+        let mut mine = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+        for (a, s) in scores {
+            let keep = mine.get(&a).is_some_and(|m| m.value >= s.value && m.at >= s.at);
+            if !keep {
+                mine.insert(a, s);
+            }
+        }
+    }
+
+    /// True (and cleared) when anything changed since the last call.
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::Relaxed)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut HashMap<Actor, Penalty>)) {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = HashMap::clone(&self.bans.load());
+        let mut next = HashMap::clone(&self.penalties.load());
         f(&mut next);
-        METRICS.active_bans.set(next.len() as i64);
-        self.bans.store(Arc::new(next));
+        self.penalties.store(Arc::new(next));
+        self.dirty.store(true, Ordering::Relaxed);
+        self.publish(now_ms());
     }
 }
 
@@ -129,38 +334,80 @@ impl Offenders {
 mod tests {
     use super::*;
 
-    #[test]
-    fn strikes_earn_a_ban_that_expires() {
-        let policy = BanPolicy { strikes: 3, window: Duration::from_secs(60), ban_for: Duration::from_secs(600) };
-        let o = Offenders::new(policy.window);
-        let ip: IpAddr = "198.51.100.4".parse().expect("ip");
-        let rule: Arc<str> = Arc::from("r");
-        let t0 = Instant::now();
-        assert!(o.strike(ip, &rule, &policy, 1, t0).is_none());
-        assert!(o.strike(ip, &rule, &policy, 1, t0).is_none());
-        assert!(o.banned(ip, t0).is_none());
-        let ban = o.strike(ip, &rule, &policy, 1, t0).expect("third strike bans");
-        assert_eq!(ban.until, t0 + policy.ban_for);
-        assert!(o.banned(ip, t0 + Duration::from_secs(599)).is_some());
-        assert!(o.banned("198.51.100.5".parse().expect("ip"), t0).is_none());
-        // Injected clock: past the ban, the client is let in again and the sweep forgets it.
-        let later = t0 + Duration::from_secs(601);
-        assert!(o.banned(ip, later).is_none());
-        o.sweep(later);
-        assert!(o.list().is_empty());
+    const MIN: u64 = 60_000;
+
+    fn policy() -> BanPolicy {
+        BanPolicy {
+            strikes: 3,
+            window: Duration::from_secs(60),
+            ban_for: Duration::from_secs(600),
+            throttle_at: Some(2),
+            escalation: 2,
+            max_ban: Duration::from_secs(3600),
+            permanent_after: Some(4),
+            remember: Duration::from_secs(86_400),
+            identity: None,
+        }
     }
 
     #[test]
-    fn bans_survive_a_window_change() {
-        let o = Arc::new(Offenders::new(Duration::from_secs(60)));
+    fn escalation_timeline_with_an_injected_clock() {
+        let p = policy();
+        let o = Offenders::new();
+        let ip: IpAddr = "198.51.100.4".parse().expect("ip");
+        let me = [Actor::Ip(ip)];
+        let rule: Arc<str> = Arc::from("r");
+        let mut t = 1_000_000_000;
+        assert!(o.strike(&me, &rule, &p, 1, t).is_none());
+        assert!(o.check(ip, None, t).is_none());
+        // Second strike: probation (throttle) for one window.
+        let (_, pen) = o.strike(&me, &rule, &p, 1, t).expect("probation");
+        assert_eq!((pen.kind, pen.until), (PenaltyKind::Throttle, Some(t + MIN)));
+        // Third: first ban, 10 minutes.
+        let (_, pen) = o.strike(&me, &rule, &p, 1, t).expect("ban");
+        assert_eq!((pen.kind, pen.bans, pen.until), (PenaltyKind::Ban, 1, Some(t + 10 * MIN)));
+        assert_eq!(o.check(ip, None, t + 10 * MIN - 1).map(|(_, p)| p.kind), Some(PenaltyKind::Ban));
+        assert!(o.check(ip, None, t + 10 * MIN).is_none(), "the ban ends on time");
+        // Back again after the ban: the next bans double, capped at an hour, then permanent.
+        for (n, len) in [(2, Some(20 * MIN)), (3, Some(40 * MIN)), (4, None)] {
+            t += 2 * 60 * MIN;
+            let (_, pen) = o.strike(&me, &rule, &p, 3, t).expect("ban");
+            assert_eq!((pen.bans, pen.until), (n, len.map(|l| t + l)), "ban {n}");
+        }
+        assert!(o.check(ip, None, t + 365 * 24 * 60 * MIN).is_some(), "permanent");
+    }
+
+    #[test]
+    fn strikes_decay_and_old_bans_are_forgotten() {
+        let p = BanPolicy { throttle_at: None, ..policy() };
+        let o = Offenders::new();
         let ip: IpAddr = "2001:db8::9".parse().expect("ip");
-        let now = Instant::now();
-        o.set(ip, Some(Duration::from_secs(10)), "manual", now);
-        let same = o.carry_over(Duration::from_secs(60));
-        assert!(Arc::ptr_eq(&o, &same));
-        let other = o.carry_over(Duration::from_secs(30));
-        assert!(other.banned(ip, now).is_some());
-        other.set(ip, None, "", now);
-        assert!(other.banned(ip, now).is_none());
+        let rule: Arc<str> = Arc::from("r");
+        let t = 5_000_000;
+        o.strike(&[Actor::Ip(ip)], &rule, &p, 2, t);
+        // Three windows later two strikes weigh ~0.1: one more does not ban.
+        assert!(o.strike(&[Actor::Ip(ip)], &rule, &p, 1, t + 3 * MIN).is_none());
+        let (_, first) = o.strike(&[Actor::Ip(ip)], &rule, &p, 3, t + 3 * MIN).expect("ban");
+        assert_eq!(first.bans, 1);
+        // A day after it ended, the ban no longer counts: the next one is a first ban again.
+        let later = t + 3 * MIN + 10 * MIN + 24 * 60 * MIN;
+        o.sweep(later, Some(&p));
+        assert!(o.list().is_empty());
+        let (_, again) = o.strike(&[Actor::Ip(ip)], &rule, &p, 3, later).expect("ban");
+        assert_eq!(again.bans, 1);
+    }
+
+    #[test]
+    fn identity_is_banned_across_addresses() {
+        let p = policy();
+        let o = Offenders::new();
+        let rule: Arc<str> = Arc::from("r");
+        let a: IpAddr = "198.51.100.1".parse().expect("ip");
+        let b: IpAddr = "198.51.100.2".parse().expect("ip");
+        o.strike(&[Actor::Ip(a), Actor::Id("alice".into())], &rule, &p, 3, 1000);
+        assert!(o.check(b, Some(b"alice"), 1001).is_some(), "alice from another address");
+        assert!(o.check(b, Some(b"bob"), 1001).is_none());
+        o.set(Actor::Id("alice".into()), None, "", 1002);
+        assert!(o.check(b, Some(b"alice"), 1003).is_none());
     }
 }

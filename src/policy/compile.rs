@@ -23,6 +23,10 @@ use crate::host::HostPattern;
 
 /// `Retry-After` of throttle rules that do not set their own, in seconds.
 pub const DEFAULT_RETRY_AFTER_SECS: u32 = 60;
+/// Longest ban when the policy sets no `max_ban`.
+pub const DEFAULT_MAX_BAN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How long an ended ban counts toward escalation when the policy sets no `remember`.
+pub const DEFAULT_REMEMBER: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// How long a tarpit rule holds a request when it sets no `delay`.
 pub const DEFAULT_TARPIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -111,6 +115,12 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
         strikes: o.strikes,
         window: o.window.0,
         ban_for: o.ban_for.0,
+        throttle_at: o.throttle_at,
+        escalation: o.escalation,
+        max_ban: o.max_ban.map_or(DEFAULT_MAX_BAN, |d| d.0),
+        permanent_after: o.permanent_after,
+        remember: o.remember.map_or(DEFAULT_REMEMBER, |d| d.0),
+        identity: o.identity.as_ref().map(|k| k.0.clone()),
     });
     PolicySet {
         rules,

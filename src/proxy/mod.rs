@@ -144,7 +144,7 @@ impl ProxyHttp for Palisade {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok()),
         };
-        ctx.verdict = enforce::decide(&snap.policy, &snap.offenders, &facts, Instant::now());
+        ctx.verdict = enforce::decide(&snap.policy, &snap.offenders, &facts, enforce::offenders::now_ms());
         if !ctx.verdict.enforced() && !ctx.verdict.allowed_by_rule() && !snap.policy.caps.is_empty() {
             let (slots, refused) = enforce::inflight::acquire(&snap.policy.caps, &facts);
             ctx.slots = slots;
