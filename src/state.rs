@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub pools: BTreeMap<String, Arc<Pool>>,
     pub policy: Arc<PolicySet>,
+    /// The shadow policy, when one is configured.
+    pub shadow: Option<Arc<PolicySet>>,
     /// Strikes and bans; carried across reloads.
     pub offenders: Arc<Offenders>,
     pub trusted_proxies: IpSet,
@@ -70,6 +72,8 @@ impl Snapshot {
         let t = &cfg.telemetry;
         Ok(Snapshot {
             offenders,
+            shadow: (!loaded.shadow.is_empty())
+                .then(|| Arc::new(policy::compile(&loaded.shadow, previous.and_then(|p| p.shadow.as_deref())))),
             generation,
             routes,
             pools,

@@ -85,6 +85,7 @@ impl AdminApp {
             json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "generation": s.generation,
+                "shadow_policy": s.shadow.as_ref().map(|p| json!({"hash": p.hash, "sources": p.sources})),
                 "policy": {"hash": s.policy.hash, "rules": s.policy.rules.len(), "limits": s.policy.limits.len(), "sources": s.policy.sources},
                 "pools": s.pools.values().map(|p| json!({
                     "name": &*p.name,

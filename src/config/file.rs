@@ -24,6 +24,9 @@ pub struct ConfigFile {
     pub response_headers: HeaderRulesSection,
     /// Policy files, relative to this file's directory.
     pub policies: Vec<PathBuf>,
+    /// Candidate policies evaluated beside the live ones on every request and never enforced;
+    /// where they decide differently, metrics and telemetry say so.
+    pub shadow_policies: Vec<PathBuf>,
     pub telemetry: TelemetrySection,
     pub metrics: Option<MetricsSection>,
     pub admin: Option<AdminSection>,

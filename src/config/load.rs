@@ -47,6 +47,8 @@ pub struct Loaded {
     pub path: Option<PathBuf>,
     pub config: ConfigFile,
     pub policies: Vec<LoadedPolicy>,
+    /// Shadow policies: evaluated beside the live ones, never enforced.
+    pub shadow: Vec<LoadedPolicy>,
     /// Every file read, so the reloader can watch them.
     pub files: Vec<PathBuf>,
 }
@@ -87,19 +89,27 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
         let source = EMBEDDED_DEFAULT_POLICY.to_string();
         policies.extend(parse_policy(PathBuf::from(EMBEDDED_DEFAULT_POLICY_NAME), source, &mut errors));
     }
-    for p in policy_paths {
-        files.push(p.clone());
-        if let Some(source) = read(&p, &mut errors) {
-            policies.extend(parse_policy(p, source, &mut errors));
+    let read_all = |paths: Vec<PathBuf>, out: &mut Vec<LoadedPolicy>, errors: &mut Vec<ConfigError>, files: &mut Vec<PathBuf>| {
+        for p in paths {
+            files.push(p.clone());
+            if let Some(source) = read(&p, errors) {
+                out.extend(parse_policy(p, source, errors));
+            }
         }
-    }
+    };
+    read_all(policy_paths, &mut policies, &mut errors, &mut files);
     validate::policies(&config, &mut policies, &mut errors, &mut files);
+    let mut shadow = Vec::new();
+    let shadow_paths = config.shadow_policies.iter().map(|p| base.join(p)).collect();
+    read_all(shadow_paths, &mut shadow, &mut errors, &mut files);
+    validate::policies(&config, &mut shadow, &mut errors, &mut files);
 
     if errors.is_empty() {
         Ok(Loaded {
             path: path.map(Path::to_path_buf),
             config,
             policies,
+            shadow,
             files,
         })
     } else {

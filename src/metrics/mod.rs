@@ -29,6 +29,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub policy_info: IntGaugeVec,
     pub active_bans: IntGauge,
+    pub shadow_disagreements: IntCounterVec,
 }
 
 // Registration only fails on a duplicate name, which is a programming error caught by tests.
@@ -91,6 +92,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
         )
         .expect("metric"),
         active_bans: register_int_gauge!(ACTIVE_BANS, "Actors currently banned.").expect("metric"),
+        shadow_disagreements: register_int_counter_vec!(
+            SHADOW_DISAGREEMENTS_TOTAL,
+            "Requests the shadow policy would decide differently, by live and shadow decision.",
+            &["live", "shadow"]
+        )
+        .expect("metric"),
     }
 });
 

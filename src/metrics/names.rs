@@ -12,4 +12,5 @@ pub const TELEMETRY_DROPPED_TOTAL: &str = "palisade_telemetry_dropped_total";
 pub const RELOADS_TOTAL: &str = "palisade_policy_reloads_total";
 pub const POLICY_INFO: &str = "palisade_policy_info";
 pub const ACTIVE_BANS: &str = "palisade_active_bans";
+pub const SHADOW_DISAGREEMENTS_TOTAL: &str = "palisade_shadow_disagreements_total";
 pub const BUILD_INFO: &str = "palisade_build_info";

@@ -31,6 +31,8 @@ pub struct RequestCtx {
     pub upstream_start: Option<Instant>,
     pub upstream_time: Option<Duration>,
     pub tries: u8,
+    /// What the shadow policy would have decided: decision word and rule.
+    pub shadow: Option<(&'static str, Option<Arc<str>>)>,
     /// Concurrency slots held until the request ends (dropping the context frees them).
     pub slots: crate::enforce::inflight::Slots,
     /// Why Palisade answered with an error, for telemetry (`no_route`, `upstream_timeout`, …).
@@ -54,6 +56,7 @@ impl RequestCtx {
             upstream_time: None,
             tries: 0,
             slots: Default::default(),
+            shadow: None,
             error: None,
         }
     }
@@ -158,9 +161,14 @@ pub fn record(session: &Session, ctx: &RequestCtx, snap: &Snapshot, telemetry: &
                 address: ctx.backend.map(|a| a.to_string()),
                 duration_us: ctx.upstream_time.map(|t| t.as_micros() as u64),
             }),
+            shadow: ctx.shadow.as_ref().map(|(action, rule)| event::Shadow {
+                action,
+                rule: rule.clone(),
+            }),
             policy: event::PolicyRef {
                 hash: snap.policy.hash.clone(),
                 generation: snap.generation,
+                shadow_hash: snap.shadow.as_ref().map(|s| s.hash.clone()),
             },
         },
     };

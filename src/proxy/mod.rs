@@ -145,6 +145,13 @@ impl ProxyHttp for Palisade {
                 .and_then(|v| v.parse().ok()),
         };
         ctx.verdict = enforce::decide(&snap.policy, &snap.offenders, &facts, enforce::offenders::now_ms());
+        if let Some(shadow) = &snap.shadow {
+            let sv = enforce::evaluate(shadow, &facts);
+            if sv.label() != ctx.verdict.label() {
+                crate::metrics::METRICS.shadow_disagreements.with_label_values(&[ctx.verdict.label(), sv.label()]).inc();
+            }
+            ctx.shadow = Some((sv.label(), sv.rule));
+        }
         if !ctx.verdict.enforced() && !ctx.verdict.allowed_by_rule() && !snap.policy.caps.is_empty() {
             let (slots, refused) = enforce::inflight::acquire(&snap.policy.caps, &facts);
             ctx.slots = slots;

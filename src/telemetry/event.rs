@@ -100,7 +100,17 @@ pub struct Palisade {
     pub decision: Decision,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Upstream>,
+    /// What the shadow policy would have decided, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
     pub policy: PolicyRef,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Shadow {
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -133,6 +143,8 @@ pub struct Upstream {
 pub struct PolicyRef {
     pub hash: String,
     pub generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_hash: Option<String>,
 }
 
 fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
