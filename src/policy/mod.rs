@@ -33,3 +33,26 @@ impl fmt::Debug for PolicySet {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load, Overrides};
+    use std::path::PathBuf;
+
+    /// The policies shipped in policies/ must always load.
+    #[test]
+    fn shipped_policies_are_valid() {
+        for name in ["default", "streaming-platform", "lockdown"] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("policies/{name}.yaml"));
+            let overrides = Overrides {
+                listen: "127.0.0.1:1".parse().ok(),
+                upstream: "127.0.0.1:2".parse().ok(),
+                policy: Some(path),
+                ..Overrides::default()
+            };
+            let loaded = load(None, &overrides).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let set = super::compile(&loaded.policies, None);
+            assert!(!set.rules.is_empty() && set.bans.is_some(), "{name}");
+        }
+    }
+}
