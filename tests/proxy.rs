@@ -15,11 +15,17 @@ fn addr(o: &Origin) -> std::net::SocketAddr {
 }
 
 fn get(p: &Proxy, host: &str, path: &str) -> Response {
-    client().get(p.url(path)).header("host", host).send().expect("request")
+    client()
+        .get(p.url(path))
+        .header("host", host)
+        .send()
+        .expect("request")
 }
 
 fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
-    r.headers().get(name).map(|v| v.to_str().expect("ascii header"))
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().expect("ascii header"))
 }
 
 fn is_request_id(s: &str) -> bool {
@@ -28,14 +34,19 @@ fn is_request_id(s: &str) -> bool {
 
 /// The names of the origins that received a request for exactly `path`.
 fn receivers<'a>(origins: &[(&'a str, &Origin)], path: &str) -> Vec<&'a str> {
-    origins.iter().filter(|(_, o)| o.seen().iter().any(|s| s.target == path)).map(|(n, _)| *n).collect()
+    origins
+        .iter()
+        .filter(|(_, o)| o.seen().iter().any(|s| s.target == path))
+        .map(|(n, _)| *n)
+        .collect()
 }
 
 /// Send raw bytes on a fresh connection and return whatever comes back before the proxy
 /// closes the connection (or a short read timeout passes).
 fn raw(p: &Proxy, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(p.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     s.write_all(bytes).expect("write");
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -49,7 +60,11 @@ fn raw(p: &Proxy, bytes: &[u8]) -> String {
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
                     let len = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_string())
+                        })
                         .and_then(|v| v.parse::<usize>().ok());
                     if len.is_some_and(|len| body.len() >= len) {
                         break;
@@ -99,7 +114,12 @@ routes:
         ),
         &[],
     );
-    let all = [("exact", &exact), ("wild", &wild), ("api", &api), ("api_v2", &api_v2)];
+    let all = [
+        ("exact", &exact),
+        ("wild", &wild),
+        ("api", &api),
+        ("api_v2", &api_v2),
+    ];
     for (host, path, want) in [
         ("app.example.test", "/page-1", "exact"),
         ("App.Example.TEST:8080", "/page-2", "exact"),
@@ -111,13 +131,24 @@ routes:
     ] {
         let r = get(&p, host, path);
         assert_eq!(r.status(), 200, "{host}{path}");
-        assert_eq!(receivers(&all, path), vec![want], "{host}{path} went to the wrong pool");
+        assert_eq!(
+            receivers(&all, path),
+            vec![want],
+            "{host}{path} went to the wrong pool"
+        );
     }
     // A wildcard covers subdomains only, not the apex; unknown hosts have no route.
-    for (host, path) in [("example.test", "/apex"), ("other.test", "/other"), ("badexample.test", "/bad")] {
+    for (host, path) in [
+        ("example.test", "/apex"),
+        ("other.test", "/other"),
+        ("badexample.test", "/bad"),
+    ] {
         let r = get(&p, host, path);
         assert_eq!(r.status(), 404, "{host}{path}");
-        assert!(receivers(&all, path).is_empty(), "{host}{path} must not be forwarded");
+        assert!(
+            receivers(&all, path).is_empty(),
+            "{host}{path} must not be forwarded"
+        );
     }
 }
 
@@ -133,14 +164,22 @@ fn no_route_is_a_short_plain_404_with_a_request_id() {
     );
     let r = get(&p, "nobody.example.test", "/anything");
     assert_eq!(r.status(), 404);
-    let id = header(&r, "x-request-id").expect("x-request-id on the 404").to_string();
+    let id = header(&r, "x-request-id")
+        .expect("x-request-id on the 404")
+        .to_string();
     assert!(is_request_id(&id), "request id {id:?}");
     assert!(header(&r, "content-type").is_some_and(|c| c.starts_with("text/plain")));
     let body = r.text().expect("body");
     assert!(body.len() < 200, "404 body should be short: {body:?}");
     assert!(body.starts_with("404 Not Found"), "{body:?}");
-    assert!(body.contains(&id), "the body names the reference id: {body:?}");
-    assert!(origin.seen().is_empty(), "an unrouted request must not reach any origin");
+    assert!(
+        body.contains(&id),
+        "the body names the reference id: {body:?}"
+    );
+    assert!(
+        origin.seen().is_empty(),
+        "an unrouted request must not reach any origin"
+    );
 }
 
 #[test]
@@ -156,18 +195,30 @@ fn forwarding_headers_from_an_untrusted_peer() {
         .send()
         .expect("request");
     assert_eq!(r.status(), 200);
-    let returned = header(&r, "x-request-id").expect("x-request-id returned").to_string();
+    let returned = header(&r, "x-request-id")
+        .expect("x-request-id returned")
+        .to_string();
     let seen = origin.seen_path("/fwd");
     assert_eq!(seen.len(), 1);
     let h = &seen[0].headers;
     // A spoofed chain from an untrusted client is replaced by the real peer.
-    assert_eq!(h.get("x-forwarded-for").map(String::as_str), Some("127.0.0.1"));
+    assert_eq!(
+        h.get("x-forwarded-for").map(String::as_str),
+        Some("127.0.0.1")
+    );
     assert_eq!(h.get("x-forwarded-proto").map(String::as_str), Some("http"));
     let sent = h.get("x-request-id").expect("x-request-id sent upstream");
     assert!(is_request_id(sent), "generated id {sent:?}");
     assert_eq!(sent, &returned, "the client and the origin see the same id");
-    assert_ne!(sent, "client-chosen-id", "an untrusted client's id is not kept");
-    assert_eq!(h.get("host").map(String::as_str), Some("app.example.test"), "Host is preserved by default");
+    assert_ne!(
+        sent, "client-chosen-id",
+        "an untrusted client's id is not kept"
+    );
+    assert_eq!(
+        h.get("host").map(String::as_str),
+        Some("app.example.test"),
+        "Host is preserved by default"
+    );
 
     // Every request gets its own id.
     let again = client().get(p.url("/fwd")).send().expect("request");
@@ -177,10 +228,14 @@ fn forwarding_headers_from_an_untrusted_peer() {
 #[test]
 fn forwarding_headers_from_a_trusted_proxy() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let p = Proxy::start(&format!("trusted_proxies: [127.0.0.1]\n{}", single_pool(&origin)), &[]);
+    let p = Proxy::start(
+        &format!("trusted_proxies: [127.0.0.1]\n{}", single_pool(&origin)),
+        &[],
+    );
     let r = client()
         .get(p.url("/chain"))
-        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-for", "198.18.0.7")
+        .header("x-forwarded-proto", "https")
         .header("x-request-id", "edge-abc-123")
         .send()
         .expect("request");
@@ -189,14 +244,34 @@ fn forwarding_headers_from_a_trusted_proxy() {
     let seen = origin.seen_path("/chain");
     assert_eq!(seen.len(), 1);
     let h = &seen[0].headers;
-    assert_eq!(h.get("x-forwarded-for").map(String::as_str), Some("203.0.113.7, 127.0.0.1"), "the chain is extended");
-    assert_eq!(h.get("x-request-id").map(String::as_str), Some("edge-abc-123"), "a trusted proxy's id is kept");
+    assert_eq!(
+        h.get("x-forwarded-for").map(String::as_str),
+        Some("198.18.0.7, 127.0.0.1"),
+        "the chain is extended"
+    );
+    assert_eq!(
+        h.get("x-request-id").map(String::as_str),
+        Some("edge-abc-123"),
+        "a trusted proxy's id is kept"
+    );
+    assert_eq!(
+        h.get("x-forwarded-proto").map(String::as_str),
+        Some("https"),
+        "a trusted proxy knows the scheme"
+    );
 
     // Even from a trusted proxy, an id that is not plain text is replaced.
-    let r = client().get(p.url("/weird")).header("x-request-id", "a b<script>").send().expect("request");
+    let r = client()
+        .get(p.url("/weird"))
+        .header("x-request-id", "a b<script>")
+        .send()
+        .expect("request");
     let id = header(&r, "x-request-id").expect("id").to_string();
     assert!(is_request_id(&id), "{id:?}");
-    assert_eq!(origin.seen_path("/weird")[0].headers.get("x-request-id"), Some(&id));
+    assert_eq!(
+        origin.seen_path("/weird")[0].headers.get("x-request-id"),
+        Some(&id)
+    );
 }
 
 #[test]
@@ -256,15 +331,25 @@ routes:
         &[],
     );
     // Direct to the origin, both revealing headers are there: the proxy is what removes them.
-    let direct = client().get(format!("http://{}/direct", addr(&origin))).send().expect("direct");
+    let direct = client()
+        .get(format!("http://{}/direct", addr(&origin)))
+        .send()
+        .expect("direct");
     assert_eq!(header(&direct, "server"), Some("demo-origin/1.0"));
     assert_eq!(header(&direct, "x-powered-by"), Some("demo"));
 
     let r = client().get(p.url("/page")).send().expect("request");
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "server"), None, "origin Server header leaked");
-    assert_eq!(header(&r, "x-powered-by"), None, "origin X-Powered-By leaked");
-    assert_eq!(header(&r, "strict-transport-security"), Some("max-age=63072000; includeSubDomains"));
+    assert_eq!(
+        header(&r, "x-powered-by"),
+        None,
+        "origin X-Powered-By leaked"
+    );
+    assert_eq!(
+        header(&r, "strict-transport-security"),
+        Some("max-age=63072000; includeSubDomains")
+    );
     assert_eq!(header(&r, "x-content-type-options"), Some("nosniff"));
 
     // A route with its own rules uses them instead of the top-level ones.
@@ -273,7 +358,11 @@ routes:
     assert_eq!(header(&r, "x-powered-by"), None);
     assert_eq!(header(&r, "x-frame-options"), Some("DENY"));
     assert_eq!(header(&r, "strict-transport-security"), None);
-    assert_eq!(header(&r, "server"), Some("demo-origin/1.0"), "the override does not remove Server");
+    assert_eq!(
+        header(&r, "server"),
+        Some("demo-origin/1.0"),
+        "the override does not remove Server"
+    );
 }
 
 #[test]
@@ -290,7 +379,13 @@ fn round_robin_spreads_requests_over_both_backends() {
     );
     let c = client();
     for i in 0..10 {
-        assert_eq!(c.get(p.url(&format!("/rr/{i}"))).send().expect("request").status(), 200);
+        assert_eq!(
+            c.get(p.url(&format!("/rr/{i}")))
+                .send()
+                .expect("request")
+                .status(),
+            200
+        );
     }
     assert_eq!(a.seen_path("/rr/").len() + b.seen_path("/rr/").len(), 10);
     assert_eq!(a.seen_path("/rr/").len(), 5, "round robin alternates");
@@ -315,7 +410,11 @@ fn consistent_hash_keeps_a_client_on_one_backend() {
         let ip = format!("198.18.0.{client_n}");
         for i in 0..4 {
             let path = format!("/ch/{client_n}/{i}");
-            let r = c.get(p.url(&path)).header("x-forwarded-for", &ip).send().expect("request");
+            let r = c
+                .get(p.url(&path))
+                .header("x-forwarded-for", &ip)
+                .send()
+                .expect("request");
             assert_eq!(r.status(), 200);
         }
         let prefix = format!("/ch/{client_n}/");
@@ -326,14 +425,21 @@ fn consistent_hash_keeps_a_client_on_one_backend() {
         );
         used[usize::from(on_b > 0)] = true;
     }
-    assert_eq!(used, [true, true], "16 clients should not all hash to one backend");
+    assert_eq!(
+        used,
+        [true, true],
+        "16 clients should not all hash to one backend"
+    );
 }
 
 /// Whether the next `n` requests all avoid `avoid` (and succeed).
 fn none_reach(p: &Proxy, avoid: &Origin, n: usize, tag: &str) -> bool {
     let before = avoid.seen().len();
     for i in 0..n {
-        let r = client().get(p.url(&format!("/hc/{tag}/{i}"))).send().expect("request");
+        let r = client()
+            .get(p.url(&format!("/hc/{tag}/{i}")))
+            .send()
+            .expect("request");
         assert_eq!(r.status(), 200);
     }
     avoid.seen().len() == before
@@ -343,9 +449,11 @@ fn none_reach(p: &Proxy, avoid: &Origin, n: usize, tag: &str) -> bool {
 fn http_health_check_takes_a_backend_out_and_back() {
     let good = Origin::spawn("127.0.0.1:0").expect("origin");
     let flaky = Origin::spawn("127.0.0.1:0").expect("origin");
+    // Without rate limits: the polling below may pass the default policy's per-IP limit.
     let p = Proxy::start(
         &format!(
             "\
+policies: [open.yaml]
 upstreams:
   app:
     backends: [\"{}\", \"{}\"]
@@ -357,16 +465,26 @@ routes:
             addr(&good),
             addr(&flaky)
         ),
-        &[],
+        &[("open.yaml", "rules: []\n")],
     );
-    assert!(!none_reach(&p, &flaky, 4, "before"), "both backends serve while healthy");
+    assert!(
+        !none_reach(&p, &flaky, 4, "before"),
+        "both backends serve while healthy"
+    );
 
     flaky.set_healthy(false);
-    eventually("the failing backend to leave rotation", || none_reach(&p, &flaky, 4, "leaving").then_some(()));
-    assert!(none_reach(&p, &flaky, 10, "out"), "an unhealthy backend got traffic");
+    eventually("the failing backend to leave rotation", || {
+        none_reach(&p, &flaky, 4, "leaving").then_some(())
+    });
+    assert!(
+        none_reach(&p, &flaky, 10, "out"),
+        "an unhealthy backend got traffic"
+    );
 
     flaky.set_healthy(true);
-    eventually("the backend to come back", || (!none_reach(&p, &flaky, 4, "back")).then_some(()));
+    eventually("the backend to come back", || {
+        (!none_reach(&p, &flaky, 4, "back")).then_some(())
+    });
 }
 
 #[test]
@@ -416,11 +534,21 @@ fn an_upstream_read_timeout_answers_504() {
     let r = client().get(p.url("/slow/2000")).send().expect("request");
     let took = started.elapsed();
     assert_eq!(r.status(), 504);
-    assert!(took < Duration::from_millis(1500), "the read timeout did not apply: took {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "the read timeout did not apply: took {took:?}"
+    );
     let id = header(&r, "x-request-id").expect("id").to_string();
     assert_eq!(p.event_for(&id)["event"]["reason"], "upstream_timeout");
     // Fast answers on the same route are unaffected.
-    assert_eq!(client().get(p.url("/slow/10")).send().expect("request").status(), 200);
+    assert_eq!(
+        client()
+            .get(p.url("/slow/10"))
+            .send()
+            .expect("request")
+            .status(),
+        200
+    );
 }
 
 #[test]
@@ -428,16 +556,64 @@ fn malformed_requests_get_400_and_are_not_forwarded() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let p = Proxy::start(&single_pool(&origin), &[]);
     // The raw client itself works.
-    let ok = raw(&p, b"GET /fine HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    let ok = raw(
+        &p,
+        b"GET /fine HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    );
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
     for bad in [
         &b"GET /bad1 HTTP/1.1\r\nBad Header: x\r\n\r\n"[..],
         &b"GET /bad2 HTTP/1.1\r\nHost: a.test\r\nX-Nul: a\x00b\r\n\r\n"[..],
-        &b"GET /bad3\x7f HTTP/1.1\r\nHost: a.test\r\n\r\n"[..],
+        &b"G(T /bad3 HTTP/1.1\r\nHost: a.test\r\n\r\n"[..],
+        &b"GET /bad4 HTTP/1.7\r\nHost: a.test\r\n\r\n"[..],
+        &b"GET /bad5 HTTP/1.1\r\nHost: a.test\r\n: empty-name\r\n\r\n"[..],
     ] {
         let answer = raw(&p, bad);
-        assert!(answer.starts_with("HTTP/1.1 400"), "{:?} got {answer:?}", String::from_utf8_lossy(bad));
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{:?} got {answer:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
     let targets: Vec<String> = origin.seen().into_iter().map(|s| s.target).collect();
-    assert_eq!(targets, vec!["/fine".to_string()], "a malformed request reached the origin");
+    assert_eq!(
+        targets,
+        vec!["/fine".to_string()],
+        "a malformed request reached the origin"
+    );
+}
+
+#[test]
+fn security_headers_are_set_on_answers_palisade_writes_itself() {
+    let dead = free_addr();
+    let p = Proxy::start(
+        &format!(
+            "\
+response_headers:
+  set:
+    Strict-Transport-Security: max-age=600
+upstreams:
+  dead: {{backends: [\"{dead}\"]}}
+routes:
+  - name: app
+    hosts: [app.example.test]
+    upstream: dead
+"
+        ),
+        &[],
+    );
+    // 403 from the embedded policy, 502 from the dead pool, 404 for a host without a route.
+    for (host, path, status) in [
+        ("app.example.test", "/.git/config", 403),
+        ("app.example.test", "/page", 502),
+        ("other.example.test", "/page", 404),
+    ] {
+        let r = get(&p, host, path);
+        assert_eq!(r.status(), status, "{host}{path}");
+        assert_eq!(
+            header(&r, "strict-transport-security"),
+            Some("max-age=600"),
+            "{status} answer without HSTS"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,8 +26,8 @@ fn config_without_watch(origin: &Origin) -> String {
     format!("{base}{}policies: [policy.yaml]\n", single_pool(origin))
 }
 
-/// `BASE` (watching every 50 ms) with one pool and one policy file.
-fn config_with_watch(origin: &Origin) -> String {
+/// What follows `BASE` (which watches files every 50 ms): one pool and one policy file.
+fn rest_with_policy(origin: &Origin) -> String {
     format!("{}policies: [policy.yaml]\n", single_pool(origin))
 }
 
@@ -37,16 +37,24 @@ fn status(p: &Proxy, path: &str) -> u16 {
 
 /// A counter sample, 0 while the labelled series does not exist yet.
 fn reloads(p: &Proxy, result: &str) -> f64 {
-    p.metric(&format!("palisade_policy_reloads_total{{result=\"{result}\"}}")).unwrap_or(0.0)
+    p.metric(&format!("palisade_policy_reloads_total{{result=\"{result}\"}}"))
+        .unwrap_or(0.0)
 }
 
 /// `(generation, hash)` labels of the single `palisade_policy_info` series.
 fn policy_info(p: &Proxy) -> (u64, String) {
     let text = p.metrics_text();
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("palisade_policy_info{")).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("palisade_policy_info{"))
+        .collect();
     assert_eq!(lines.len(), 1, "exactly one policy_info series expected:\n{text}");
     let label = |name: &str| {
-        let start = lines[0].find(&format!("{name}=\"")).unwrap_or_else(|| panic!("no {name} in {}", lines[0])) + name.len() + 2;
+        let start = lines[0]
+            .find(&format!("{name}=\""))
+            .unwrap_or_else(|| panic!("no {name} in {}", lines[0]))
+            + name.len()
+            + 2;
         let len = lines[0][start..].find('"').expect("closing quote");
         lines[0][start..start + len].to_string()
     };
@@ -54,7 +62,9 @@ fn policy_info(p: &Proxy) -> (u64, String) {
 }
 
 fn wait_generation(p: &Proxy, generation: u64) {
-    eventually(&format!("policy generation {generation}"), || (policy_info(p).0 == generation).then_some(()));
+    eventually(&format!("policy generation {generation}"), || {
+        (policy_info(p).0 == generation).then_some(())
+    });
 }
 
 #[test]
@@ -69,11 +79,17 @@ fn sighup_reloads_the_policy() {
     // With watching off, a changed file alone changes nothing.
     p.rewrite("policy.yaml", BLOCK_ADMIN);
     thread::sleep(Duration::from_millis(300));
-    assert_eq!(status(&p, "/admin/users"), 200, "reloaded without a signal although watch is off");
+    assert_eq!(
+        status(&p, "/admin/users"),
+        200,
+        "reloaded without a signal although watch is off"
+    );
     assert_eq!(reloads(&p, "ok"), ok_before);
 
     p.signal("HUP");
-    eventually("/admin to be blocked after SIGHUP", || (status(&p, "/admin/users") == 403).then_some(()));
+    eventually("/admin to be blocked after SIGHUP", || {
+        (status(&p, "/admin/users") == 403).then_some(())
+    });
     assert_eq!(status(&p, "/public"), 200, "the new policy blocks only /admin");
     assert_eq!(reloads(&p, "ok"), ok_before + 1.0);
     assert_eq!(reloads(&p, "failed"), 0.0);
@@ -83,21 +99,31 @@ fn sighup_reloads_the_policy() {
 
     let forwarded = origin.seen_path("/admin").len();
     assert_eq!(status(&p, "/admin/other"), 403);
-    assert_eq!(origin.seen_path("/admin").len(), forwarded, "a blocked request reached the origin");
+    assert_eq!(
+        origin.seen_path("/admin").len(),
+        forwarded,
+        "a blocked request reached the origin"
+    );
     assert!(p.log_text().contains("SIGHUP: reloading"));
 }
 
 #[test]
 fn changed_files_reload_without_a_signal() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let p = Proxy::start(&config_with_watch(&origin), &[("policy.yaml", ALLOW_ALL)]);
+    let p = Proxy::start(&rest_with_policy(&origin), &[("policy.yaml", ALLOW_ALL)]);
     assert_eq!(status(&p, "/admin"), 200);
 
     p.rewrite("policy.yaml", BLOCK_ADMIN);
-    eventually("/admin to be blocked after the policy file changed", || (status(&p, "/admin") == 403).then_some(()));
+    eventually("/admin to be blocked after the policy file changed", || {
+        (status(&p, "/admin") == 403).then_some(())
+    });
     assert_eq!(policy_info(&p).0, 2);
     assert_eq!(reloads(&p, "ok"), 1.0);
-    assert!(p.log_text().contains("policy.yaml changed: reloading"), "{}", p.log_text());
+    assert!(
+        p.log_text().contains("policy.yaml changed: reloading"),
+        "{}",
+        p.log_text()
+    );
 
     // The main configuration file is watched too: a new response header applies without restart.
     let with_header = format!(
@@ -109,21 +135,30 @@ fn changed_files_reload_without_a_signal() {
         let r = client().get(p.url("/public")).send().expect("request");
         (r.headers().get("x-reloaded").is_some_and(|v| v == "yes")).then_some(())
     });
-    assert_eq!(status(&p, "/admin"), 403, "the policy stays in force across a config reload");
+    assert_eq!(
+        status(&p, "/admin"),
+        403,
+        "the policy stays in force across a config reload"
+    );
 }
 
 #[test]
 fn broken_policy_is_refused_and_the_old_one_keeps_serving() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let p = Proxy::start(&config_with_watch(&origin), &[("policy.yaml", BLOCK_ADMIN)]);
+    let p = Proxy::start(&rest_with_policy(&origin), &[("policy.yaml", BLOCK_ADMIN)]);
     let policy_path = p.dir.path().join("policy.yaml").display().to_string();
     let answers = || (status(&p, "/admin"), status(&p, "/public"));
     assert_eq!(answers(), (403, 200));
     let info_before = policy_info(&p);
 
     // Invalid YAML: the flow sequence on line 4 is never closed.
-    p.rewrite("policy.yaml", "rules:\n  - id: block-admin\n    match:\n      path_prefix: [/admin\n    action: block\n");
-    eventually("the invalid YAML to be refused", || (reloads(&p, "failed") == 1.0).then_some(()));
+    p.rewrite(
+        "policy.yaml",
+        "rules:\n  - id: block-admin\n    match:\n      path_prefix: [/admin\n    action: block\n",
+    );
+    eventually("the invalid YAML to be refused", || {
+        (reloads(&p, "failed") == 1.0).then_some(())
+    });
     assert_eq!(answers(), (403, 200), "the previous policy keeps deciding");
     assert_eq!(policy_info(&p), info_before);
     let log = p.log_text();
@@ -138,28 +173,35 @@ fn broken_policy_is_refused_and_the_old_one_keeps_serving() {
         .and_then(|rest| rest.split(':').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no line number after the file name: {refusal}"));
-    assert!((4..=6).contains(&line_no), "the syntax error is reported near line 4: {refusal}");
+    assert!(
+        (4..=6).contains(&line_no),
+        "the syntax error is reported near line 4: {refusal}"
+    );
 
     // A typo in a key (line 5) is an error too, never silently ignored.
     p.rewrite(
         "policy.yaml",
         "rules:\n  - id: block-admin\n    match:\n      path_prefix: [/admin]\n    acton: block\n",
     );
-    eventually("the unknown key to be refused", || (reloads(&p, "failed") == 2.0).then_some(()));
+    eventually("the unknown key to be refused", || {
+        (reloads(&p, "failed") == 2.0).then_some(())
+    });
     assert_eq!(answers(), (403, 200));
     assert_eq!(policy_info(&p), info_before);
     let log = p.log_text();
     assert!(
         log.lines().any(|l| l.contains("reload refused:")
             && l.contains(&format!("{policy_path}:5:"))
-            && l.contains("acton")),
+            && l.contains("field `rules[0].acton`:")),
         "the refusal names file, line 5 and the unknown key:\n{log}"
     );
     assert_eq!(reloads(&p, "ok"), 0.0);
 
     // Fixing the file is picked up as usual.
     p.rewrite("policy.yaml", ALLOW_ALL);
-    eventually("the fixed policy to load", || (status(&p, "/admin") == 200).then_some(()));
+    eventually("the fixed policy to load", || {
+        (status(&p, "/admin") == 200).then_some(())
+    });
     assert_eq!(reloads(&p, "ok"), 1.0);
     assert_eq!(policy_info(&p).0, info_before.0 + 1);
 }
@@ -174,7 +216,10 @@ fn limited(per: &str, extra_rule: &str) -> String {
 fn reload_keeps_counters_of_unchanged_limits_and_resets_changed_ones() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     // Windows of a minute: the test ends long before a window would roll over on its own.
-    let p = Proxy::start(&config_with_watch(&origin), &[("policy.yaml", &limited("60s", "  []\n"))]);
+    let p = Proxy::start(
+        &rest_with_policy(&origin),
+        &[("policy.yaml", &limited("60s", "  []\n"))],
+    );
     for i in 0..3 {
         assert_eq!(status(&p, "/limited"), 200, "request {i} is within the limit");
     }
@@ -194,7 +239,11 @@ fn reload_keeps_counters_of_unchanged_limits_and_resets_changed_ones() {
         assert_eq!(status(&p, "/limited"), 200, "request {i} under the changed limit");
     }
     assert_eq!(status(&p, "/limited"), 429, "the changed limit is enforced");
-    assert_eq!(origin.seen_path("/limited").len(), 6, "throttled requests never reach the origin");
+    assert_eq!(
+        origin.seen_path("/limited").len(),
+        6,
+        "throttled requests never reach the origin"
+    );
 }
 
 #[test]
@@ -203,32 +252,52 @@ fn no_request_fails_during_reloads() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let p = Proxy::start_with(&config_without_watch(&origin), &[("policy.yaml", ALLOW_ALL)], &[]);
     let done = Arc::new(AtomicBool::new(false));
+    let sent: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
 
     // One client keeps its connection alive across reloads, one opens a new connection per request.
     let clients: Vec<_> = [true, false]
         .into_iter()
-        .map(|keep_alive| {
+        .enumerate()
+        .map(|(n, keep_alive)| {
             let url = p.url("/steady");
-            let done = done.clone();
+            let (done, sent) = (done.clone(), sent.clone());
             thread::spawn(move || {
                 let mut b = reqwest::blocking::Client::builder().timeout(PATIENCE);
                 if !keep_alive {
                     b = b.pool_max_idle_per_host(0);
                 }
                 let c = b.build().expect("client");
-                let deadline = Instant::now() + Duration::from_secs(3);
+                // Safety bounds only: the main thread ends the run after its last reload.
+                let deadline = Instant::now() + Duration::from_secs(5);
                 let mut outcomes = Vec::new();
-                while outcomes.len() < 400 && Instant::now() < deadline && !done.load(Ordering::SeqCst) {
-                    outcomes.push(c.get(&url).send().map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
+                while outcomes.len() < 5000 && Instant::now() < deadline && !done.load(Ordering::SeqCst) {
+                    outcomes.push(
+                        c.get(&url)
+                            .send()
+                            .map(|r| r.status().as_u16())
+                            .map_err(|e| e.to_string()),
+                    );
+                    sent[n].fetch_add(1, Ordering::SeqCst);
                 }
                 outcomes
             })
         })
         .collect();
 
+    let progress = || sent.iter().map(|s| s.load(Ordering::SeqCst)).collect::<Vec<_>>();
     for i in 0..RELOADS {
+        // Both clients make progress between reloads, so the reloads interleave with traffic.
+        let before = progress();
+        eventually("both clients to send a request", || {
+            progress()
+                .iter()
+                .zip(&before)
+                .all(|(now, then)| now > then)
+                .then_some(())
+        });
         // Each reload installs a genuinely different policy (not touching /steady).
-        let text = format!("rules:\n  - id: block-{i}\n    match:\n      path_prefix: [/never-{i}]\n    action: block\n");
+        let text =
+            format!("rules:\n  - id: block-{i}\n    match:\n      path_prefix: [/never-{i}]\n    action: block\n");
         p.rewrite("policy.yaml", &text);
         p.signal("HUP");
         wait_generation(&p, i as u64 + 2);
@@ -237,9 +306,20 @@ fn no_request_fails_during_reloads() {
 
     for (n, t) in clients.into_iter().enumerate() {
         let outcomes = t.join().expect("client thread");
-        assert!(outcomes.len() >= RELOADS, "client {n} sent only {} requests", outcomes.len());
+        assert!(
+            outcomes.len() >= RELOADS,
+            "client {n} sent only {} requests",
+            outcomes.len()
+        );
+        eprintln!("client {n}: {} requests across {RELOADS} reloads", outcomes.len());
         let bad: Vec<_> = outcomes.iter().filter(|o| !matches!(o, Ok(200))).collect();
-        assert!(bad.is_empty(), "client {n}: {} of {} requests failed: {:?}", bad.len(), outcomes.len(), &bad[..bad.len().min(5)]);
+        assert!(
+            bad.is_empty(),
+            "client {n}: {} of {} requests failed: {:?}",
+            bad.len(),
+            outcomes.len(),
+            &bad[..bad.len().min(5)]
+        );
     }
     assert_eq!(reloads(&p, "ok"), RELOADS as f64);
     assert_eq!(reloads(&p, "failed"), 0.0);
