@@ -57,7 +57,7 @@ pub struct Loaded {
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigErrors> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
-    let (mut config, base, locator) = match path {
+    let (mut config, base, locator, broken) = match path {
         Some(p) => {
             files.push(p.to_path_buf());
             let Some(source) = read(p, &mut errors) else {
@@ -68,17 +68,25 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
                 let mut c = Collector::new(p, &locator, &mut errors);
                 parse_sections::<ConfigFile>(&source, &["upstreams"], &mut c)
             };
-            let Some(config) = parsed else {
+            let Some(parsed) = parsed else {
                 return Err(ConfigErrors(errors));
             };
             let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
-            (config, base, locator)
+            (parsed.value, base, locator, parsed.broken)
         }
-        None => (ConfigFile::default(), PathBuf::new(), Locator::default()),
+        None => (ConfigFile::default(), PathBuf::new(), Locator::default(), Vec::new()),
     };
     apply_overrides(&mut config, overrides);
     let cfg_name = path.map_or_else(|| PathBuf::from("<command line>"), Path::to_path_buf);
-    validate::config(&config, &mut Collector::new(&cfg_name, &locator, &mut errors));
+    // With a broken section, cross-section checks would only echo it; the policies are still
+    // read and checked (their route references only when the routes parsed).
+    if broken.is_empty() {
+        validate::config(&config, &mut Collector::new(&cfg_name, &locator, &mut errors));
+    }
+    if broken.iter().any(|k| k == "policies" || k == "shadow_policies") {
+        return Err(ConfigErrors(errors));
+    }
+    let check_routes = !broken.iter().any(|k| k == "routes");
 
     let mut policies = Vec::new();
     let policy_paths: Vec<PathBuf> = match &overrides.policy {
@@ -98,11 +106,11 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
         }
     };
     read_all(policy_paths, &mut policies, &mut errors, &mut files);
-    validate::policies(&config, &mut policies, &mut errors, &mut files);
+    validate::policies(&config, check_routes, &mut policies, &mut errors, &mut files);
     let mut shadow = Vec::new();
     let shadow_paths = config.shadow_policies.iter().map(|p| base.join(p)).collect();
     read_all(shadow_paths, &mut shadow, &mut errors, &mut files);
-    validate::policies(&config, &mut shadow, &mut errors, &mut files);
+    validate::policies(&config, check_routes, &mut shadow, &mut errors, &mut files);
 
     if errors.is_empty() {
         Ok(Loaded {
@@ -138,7 +146,7 @@ pub fn policy_from_str(name: &str, source: &str, routes: &[&str]) -> Result<Load
         ..ConfigFile::default()
     };
     let mut policies: Vec<LoadedPolicy> = parse_policy(PathBuf::from(name), source.to_string(), &mut errors).into_iter().collect();
-    validate::policies(&cfg, &mut policies, &mut errors, &mut files);
+    validate::policies(&cfg, true, &mut policies, &mut errors, &mut files);
     match (errors.is_empty(), policies.pop()) {
         (true, Some(p)) => Ok(p),
         _ => Err(ConfigErrors(errors)),
@@ -147,7 +155,12 @@ pub fn policy_from_str(name: &str, source: &str, routes: &[&str]) -> Result<Load
 
 fn parse_policy(path: PathBuf, source: String, errors: &mut Vec<ConfigError>) -> Option<LoadedPolicy> {
     let locator = Locator::new(&source);
-    let file = parse_sections::<PolicyFile>(&source, &["lists"], &mut Collector::new(&path, &locator, errors))?;
+    let parsed = parse_sections::<PolicyFile>(&source, &["lists"], &mut Collector::new(&path, &locator, errors))?;
+    // A policy with a broken section is not checked further: its references would mislead.
+    if !parsed.broken.is_empty() {
+        return None;
+    }
+    let file = parsed.value;
     Some(LoadedPolicy {
         path,
         source,
@@ -219,14 +232,23 @@ fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
     }
 }
 
+/// What `parse_sections` could read.
+pub struct Parsed<T> {
+    /// The document, with broken sections left at their defaults.
+    pub value: T,
+    /// Top-level keys that did not parse (their errors are recorded).
+    pub broken: Vec<String>,
+}
+
 /// Deserialize `T` from YAML. When that fails, each top-level section (each item of a list
 /// section, each entry of a `split_maps` section) is tried on its own, so every broken section
-/// is reported rather than only the first.
+/// is reported rather than only the first, and the sections that did parse are still returned
+/// for the checks that do not depend on the broken ones. `None` when the YAML itself is broken.
 pub fn parse_sections<T: DeserializeOwned + Default>(
     source: &str,
     split_maps: &[&str],
     c: &mut Collector<'_>,
-) -> Option<T> {
+) -> Option<Parsed<T>> {
     let value: Value = match serde_yaml::from_str(source) {
         Ok(v) => v,
         Err(e) => {
@@ -236,38 +258,42 @@ pub fn parse_sections<T: DeserializeOwned + Default>(
         }
     };
     if value.is_null() {
-        return Some(T::default());
+        return Some(Parsed { value: T::default(), broken: Vec::new() });
     }
     if let Ok(t) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
-        return Some(t);
+        return Some(Parsed { value: t, broken: Vec::new() });
     }
     let Value::Mapping(top) = value else {
         c.field("", "expected a mapping of settings at the top level");
         return None;
     };
+    let mut good = Mapping::new();
+    let mut broken = Vec::new();
     for (k, v) in top {
         let key = match &k {
             Value::String(s) => s.clone(),
             other => format!("{other:?}"),
         };
-        match v {
-            Value::Sequence(items) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    let one = singleton(&k, Value::Sequence(vec![item]));
-                    report::<T>(one, &format!("{key}[0]"), &format!("{key}[{i}]"), c);
-                }
-            }
-            Value::Mapping(entries) if split_maps.contains(&key.as_str()) => {
-                for (ek, ev) in entries {
-                    let mut m = Mapping::new();
-                    m.insert(ek, ev);
-                    report::<T>(singleton(&k, Value::Mapping(m)), "", "", c);
-                }
-            }
-            other => report::<T>(singleton(&k, other), "", "", c),
+        let ok = match &v {
+            Value::Sequence(items) => items.iter().enumerate().fold(true, |ok, (i, item)| {
+                let one = singleton(&k, Value::Sequence(vec![item.clone()]));
+                report::<T>(one, &format!("{key}[0]"), &format!("{key}[{i}]"), c) && ok
+            }),
+            Value::Mapping(entries) if split_maps.contains(&key.as_str()) => entries.iter().fold(true, |ok, (ek, ev)| {
+                let mut m = Mapping::new();
+                m.insert(ek.clone(), ev.clone());
+                report::<T>(singleton(&k, Value::Mapping(m)), "", "", c) && ok
+            }),
+            other => report::<T>(singleton(&k, other.clone()), "", "", c),
+        };
+        if ok {
+            good.insert(k, v);
+        } else {
+            broken.push(key);
         }
     }
-    None
+    let value = serde_yaml::from_value(Value::Mapping(good)).unwrap_or_default();
+    Some(Parsed { value, broken })
 }
 
 fn singleton(key: &Value, v: Value) -> Value {
@@ -277,10 +303,10 @@ fn singleton(key: &Value, v: Value) -> Value {
 }
 
 /// Deserialize a one-section document and record its error, if any, renaming the path prefix
-/// `from` to `to` (a list item tried alone is always item 0).
-fn report<T: DeserializeOwned>(doc: Value, from: &str, to: &str, c: &mut Collector<'_>) {
+/// `from` to `to` (a list item tried alone is always item 0). True when it parsed.
+fn report<T: DeserializeOwned>(doc: Value, from: &str, to: &str, c: &mut Collector<'_>) -> bool {
     let Err(e) = serde_path_to_error::deserialize::<_, T>(doc) else {
-        return;
+        return true;
     };
     let mut path = e.path().to_string();
     if !from.is_empty() && path.starts_with(from) {
@@ -302,4 +328,5 @@ fn report<T: DeserializeOwned>(doc: Value, from: &str, to: &str, c: &mut Collect
         path.clear();
     }
     c.field(&path, message);
+    false
 }

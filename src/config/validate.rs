@@ -167,11 +167,15 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPT
 /// Checks across all policy files; also reads list files into their list's `cidrs`.
 pub fn policies(
     cfg: &ConfigFile,
+    check_route_refs: bool,
     policies: &mut [LoadedPolicy],
     errors: &mut Vec<ConfigError>,
     files: &mut Vec<PathBuf>,
 ) {
-    let routes: HashSet<&str> = cfg.routes.iter().map(|r| r.name.as_str()).collect();
+    let mut routes: HashSet<&str> = cfg.routes.iter().map(|r| r.name.as_str()).collect();
+    if !check_route_refs {
+        routes.insert("*");
+    }
     let mut lists: HashMap<String, PathBuf> = HashMap::new();
     let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
     for pol in policies.iter_mut() {
@@ -330,7 +334,7 @@ fn check_match(
         check_host_pattern(h, &format!("{p}.hosts[{j}]"), c);
     }
     for (j, r) in m.routes.iter().enumerate() {
-        if !routes.contains(r.as_str()) {
+        if !routes.contains(r.as_str()) && !routes.contains("*") {
             c.field(&format!("{p}.routes[{j}]"), format!("{id:?}: no route named {r:?}"));
         }
     }
