@@ -57,9 +57,10 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 }
 
 impl AdminApp {
-    fn authorized(&self, session: &ServerSession) -> Result<(), Response<Vec<u8>>> {
+    /// `None` when the request carries the right token, else the refusal to send.
+    fn refusal(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
         let Some(expected) = &self.token_digest else {
-            return Err(reply(StatusCode::FORBIDDEN, json!({"error": "no admin token is configured; state changes are off"})));
+            return Some(reply(StatusCode::FORBIDDEN, json!({"error": "no admin token is configured; state changes are off"})));
         };
         let given = session
             .req_header()
@@ -69,11 +70,11 @@ impl AdminApp {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(digest);
         match given {
-            Some(d) if constant_time_eq(&d, expected) => Ok(()),
+            Some(d) if constant_time_eq(&d, expected) => None,
             _ => {
                 let peer = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
                 log::warn!("admin: refused {} {} from {peer}: missing or wrong token", session.req_header().method, session.req_header().uri.path());
-                Err(reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"})))
+                Some(reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"})))
             }
         }
     }
@@ -153,7 +154,7 @@ impl ServeHttp for AdminApp {
             (&Method::GET, "/status") => self.status(),
             (&Method::GET, "/bans") => self.bans(),
             (&Method::POST, "/reload") | (&Method::POST, "/bans") | (&Method::DELETE, "/bans") => {
-                if let Err(denied) = self.authorized(session) {
+                if let Some(denied) = self.refusal(session) {
                     return denied;
                 }
                 if path == "/reload" {

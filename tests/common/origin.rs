@@ -33,8 +33,10 @@ impl Origin {
     /// Start on `addr` (use port 0 for any free port) inside the current tokio runtime.
     pub async fn start(addr: &str) -> std::io::Result<Origin> {
         let listener = TcpListener::bind(addr).await?;
-        let mut origin = Origin::default();
-        origin.addr = Some(listener.local_addr()?);
+        let origin = Origin {
+            addr: Some(listener.local_addr()?),
+            ..Origin::default()
+        };
         let o = origin.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
