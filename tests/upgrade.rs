@@ -241,3 +241,27 @@ fn policy_changed_before_the_upgrade_is_loaded_by_the_new_process() {
         "a fresh process starts at generation 1: {info}"
     );
 }
+
+#[test]
+fn bans_survive_a_hot_upgrade() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let config = format!(
+        "{}state:\n  path: {{DIR}}/offenders.json\n  save_interval: 100ms\n",
+        upgrade_config(&origin)
+    );
+    let policy = "\
+rules:
+  - {id: no-admin, match: {path_prefix: [/admin]}, action: block}
+offenders: {strikes: 2, window: 60s, ban_for: 1h}
+";
+    let mut p = Proxy::start_with(&config, &[("policy.yaml", policy)], &[]);
+    assert_eq!(status(&p, "/admin"), 403);
+    assert_eq!(status(&p, "/admin"), 403);
+    assert_eq!(status(&p, "/public"), 403, "banned in the old process");
+
+    let mut new = upgrade(&mut p);
+    p.child = new.0.take();
+    assert_eq!(status(&p, "/public"), 403, "still banned in the new process");
+    assert!(origin.seen_path("/public").is_empty());
+    assert!(origin.seen_path("/admin").is_empty());
+}
