@@ -91,10 +91,10 @@ fn benches(c: &mut Criterion) {
     offenders.set(Actor::Ip(banned_ip), Some(Some(Duration::from_secs(3600))), "bench", 1);
     let banned = RequestFacts { client_ip: banned_ip, ..allowed };
     c.bench_function("decide: banned actor short-circuit", |b| {
-        b.iter(|| black_box(decide(&policy, &offenders, black_box(&banned), 1000)))
+        b.iter(|| black_box(decide(&policy, &offenders, black_box(&banned), 1000).verdict))
     });
     c.bench_function("decide: 100k CIDRs + 200 rules, allowed request, bans on", |b| {
-        b.iter(|| black_box(decide(&policy, &offenders, black_box(&allowed), 1000)))
+        b.iter(|| black_box(decide(&policy, &offenders, black_box(&allowed), 1000).verdict))
     });
 
     let mut g = c.benchmark_group("compile");

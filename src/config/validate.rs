@@ -162,6 +162,13 @@ pub fn resolve(relative_to: &Path, p: &Path) -> PathBuf {
 /// Longest a tarpit may hold a request.
 pub const MAX_TARPIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Ids Palisade reports for its own decisions; policies may not use them.
+const RESERVED_IDS: &[&str] = &[
+    crate::enforce::offenders::BAN_RULE_ID,
+    crate::enforce::offenders::THROTTLE_RULE_ID,
+    "admin",
+];
+
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
 
 /// Checks across all policy files; also reads list files into their list's `cidrs`.
@@ -225,6 +232,9 @@ pub fn policies(
             if o.throttle_at.is_some_and(|t| t == 0 || t >= o.strikes) {
                 c.field("offenders.throttle_at", "must be at least 1 and below strikes");
             }
+            if o.max_ban.is_some_and(|m| m.0 < o.ban_for.0) {
+                c.field("offenders.max_ban", "must not be shorter than ban_for");
+            }
             if o.escalation == 0 {
                 c.field("offenders.escalation", "must be at least 1");
             }
@@ -286,6 +296,9 @@ fn check_id(id: &str, path: &str, file: &Path, ids: &mut BTreeMap<String, PathBu
     let ok = !id.is_empty() && id.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch));
     if !ok {
         c.field(path, format!("id {id:?} must be non-empty letters, digits, - _ . :"));
+    }
+    if RESERVED_IDS.contains(&id) {
+        c.field(path, format!("id {id:?} is reserved for Palisade's own decisions"));
     }
     if let Some(first) = ids.insert(id.to_string(), file.to_path_buf()) {
         c.field(path, format!("id {id:?} is already used (in {})", first.display()));

@@ -49,17 +49,15 @@ impl IpSet {
     }
 }
 
-fn merge<T: Ord + Copy + One>(mut ranges: Vec<(T, T, IpNet)>) -> Vec<(T, T, IpNet)> {
+fn merge<T: Ord + Copy>(mut ranges: Vec<(T, T, IpNet)>) -> Vec<(T, T, IpNet)> {
     ranges.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     let mut out: Vec<(T, T, IpNet)> = Vec::with_capacity(ranges.len());
     for r in ranges {
         match out.last_mut() {
-            // Overlapping or adjacent: extend the previous range.
-            Some(last) if r.0 <= last.1 || last.1.checked_next() == Some(r.0) => {
-                if r.1 > last.1 {
-                    last.1 = r.1;
-                }
-            }
+            // CIDRs never partly overlap: a range starting inside the previous one lies wholly
+            // inside it, and the outer network is the one to report. Adjacent networks stay
+            // apart so a match names the entry that really contains the address.
+            Some(last) if r.0 <= last.1 => {}
             _ => out.push(r),
         }
     }
@@ -72,20 +70,6 @@ fn find<T: Ord + Copy>(ranges: &[(T, T, IpNet)], ip: T) -> Option<&IpNet> {
     let idx = ranges.partition_point(|r| r.0 <= ip);
     let r = ranges.get(idx.checked_sub(1)?)?;
     (ip <= r.1).then_some(&r.2)
-}
-
-trait One: Sized {
-    fn checked_next(self) -> Option<Self>;
-}
-impl One for u32 {
-    fn checked_next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-}
-impl One for u128 {
-    fn checked_next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
 }
 
 #[cfg(test)]
@@ -108,10 +92,15 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_and_adjacent_ranges_merge() {
-        let s = set(&["10.0.0.0/24", "10.0.1.0/24", "10.0.0.128/25", "0.0.0.0/0"]);
-        assert_eq!(s.v4.len(), 1);
-        assert!(s.contains("255.255.255.255".parse().expect("ip")));
+    fn nested_networks_fold_into_the_outer_one_and_matches_name_their_entry() {
+        let s = set(&["10.0.0.0/24", "10.0.1.0/24", "10.0.0.128/25"]);
+        assert_eq!(s.v4.len(), 2);
+        let hit = |ip: &str| s.lookup(ip.parse().expect("ip")).map(|n| n.to_string());
+        assert_eq!(hit("10.0.0.200").as_deref(), Some("10.0.0.0/24"));
+        assert_eq!(hit("10.0.1.7").as_deref(), Some("10.0.1.0/24"));
+        let all = set(&["10.0.0.0/24", "0.0.0.0/0"]);
+        assert_eq!(all.v4.len(), 1);
+        assert!(all.contains("255.255.255.255".parse().expect("ip")));
         assert!(set(&[]).lookup("1.1.1.1".parse().expect("ip")).is_none());
     }
 }

@@ -13,7 +13,8 @@ pub mod verdict;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use offenders::{Actor, Millis, Offenders, PenaltyKind, BAN_RULE_ID, THROTTLE_RULE_ID};
+use inflight::Slots;
+use offenders::{Actor, Millis, Offenders, Penalty, PenaltyKind, BAN_RULE_ID, THROTTLE_RULE_ID};
 use rules::Effect;
 
 pub use verdict::{Action, Mode, Verdict};
@@ -43,9 +44,11 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
     let mut observed: Option<Verdict> = None;
     let mut also: Vec<Arc<str>> = Vec::new();
     let mut strikes = 0;
-    let finish = |mut v: Verdict, also: Vec<Arc<str>>, strikes: u32| {
+    let mut struck_by: Option<Arc<str>> = None;
+    let finish = |mut v: Verdict, also: Vec<Arc<str>>, strikes: u32, struck_by: Option<Arc<str>>| {
         v.also = also;
         v.strikes = strikes;
+        v.struck_by = struck_by;
         v
     };
     for rule in &policy.rules {
@@ -57,9 +60,10 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
             (Effect::Strike, Mode::Enforce) => {
                 also.push(rule.id.clone());
                 strikes += 1;
+                struck_by.get_or_insert_with(|| rule.id.clone());
             }
             (Effect::Decide(Action::Allow), Mode::Monitor) => {}
-            (Effect::Decide(a), Mode::Enforce) => return finish(rule.verdict(a, facts), also, strikes),
+            (Effect::Decide(a), Mode::Enforce) => return finish(rule.verdict(a, facts), also, strikes, struck_by),
             (Effect::Decide(a), Mode::Monitor) => {
                 observed.get_or_insert_with(|| rule.verdict(a, facts));
             }
@@ -68,46 +72,80 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
     for limit in policy.limits.iter().filter(|l| l.applies(facts)) {
         let Some(v) = limit.observe(facts) else { continue };
         if v.mode == Mode::Enforce {
-            return finish(v, also, strikes);
+            return finish(v, also, strikes, struck_by);
         }
         observed.get_or_insert(v);
     }
-    finish(observed.unwrap_or(Verdict::allow()), also, strikes)
+    finish(observed.unwrap_or(Verdict::allow()), also, strikes, struck_by)
 }
 
-/// The whole request-time decision: an actor under penalty is answered first, at the cost of
-/// one map lookup; otherwise the policy decides, and an enforced refusal or a `strike` rule adds
-/// strikes against the client (and its identity, when the policy names one).
-pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Millis) -> Verdict {
-    let identity = policy.bans.as_ref().and_then(|b| b.identity.as_ref()).and_then(|k| k.value(facts));
-    if let Some((actor, p)) = offenders.check(facts.client_ip, identity, now) {
-        let ban = p.kind == PenaltyKind::Ban;
-        let left = p.until.map(|u| u.saturating_sub(now).div_ceil(1000).max(1) as u32);
-        return Verdict {
-            action: if ban { Action::Block } else { Action::Throttle },
-            mode: Mode::Enforce,
-            rule: Some(Arc::from(if ban { BAN_RULE_ID } else { THROTTLE_RULE_ID })),
-            retry_after: if ban { None } else { left },
-            matched: Some(format!("{actor}: {}", p.reason)),
-            counter: Some(p.strikes as i64),
-            ..Verdict::allow()
-        };
+/// A decision and the concurrency slots it holds until the request ends.
+#[must_use]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub slots: Slots,
+}
+
+fn penalty_verdict(actor: &Actor, p: &Penalty, now: Millis) -> Verdict {
+    let ban = p.kind == PenaltyKind::Ban;
+    let left = p.until.map(|u| u.saturating_sub(now).div_ceil(1000).max(1) as u32);
+    Verdict {
+        action: if ban { Action::Block } else { Action::Throttle },
+        mode: Mode::Enforce,
+        rule: Some(Arc::from(if ban { BAN_RULE_ID } else { THROTTLE_RULE_ID })),
+        retry_after: if ban { None } else { left },
+        matched: Some(format!("{actor}: {}", p.reason)),
+        counter: Some(p.strikes as i64),
+        ..Verdict::allow()
     }
-    let v = evaluate(policy, facts);
+}
+
+/// The whole request-time decision.
+///
+/// 1. An actor under penalty is answered first, at the cost of one map lookup. A request
+///    refused on probation is itself a strike, so an actor that keeps going is banned.
+/// 2. Otherwise the policy decides (`evaluate`), then the concurrency caps take their slots.
+/// 3. An enforced refusal, and each enforcing `strike` rule, adds strikes against the client
+///    and its identity, when the policy names one.
+pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Millis) -> Decision {
+    let identity = policy.bans.as_ref().and_then(|b| b.identity.as_ref()).and_then(|k| k.value(facts));
+    let actors = || {
+        let mut a = vec![Actor::Ip(facts.client_ip)];
+        if let Some(id) = identity.and_then(|v| std::str::from_utf8(v).ok()) {
+            a.push(Actor::Id(id.to_string()));
+        }
+        a
+    };
+    if let Some((actor, p)) = offenders.check(facts.client_ip, identity, now) {
+        if let (PenaltyKind::Throttle, Some(bans)) = (p.kind, &policy.bans) {
+            let rule: Arc<str> = Arc::from(THROTTLE_RULE_ID);
+            if let Some((a, ban)) = offenders.strike(&actors(), &rule, bans, 1, now).filter(|(_, b)| b.kind == PenaltyKind::Ban) {
+                log::warn!("{a}: banned until {:?} ({})", ban.until, ban.reason);
+                return Decision { verdict: penalty_verdict(&a, &ban, now), slots: Slots::default() };
+            }
+        }
+        return Decision { verdict: penalty_verdict(&actor, &p, now), slots: Slots::default() };
+    }
+    let mut v = evaluate(policy, facts);
+    let mut slots = Slots::default();
+    if !v.enforced() && !v.allowed_by_rule() && !policy.caps.is_empty() {
+        let (held, refused) = inflight::acquire(&policy.caps, facts);
+        slots = held;
+        // An enforced refusal wins; a monitor-only one is kept unless a rule already spoke.
+        if let Some(r) = refused.filter(|r| r.enforced() || v.rule.is_none()) {
+            v = Verdict { also: std::mem::take(&mut v.also), strikes: v.strikes, struck_by: v.struck_by.take(), ..r };
+        }
+    }
     if let Some(bans) = &policy.bans {
         let enforced = u32::from(v.enforced());
-        let rule = if enforced == 1 { v.rule.as_ref() } else { v.also.first() };
-        if let Some(rule) = rule.filter(|_| enforced + v.strikes > 0) {
-            let mut actors = vec![Actor::Ip(facts.client_ip)];
-            if let Some(id) = identity.and_then(|v| std::str::from_utf8(v).ok()) {
-                actors.push(Actor::Id(id.to_string()));
-            }
-            if let Some((actor, p)) = offenders.strike(&actors, rule, bans, enforced + v.strikes, now) {
+        let blamed = if enforced == 1 { v.rule.clone() } else { v.struck_by.clone() };
+        if let Some(rule) = blamed.filter(|_| enforced + v.strikes > 0) {
+            if let Some((actor, p)) = offenders.strike(&actors(), &rule, bans, enforced + v.strikes, now) {
                 log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
             }
         }
     }
-    v
+    Decision { verdict: v, slots }
 }
 
 #[cfg(test)]
@@ -225,12 +263,12 @@ limits:
         let t0: Millis = 1_700_000_000_000;
         let bad = facts("198.51.100.20", "GET", "/x", "app");
         let fine = facts("198.51.100.20", "GET", "/fine", "app");
-        assert_eq!(decide(&p, &o, &fine, t0).label(), "allow");
-        assert_eq!(decide(&p, &o, &bad, t0).rule.as_deref(), Some("x"));
-        assert_eq!(decide(&p, &o, &bad, t0).rule.as_deref(), Some("x"));
-        let v = decide(&p, &o, &fine, t0);
+        assert_eq!(decide(&p, &o, &fine, t0).verdict.label(), "allow");
+        assert_eq!(decide(&p, &o, &bad, t0).verdict.rule.as_deref(), Some("x"));
+        assert_eq!(decide(&p, &o, &bad, t0).verdict.rule.as_deref(), Some("x"));
+        let v = decide(&p, &o, &fine, t0).verdict;
         assert_eq!((v.label(), v.rule.as_deref()), ("block", Some(BAN_RULE_ID)));
-        assert_eq!(decide(&p, &o, &fine, t0 + 301_000).label(), "allow");
+        assert_eq!(decide(&p, &o, &fine, t0 + 301_000).verdict.label(), "allow");
     }
 
     fn rule_hit(yaml_match: &str, f: &RequestFacts<'_>) -> bool {
@@ -323,9 +361,9 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         let o = Offenders::new();
         let now: Millis = 1_700_000_000_000;
         for _ in 0..3 {
-            assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).label(), "allow");
+            assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).verdict.label(), "allow");
         }
-        assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).rule.as_deref(), Some(BAN_RULE_ID));
+        assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).verdict.rule.as_deref(), Some(BAN_RULE_ID));
     }
 
     #[test]
@@ -358,5 +396,41 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         let v = evaluate(&p, &alice_b);
         assert_eq!((v.label(), v.matched.as_deref()), ("throttle", Some("header:x-account")), "same account, other address");
         assert_eq!(evaluate(&p, &facts("198.51.100.52", "GET", "/", "app")).label(), "allow");
+    }
+
+    #[test]
+    fn probation_escalates_to_a_ban_when_the_actor_keeps_going() {
+        let p = policy("rules:\n  - {id: x, match: {path_prefix: [/x]}, action: block}\noffenders: {strikes: 4, throttle_at: 2, window: 60s, ban_for: 5m}\n");
+        let o = Offenders::new();
+        let t: Millis = 1_700_000_000_000;
+        let bad = facts("198.51.100.60", "GET", "/x", "app");
+        let fine = facts("198.51.100.60", "GET", "/fine", "app");
+        assert_eq!(decide(&p, &o, &bad, t).verdict.rule.as_deref(), Some("x"));
+        assert_eq!(decide(&p, &o, &bad, t).verdict.rule.as_deref(), Some("x"));
+        // Two strikes: probation. Every request is throttled, and each one is a strike.
+        let v = decide(&p, &o, &fine, t).verdict;
+        assert_eq!((v.label(), v.rule.as_deref(), v.retry_after), ("throttle", Some(THROTTLE_RULE_ID), Some(60)));
+        let v = decide(&p, &o, &fine, t).verdict;
+        assert_eq!((v.label(), v.rule.as_deref()), ("block", Some(BAN_RULE_ID)), "kept going on probation");
+    }
+
+    #[test]
+    fn strikes_are_blamed_on_the_strike_rule_and_caps_count_as_refusals() {
+        let p = policy(
+            "rules:\n  - {id: note, match: {path_prefix: [/]}, action: log}\n  - {id: bot, match: {user_agent: {absent: true}}, action: strike}\nconcurrency:\n  - {id: one, max: 1}\noffenders: {strikes: 3, window: 60s, ban_for: 5m}\n",
+        );
+        let o = Offenders::new();
+        let t: Millis = 1_700_000_000_000;
+        let f = facts("198.51.100.61", "GET", "/", "app");
+        let first = decide(&p, &o, &f, t);
+        assert_eq!(first.verdict.struck_by.as_deref(), Some("bot"));
+        assert_eq!(o.scores().len(), 1);
+        // The slot is still held: the cap refuses, and that refusal is a strike as well
+        // (1 from the strike rule + 1 refusal + the first request's 1 = 3: banned).
+        let second = decide(&p, &o, &f, t);
+        assert_eq!(second.verdict.rule.as_deref(), Some("one"));
+        assert_eq!(o.check(f.client_ip, None, t).map(|(_, p)| p.kind), Some(PenaltyKind::Ban));
+        assert_eq!(o.list()[0].1.rules.last().map(|r| &**r), Some("one"));
+        drop(first);
     }
 }

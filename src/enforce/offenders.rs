@@ -296,8 +296,8 @@ impl Offenders {
         self.scores.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(a, s)| (a.clone(), *s)).collect()
     }
 
-    /// Take in saved or foreign state: a penalty replaces ours when it was seen later; scores
-    /// keep the larger value.
+    /// Take in saved or foreign state: a penalty or a strike score replaces ours when it was
+    /// updated later (the most recent observation of the actor wins).
     pub fn merge(&self, penalties: Vec<(Actor, Penalty)>, scores: Vec<(Actor, Score)>) {
         self.update(|m| {
             for (a, p) in penalties {
@@ -308,8 +308,7 @@ impl Offenders {
         });
         let mut mine = self.scores.lock().unwrap_or_else(|e| e.into_inner());
         for (a, s) in scores {
-            let keep = mine.get(&a).is_some_and(|m| m.value >= s.value && m.at >= s.at);
-            if !keep {
+            if mine.get(&a).is_none_or(|m| s.at > m.at) {
                 mine.insert(a, s);
             }
         }

@@ -228,6 +228,7 @@ impl Rule {
             strikes: 0,
             tarpit: (action == Action::Tarpit).then_some(self.delay),
             body: self.body.clone(),
+            struck_by: None,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct Verdict {
     pub tarpit: Option<std::time::Duration>,
     /// Body of the answer, when the rule sets one.
     pub body: Option<Arc<str>>,
+    /// The first enforcing `strike` rule that matched, blamed for the strikes.
+    pub struck_by: Option<Arc<str>>,
 }
 
 impl Verdict {
@@ -58,7 +60,15 @@ impl Verdict {
             strikes: 0,
             tarpit: None,
             body: None,
+            struck_by: None,
         }
+    }
+
+    /// True when the verdict comes from a standing penalty (ban or probation), not the policy.
+    pub fn is_penalty(&self) -> bool {
+        self.rule
+            .as_deref()
+            .is_some_and(|r| r == super::offenders::BAN_RULE_ID || r == super::offenders::THROTTLE_RULE_ID)
     }
 
     /// True when the request must be answered by Palisade instead of the upstream.

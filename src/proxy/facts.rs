@@ -63,6 +63,60 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     addr.parse().ok()
 }
 
+/// The path as an origin would act on it, for routing and policy: percent-escapes decoded
+/// once, backslashes read as slashes, repeated slashes collapsed and `.`/`..` segments
+/// resolved. Without any of those the path is borrowed as is (the common case costs a scan).
+pub fn normalize_path(raw: &str) -> std::borrow::Cow<'_, str> {
+    let b = raw.as_bytes();
+    let plain = !b.contains(&b'%')
+        && !b.contains(&b'\\')
+        && !b.windows(2).any(|w| w == b"//" || w == b"/.");
+    if plain {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let decoded = percent_decode(b);
+    let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut out: Vec<&str> = Vec::new();
+    for seg in text.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let trailing = text.ends_with('/') || text.ends_with("/.") || text.ends_with("/..");
+    let mut path = String::with_capacity(text.len());
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if trailing || path.is_empty() {
+        path.push('/');
+    }
+    std::borrow::Cow::Owned(path)
+}
+
+/// Decode `%XX` escapes once; malformed escapes stay as written.
+pub fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
 /// Longest incoming request id that is kept.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -113,6 +167,23 @@ mod tests {
     fn garbage_hop_stops_the_walk() {
         assert_eq!(resolve("10.0.0.1", &["203.0.113.5, not-an-ip, 10.2.2.2"], &[]), ip("10.2.2.2"));
         assert_eq!(resolve("10.0.0.1", &[], &[]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn paths_normalize_the_way_origins_read_them() {
+        for (raw, want) in [
+            ("/plain/path", "/plain/path"),
+            ("/%2egit/config", "/.git/config"),
+            ("/a/../.git/config", "/.git/config"),
+            ("//admin//panel", "/admin/panel"),
+            ("/x/./y/", "/x/y/"),
+            ("/..", "/"),
+            ("/a\\..\\.env", "/.env"),
+            ("/%41%zz%4", "/A%zz%4"),
+            ("/%252e", "/%2e"),
+        ] {
+            assert_eq!(normalize_path(raw), want, "{raw}");
+        }
     }
 
     #[test]

@@ -113,29 +113,18 @@ impl ProxyHttp for Palisade {
             return Ok(true);
         }
 
-        let path = req.uri.path();
-        let Some((idx, route)) = snap.routes.find(&ctx.host, path) else {
-            ctx.error = Some("no_route");
-            Answer {
-                status: 404,
-                body: format!("{}\nNo route for this host and path. Reference: {}\n", status_line(404), ctx.request_id),
-                request_id: &ctx.request_id,
-                request_id_header: &snap.request_id_header,
-                headers: Some(snap.routes.default_headers()),
-                retry_after: None,
-                location: None,
-            }
-            .send(session)
-            .await?;
-            return Ok(true);
-        };
-        ctx.route = Some(idx);
+        // Routing and policy see the decoded, dot-free path an origin would act on; the origin
+        // still receives the request as sent.
+        let path = facts::normalize_path(req.uri.path());
+        let found = snap.routes.find(&ctx.host, &path);
+        ctx.route = found.map(|(i, _)| i);
+        let route = found.map(|(_, r)| r);
         let facts = RequestFacts {
             client_ip,
             method: req.method.as_str(),
             host: &ctx.host,
-            path,
-            route: &route.name,
+            path: &path,
+            route: route.map_or("", |r| &*r.name),
             query: req.uri.query(),
             headers: &req.headers,
             content_length: req
@@ -144,25 +133,35 @@ impl ProxyHttp for Palisade {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok()),
         };
-        ctx.verdict = enforce::decide(&snap.policy, &snap.offenders, &facts, enforce::offenders::now_ms());
-        if let Some(shadow) = &snap.shadow {
+        // Bans and rules apply before routing is answered: a banned client gets 403 everywhere.
+        let decision = enforce::decide(&snap.policy, &snap.offenders, &facts, enforce::offenders::now_ms());
+        ctx.verdict = decision.verdict;
+        ctx.slots = decision.slots;
+        if let Some(shadow) = snap.shadow.as_ref().filter(|_| !ctx.verdict.is_penalty()) {
             let sv = enforce::evaluate(shadow, &facts);
             if sv.label() != ctx.verdict.label() {
                 crate::metrics::METRICS.shadow_disagreements.with_label_values(&[ctx.verdict.label(), sv.label()]).inc();
             }
             ctx.shadow = Some((sv.label(), sv.rule));
         }
-        if !ctx.verdict.enforced() && !ctx.verdict.allowed_by_rule() && !snap.policy.caps.is_empty() {
-            let (slots, refused) = enforce::inflight::acquire(&snap.policy.caps, &facts);
-            ctx.slots = slots;
-            // An enforced refusal wins; a monitor-only one is kept unless a rule already spoke.
-            if let Some(v) = refused.filter(|v| v.enforced() || ctx.verdict.rule.is_none()) {
-                let also = std::mem::take(&mut ctx.verdict.also);
-                ctx.verdict = enforce::Verdict { also, ..v };
-            }
-        }
+        let headers = route.map_or_else(|| snap.routes.default_headers(), |r| &*r.response_headers);
         if !ctx.verdict.enforced() {
-            return Ok(false);
+            if route.is_some() {
+                return Ok(false);
+            }
+            ctx.error = Some("no_route");
+            Answer {
+                status: 404,
+                body: format!("{}\nNo route for this host and path. Reference: {}\n", status_line(404), ctx.request_id),
+                request_id: &ctx.request_id,
+                request_id_header: &snap.request_id_header,
+                headers: Some(headers),
+                retry_after: None,
+                location: None,
+            }
+            .send(session)
+            .await?;
+            return Ok(true);
         }
         if let Some(delay) = ctx.verdict.tarpit {
             // Bounded: past MAX_TARPITS held requests, the rest are answered at once.
@@ -181,7 +180,7 @@ impl ProxyHttp for Palisade {
             body,
             request_id: &ctx.request_id,
             request_id_header: &snap.request_id_header,
-            headers: Some(&route.response_headers),
+            headers: Some(headers),
             retry_after: ctx.verdict.retry_after,
             location: None,
         }
