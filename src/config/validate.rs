@@ -326,7 +326,7 @@ fn check_match(
             c.field(&format!("{p}.methods[{j}]"), format!("{id:?}: unknown method {meth:?} (use upper case, e.g. POST)"));
         }
     }
-    for (key, paths) in [("path", &m.path), ("path_prefix", &m.path_prefix), ("path_glob", &m.path_glob)] {
+    for (key, paths) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
         for (j, pp) in paths.iter().enumerate() {
             if !pp.starts_with('/') {
                 c.field(&format!("{p}.{key}[{j}]"), format!("{id:?}: path must start with /"));
@@ -339,7 +339,7 @@ fn check_match(
         }
     }
     for (j, g) in m.path_glob.iter().enumerate() {
-        if let Err(e) = crate::enforce::rules::glob_to_regex(g) {
+        if let Err(e) = crate::enforce::rules::check_glob(g) {
             c.field(&format!("{p}.path_glob[{j}]"), format!("{id:?}: {e}"));
         }
     }

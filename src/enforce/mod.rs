@@ -1,6 +1,8 @@
 //! Enforcement: pure decisions over request facts. `evaluate` is the one entry point the proxy
 //! calls from request_filter; nothing here sees a socket or a session.
 
+pub mod glob;
+pub mod index;
 pub mod inflight;
 pub mod ip;
 pub mod key;
@@ -51,23 +53,31 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
         v.struck_by = struck_by;
         v
     };
-    for rule in &policy.rules {
-        if !rule.condition.matches(facts) {
-            continue;
-        }
-        match (rule.effect, rule.mode) {
-            (Effect::Log, _) | (Effect::Strike, Mode::Monitor) => also.push(rule.id.clone()),
-            (Effect::Strike, Mode::Enforce) => {
-                also.push(rule.id.clone());
-                strikes += 1;
-                struck_by.get_or_insert_with(|| rule.id.clone());
+    // Only the rules this request's path, headers and query could satisfy, in rule order.
+    let decided = policy.index.with_candidates(facts, |candidates| {
+        for i in candidates.iter() {
+            let Some(rule) = policy.rules.get(i) else { break };
+            if !rule.condition.matches(facts) {
+                continue;
             }
-            (Effect::Decide(Action::Allow), Mode::Monitor) => {}
-            (Effect::Decide(a), Mode::Enforce) => return finish(rule.verdict(a, facts), also, strikes, struck_by),
-            (Effect::Decide(a), Mode::Monitor) => {
-                observed.get_or_insert_with(|| rule.verdict(a, facts));
+            match (rule.effect, rule.mode) {
+                (Effect::Log, _) | (Effect::Strike, Mode::Monitor) => also.push(rule.id.clone()),
+                (Effect::Strike, Mode::Enforce) => {
+                    also.push(rule.id.clone());
+                    strikes += 1;
+                    struck_by.get_or_insert_with(|| rule.id.clone());
+                }
+                (Effect::Decide(Action::Allow), Mode::Monitor) => {}
+                (Effect::Decide(a), Mode::Enforce) => return Some(rule.verdict(a, facts)),
+                (Effect::Decide(a), Mode::Monitor) => {
+                    observed.get_or_insert_with(|| rule.verdict(a, facts));
+                }
             }
         }
+        None
+    });
+    if let Some(v) = decided {
+        return finish(v, also, strikes, struck_by);
     }
     for limit in policy.limits.iter().filter(|l| l.applies(facts)) {
         let Some(v) = limit.observe(facts) else { continue };
@@ -432,5 +442,47 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         assert_eq!(o.check(f.client_ip, None, t).map(|(_, p)| p.kind), Some(PenaltyKind::Ban));
         assert_eq!(o.list()[0].1.rules.last().map(|r| &**r), Some("one"));
         drop(first);
+    }
+
+    /// The index must never change a decision: compare with a plain scan of every rule.
+    #[test]
+    fn index_agrees_with_a_full_scan() {
+        let mut yaml = String::from("rules:\n");
+        let matchers = [
+            "{path_prefix: [/admin3]}",
+            "{path_prefix: [/a]}",
+            "{path: [/exact]}",
+            "{path_glob: ['/c/*/x']}",
+            "{path_glob: ['/**/tail']}",
+            "{headers: {x-key: {equals: v}}}",
+            "{headers: {x-key: {absent: true}}, methods: [PUT]}",
+            "{query: {q: {present: true}}}",
+            "{query: {q: {absent: true}}, path_prefix: [/q]}",
+            "{user_agent: {contains: BOT}}",
+            "{methods: [DELETE]}",
+            "{not: {path_prefix: [/]}}",
+        ];
+        for (i, m) in matchers.iter().enumerate() {
+            yaml.push_str(&format!("  - {{id: r{i}, match: {m}, action: block}}\n"));
+        }
+        let p = policy(&yaml);
+        let naive = |f: &RequestFacts<'_>| p.rules.iter().find(|r| r.condition.matches(f)).map(|r| r.id.to_string());
+        let mut with_key = http::HeaderMap::new();
+        with_key.insert("x-key", "v".parse().expect("hv"));
+        with_key.insert("user-agent", "a-bot/1".parse().expect("hv"));
+        let none = http::HeaderMap::new();
+        let mut checked = 0;
+        for path in ["/", "/admin35", "/admin", "/a", "/exact", "/exact/", "/c/1/x", "/c/1/2/x", "/z/tail", "/q", "/qq"] {
+            for query in [None, Some("q=1"), Some("p=2&q")] {
+                for headers in [&with_key, &none] {
+                    for method in ["GET", "PUT", "DELETE"] {
+                        let f = RequestFacts { path, query, headers, method, ..facts("198.51.100.9", "GET", "/", "app") };
+                        assert_eq!(evaluate(&p, &f).rule.map(|r| r.to_string()), naive(&f), "{method} {path} {query:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 198);
     }
 }

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use http::header::{HeaderName, CONTENT_TYPE};
+use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use super::glob::Glob;
 
 use super::ip::IpSet;
 use super::verdict::{Action, Mode, Verdict};
@@ -34,24 +37,19 @@ pub fn regex_set<I: IntoIterator<Item = S>, S: AsRef<str>>(res: I) -> RegexSet {
         })
 }
 
-/// A path glob as an anchored regex: `*` stays inside one segment, `**` crosses segments,
-/// `?` is one character other than `/`.
-pub fn glob_to_regex(glob: &str) -> Result<String, String> {
-    let mut out = String::from("^");
-    let mut chars = glob.chars().peekable();
-    while let Some(ch) = chars.next() {
-        match ch {
-            '*' if chars.peek() == Some(&'*') => {
-                chars.next();
-                out.push_str(".*");
-            }
-            '*' => out.push_str("[^/]*"),
-            '?' => out.push_str("[^/]"),
-            c => out.push_str(&regex::escape(&c.to_string())),
-        }
+/// Most wildcards one glob may hold; matching backtracks, so this bounds its cost.
+pub const MAX_GLOB_WILDCARDS: usize = 8;
+
+/// Check a path glob: it starts with `/` and has few enough wildcards.
+pub fn check_glob(glob: &str) -> Result<(), String> {
+    if !glob.starts_with('/') {
+        return Err("path must start with /".into());
     }
-    out.push('$');
-    compile_regex(&out).map(|_| out)
+    let wild = glob.replace("**", "*").bytes().filter(|b| *b == b'*' || *b == b'?').count();
+    if wild > MAX_GLOB_WILDCARDS {
+        return Err(format!("glob {glob:?} has {wild} wildcards; at most {MAX_GLOB_WILDCARDS}"));
+    }
+    Ok(())
 }
 
 /// A test on one request value.
@@ -61,8 +59,8 @@ pub enum ValueTest {
     Absent,
     Equals(String),
     Prefix(String),
-    /// Lower-cased needle, compared case-insensitively.
-    Contains(String),
+    /// Case-insensitive substring, searched with a prefiltered automaton.
+    Contains(AhoCorasick),
     Regex(RegexSet),
 }
 
@@ -74,10 +72,7 @@ impl ValueTest {
             (ValueTest::Present, Some(_)) => true,
             (ValueTest::Equals(s), Some(v)) => v == s.as_bytes(),
             (ValueTest::Prefix(s), Some(v)) => v.starts_with(s.as_bytes()),
-            (ValueTest::Contains(s), Some(v)) => {
-                let n = s.as_bytes();
-                n.is_empty() || v.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-            }
+            (ValueTest::Contains(ac), Some(v)) => ac.is_match(v),
             (ValueTest::Regex(re), Some(v)) => std::str::from_utf8(v).is_ok_and(|v| re.is_match(v)),
         }
     }
@@ -97,6 +92,7 @@ pub enum Test {
     Ip(IpSet),
     Header(HeaderName, ValueTest),
     Query(String, ValueTest),
+    PathGlob(Vec<Glob>),
     PathRegex(RegexSet),
     All(Vec<Condition>),
     Any(Vec<Condition>),
@@ -109,6 +105,7 @@ impl Test {
             Test::Methods(_) | Test::Routes(_) => 0,
             Test::Hosts(_) | Test::PathExact(_) | Test::PathPrefix(_) | Test::BodyOver(_) => 1,
             Test::ContentType(_) | Test::Ip(_) | Test::Header(..) | Test::Query(..) => 2,
+            Test::PathGlob(_) => 2,
             Test::PathRegex(_) => 3,
             Test::All(_) | Test::Any(_) | Test::Not(_) => 4,
         }
@@ -129,6 +126,7 @@ impl Test {
             Test::Ip(set) => set.contains(f.client_ip),
             Test::Header(name, t) => t.check(f.headers.get(name).map(|v| v.as_bytes())),
             Test::Query(name, t) => t.check(query_value(f.query, name)),
+            Test::PathGlob(globs) => globs.iter().any(|g| g.matches(f.path)),
             Test::PathRegex(set) => set.is_match(f.path),
             Test::All(cs) => cs.iter().all(|c| c.matches(f)),
             Test::Any(cs) => cs.iter().any(|c| c.matches(f)),
@@ -140,7 +138,7 @@ impl Test {
         match self {
             Test::Ip(set) => set.lookup(f.client_ip).map_or_else(|| "ip".into(), |n| format!("ip {n}")),
             Test::PathPrefix(p) => p.iter().find(|p| f.path.starts_with(p.as_str())).map_or_else(String::new, |p| format!("path {p}")),
-            Test::PathExact(_) | Test::PathRegex(_) => format!("path {}", f.path),
+            Test::PathExact(_) | Test::PathGlob(_) | Test::PathRegex(_) => format!("path {}", f.path),
             Test::Header(name, _) => format!("header {name}"),
             Test::Query(name, _) => format!("query {name}"),
             Test::Methods(_) => format!("method {}", f.method),
@@ -179,13 +177,23 @@ impl Condition {
         self.tests.iter().all(|t| t.check(f))
     }
 
+    /// Its tests, cheapest first.
+    pub fn tests(&self) -> &[Test] {
+        &self.tests
+    }
+
     /// Why a matching request matched: the most telling test (IP, path, header, …).
     pub fn explain(&self, f: &RequestFacts<'_>) -> String {
         let telling = self
             .tests
             .iter()
             .rev()
-            .find(|t| matches!(t, Test::Ip(_) | Test::PathPrefix(_) | Test::PathExact(_) | Test::PathRegex(_) | Test::Header(..) | Test::Query(..)))
+            .find(|t| {
+                matches!(
+                    t,
+                    Test::Ip(_) | Test::PathPrefix(_) | Test::PathExact(_) | Test::PathGlob(_) | Test::PathRegex(_) | Test::Header(..) | Test::Query(..)
+                )
+            })
             .or(self.tests.first());
         telling.map_or_else(|| "any request".into(), |t| t.explain(f))
     }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aho_corasick::AhoCorasick;
 use http::header::HeaderName;
 use ipnet::IpNet;
 use pingora_limits::inflight::Inflight;
@@ -17,7 +18,9 @@ use crate::enforce::ip::IpSet;
 use crate::enforce::offenders::BanPolicy;
 use crate::enforce::inflight::Cap;
 use crate::enforce::rate::Limit;
-use crate::enforce::rules::{glob_to_regex, regex_set, Condition, Effect, Rule, Test, ValueTest};
+use crate::enforce::glob::Glob;
+use crate::enforce::index::RuleIndex;
+use crate::enforce::rules::{regex_set, Condition, Effect, Rule, Test, ValueTest};
 use crate::enforce::{Action, Mode};
 use crate::host::HostPattern;
 
@@ -123,6 +126,7 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
         identity: o.identity.as_ref().map(|k| k.0.clone()),
     });
     PolicySet {
+        index: RuleIndex::new(&rules),
         rules,
         limits,
         caps,
@@ -181,9 +185,11 @@ fn condition(m: &file::MatchSection, lists: &HashMap<&str, Vec<IpNet>>) -> Condi
     for (name, vm) in &m.query {
         tests.push(Test::Query(name.clone(), value_test(vm)));
     }
-    if !m.path_regex.is_empty() || !m.path_glob.is_empty() {
-        let globs = m.path_glob.iter().filter_map(|g| glob_to_regex(g).ok());
-        tests.push(Test::PathRegex(regex_set(m.path_regex.iter().cloned().chain(globs))));
+    if !m.path_glob.is_empty() {
+        tests.push(Test::PathGlob(m.path_glob.iter().map(|g| Glob::new(g)).collect()));
+    }
+    if !m.path_regex.is_empty() {
+        tests.push(Test::PathRegex(regex_set(&m.path_regex)));
     }
     if !m.all.is_empty() {
         tests.push(Test::All(m.all.iter().map(|n| condition(n, lists)).collect()));
@@ -204,7 +210,13 @@ fn value_test(vm: &ValueMatch) -> ValueTest {
     } else if let Some(s) = &vm.prefix {
         ValueTest::Prefix(s.clone())
     } else if let Some(s) = &vm.contains {
-        ValueTest::Contains(s.to_ascii_lowercase())
+        match AhoCorasick::builder().ascii_case_insensitive(true).build([s]) {
+            Ok(ac) => ValueTest::Contains(ac),
+            Err(e) => {
+                log::error!("cannot build the matcher for {s:?}: {e}");
+                ValueTest::Regex(regex::RegexSet::empty())
+            }
+        }
     } else if let Some(re) = &vm.regex {
         ValueTest::Regex(regex_set([re]))
     } else if vm.absent.is_some() {

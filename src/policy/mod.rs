@@ -5,6 +5,7 @@ pub mod compile;
 
 use std::fmt;
 
+use crate::enforce::index::RuleIndex;
 use crate::enforce::inflight::Cap;
 use crate::enforce::offenders::BanPolicy;
 use crate::enforce::rate::Limit;
@@ -14,6 +15,8 @@ pub use compile::compile;
 
 pub struct PolicySet {
     pub rules: Vec<Rule>,
+    /// Which rules a request could match, by path, header and query.
+    pub index: RuleIndex,
     pub limits: Vec<Limit>,
     pub caps: Vec<Cap>,
     /// Repeat-offender bans, when the policy turns them on.
