@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue};
 use palisade::config::{self, Overrides};
 use palisade::enforce::ip::IpSet;
 use palisade::enforce::{evaluate, RequestFacts};
@@ -22,7 +23,7 @@ use palisade::state::Snapshot;
 /// Entries in the large deny list: half /24 networks, half single addresses.
 const DENY_LIST_ENTRIES: usize = 10_000;
 /// Fixed seed, so every run benchmarks the same list.
-const DENY_LIST_SEED: u64 = 0x5eed_0f_11575;
+const DENY_LIST_SEED: u64 = 0x05ee_d0f1_1575;
 
 /// A minimal configuration: one listener, one pool, a few routes so the route lookup has
 /// something to choose between. `{policies}` is replaced by a `policies:` line or nothing.
@@ -120,13 +121,37 @@ fn deny_list() -> (String, IpAddr) {
     (text, inside.expect("the list has a middle entry"))
 }
 
-fn facts<'a>(client_ip: IpAddr, path: &'a str) -> RequestFacts<'a> {
+/// Headers a browser sends on a typical page request.
+fn browser_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "live.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-GB,en;q=0.5"),
+        ("cookie", "session=0123456789abcdef"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn facts<'a>(client_ip: IpAddr, path: &'a str, headers: &'a HeaderMap) -> RequestFacts<'a> {
     RequestFacts {
         client_ip,
         method: "GET",
         host: "live.example.com",
         path,
         route: "site",
+        query: Some("page=2"),
+        headers,
+        content_length: None,
     }
 }
 
@@ -137,18 +162,19 @@ fn ip(s: &str) -> IpAddr {
 fn bench_evaluate(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let allowed = ip("198.18.0.1");
+    let headers = browser_headers();
 
     // (a) The embedded default policy (no `policies:` key), limits raised; and unchanged,
     // with one client over its per-IP limit, which is the throttle path.
     let default_policy = snapshot(dir.path(), "", true).policy;
-    let f = facts(allowed, "/live/stream-42");
+    let f = facts(allowed, "/live/stream-42", &headers);
     assert_eq!(evaluate(&default_policy, &f).label(), "allow");
     c.bench_function("evaluate/default_policy/allowed", |b| {
         b.iter(|| evaluate(black_box(&default_policy), black_box(&f)))
     });
 
     let throttling_policy = snapshot(dir.path(), "", false).policy;
-    let f = facts(ip("198.18.0.2"), "/live/stream-42");
+    let f = facts(ip("198.18.0.2"), "/live/stream-42", &headers);
     // Counting windows are fixed, so a window may end during the warm-up; keep going until the
     // client is over the limit. While measuring, each new window lets 200 requests through.
     let over_limit = (0..100_000).any(|_| evaluate(&throttling_policy, &f).label() == "throttle");
@@ -163,15 +189,18 @@ fn bench_evaluate(c: &mut Criterion) {
     std::fs::write(dir.path().join("deny.yaml"), DENY_POLICY).expect("write policy");
     let deny_policy = snapshot(dir.path(), "policies: [deny.yaml]", true).policy;
 
-    let f = facts(allowed, "/live/stream-42");
+    let f = facts(allowed, "/live/stream-42", &headers);
     assert_eq!(evaluate(&deny_policy, &f).label(), "allow");
     c.bench_function("evaluate/deny_list_10k/allowed", |b| {
         b.iter(|| evaluate(black_box(&deny_policy), black_box(&f)))
     });
 
-    let f = facts(denied, "/live/stream-42");
+    let f = facts(denied, "/live/stream-42", &headers);
     let v = evaluate(&deny_policy, &f);
-    assert_eq!((v.label(), v.rule.as_deref()), ("block", Some("deny-listed-ip")));
+    assert_eq!(
+        (v.label(), v.rule.as_deref()),
+        ("block", Some("deny-listed-ip"))
+    );
     c.bench_function("evaluate/deny_list_10k/denied", |b| {
         b.iter(|| evaluate(black_box(&deny_policy), black_box(&f)))
     });
@@ -221,15 +250,29 @@ fn bench_route_find(c: &mut Criterion) {
     let snap = snapshot(dir.path(), "", false);
     let routes = &snap.routes;
     let name = |host: &str, path: &str| routes.find(host, path).map(|(_, r)| r.name.to_string());
-    assert_eq!(name("live.example.com", "/api/v1/x").as_deref(), Some("site-api"));
-    assert_eq!(name("eu.chat.example.com", "/ws/room").as_deref(), Some("chat"));
+    assert_eq!(
+        name("live.example.com", "/api/v1/x").as_deref(),
+        Some("site-api")
+    );
+    assert_eq!(
+        name("eu.chat.example.com", "/ws/room").as_deref(),
+        Some("chat")
+    );
     assert_eq!(name("other.test", "/").as_deref(), Some("fallback"));
 
     c.bench_function("route_find/exact_host_longest_prefix", |b| {
-        b.iter(|| routes.find(black_box("live.example.com"), black_box("/api/v1/streams")).is_some())
+        b.iter(|| {
+            routes
+                .find(black_box("live.example.com"), black_box("/api/v1/streams"))
+                .is_some()
+        })
     });
     c.bench_function("route_find/wildcard_host", |b| {
-        b.iter(|| routes.find(black_box("eu.chat.example.com"), black_box("/ws/room/9")).is_some())
+        b.iter(|| {
+            routes
+                .find(black_box("eu.chat.example.com"), black_box("/ws/room/9"))
+                .is_some()
+        })
     });
 }
 

@@ -71,9 +71,17 @@ fn matches_from(tokens: &[Token], s: &[u8]) -> bool {
         Token::Star => {
             // Try every split inside the current segment, shortest first.
             let seg = s.iter().position(|c| *c == b'/').unwrap_or(s.len());
-            (0..=seg).any(|k| matches_from(rest, &s[k..]))
+            (0..=seg).any(|k| could_follow(rest, &s[k..]) && matches_from(rest, &s[k..]))
         }
-        Token::DoubleStar => (0..=s.len()).any(|k| matches_from(rest, &s[k..])),
+        Token::DoubleStar => (0..=s.len()).any(|k| could_follow(rest, &s[k..]) && matches_from(rest, &s[k..])),
+    }
+}
+
+/// A cheap first-byte check before recursing: a literal must start right here.
+fn could_follow(rest: &[Token], s: &[u8]) -> bool {
+    match rest.first() {
+        Some(Token::Literal(l)) => s.first() == l.first(),
+        _ => true,
     }
 }
 

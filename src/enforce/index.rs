@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use aho_corasick::AhoCorasick;
 use http::header::HeaderName;
 
 use super::rules::{Rule, Test, ValueTest};
@@ -95,6 +96,9 @@ pub struct RuleIndex {
     exact: HashMap<String, Vec<u32>>,
     headers: HashMap<HeaderName, Vec<u32>>,
     query: HashMap<String, Vec<u32>>,
+    /// Per header: one automaton over every `contains` needle filed under it, and the rule of
+    /// each needle. One scan of the header finds every rule it could satisfy.
+    contains: Vec<(HeaderName, AhoCorasick, Vec<u32>)>,
     /// Rules filed under no key: always candidates.
     always: Bits,
 }
@@ -103,6 +107,7 @@ pub struct RuleIndex {
 enum Gate<'a> {
     Prefixes(Vec<&'a [u8]>),
     Exact(&'a [String]),
+    Contains(&'a HeaderName, &'a str),
     Header(&'a HeaderName),
     Query(&'a str),
 }
@@ -118,6 +123,12 @@ fn gate(rule: &Rule) -> Option<Gate<'_>> {
             Test::PathExact(p) => Some(Gate::Exact(p)),
             Test::PathGlob(g) => Some(Gate::Prefixes(g.iter().map(|g| g.literal_prefix()).collect())),
             _ => None,
+        })
+        .or_else(|| {
+            tests.iter().find_map(|t| match t {
+                Test::Header(name, ValueTest::Contains { needle, .. }) => Some(Gate::Contains(name, needle)),
+                _ => None,
+            })
         })
         .or_else(|| {
             tests.iter().find_map(|t| match t {
@@ -138,14 +149,27 @@ impl RuleIndex {
             always: Bits::with_len(rules.len()),
             ..RuleIndex::default()
         };
+        let mut needles: HashMap<HeaderName, (Vec<&str>, Vec<u32>)> = HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
             let i = i as u32;
             match gate(rule) {
+                Some(Gate::Contains(h, needle)) => {
+                    let e = needles.entry(h.clone()).or_default();
+                    e.0.push(needle);
+                    e.1.push(i);
+                }
                 Some(Gate::Prefixes(ps)) => ps.into_iter().for_each(|p| ix.prefixes.insert(p, i)),
                 Some(Gate::Exact(ps)) => ps.iter().for_each(|p| ix.exact.entry(p.clone()).or_default().push(i)),
                 Some(Gate::Header(h)) => ix.headers.entry(h.clone()).or_default().push(i),
                 Some(Gate::Query(q)) => ix.query.entry(q.to_string()).or_default().push(i),
                 None => ix.always.set(i),
+            }
+        }
+        for (h, (pats, rules)) in needles {
+            match AhoCorasick::builder().ascii_case_insensitive(true).build(&pats) {
+                Ok(ac) => ix.contains.push((h, ac, rules)),
+                // Not expected; without the automaton those rules are simply always evaluated.
+                Err(_) => rules.iter().for_each(|r| ix.always.set(*r)),
             }
         }
         ix
@@ -165,6 +189,15 @@ impl RuleIndex {
                 for name in facts.headers.keys() {
                     if let Some(r) = self.headers.get(name) {
                         bits.set_all(r);
+                    }
+                }
+            }
+            for (name, ac, rules) in &self.contains {
+                if let Some(v) = facts.headers.get(name) {
+                    for m in ac.find_overlapping_iter(v.as_bytes()) {
+                        if let Some(r) = rules.get(m.pattern().as_usize()) {
+                            bits.set(*r);
+                        }
                     }
                 }
             }

@@ -59,7 +59,7 @@ pub fn acquire(caps: &[Cap], f: &RequestFacts<'_>) -> (Slots, Option<Verdict>) {
             mode: cap.mode,
             rule: Some(cap.id.clone()),
             retry_after: (cap.action == Action::Throttle).then_some(1),
-            matched: Some(cap.key.to_string()),
+            matched: Some(cap.key.to_string().into()),
             counter: Some(count as i64),
             ..Verdict::allow()
         };

@@ -16,7 +16,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use inflight::Slots;
-use offenders::{Actor, Millis, Offenders, Penalty, PenaltyKind, BAN_RULE_ID, THROTTLE_RULE_ID};
+use offenders::{Actor, Millis, Offenders, Penalty, PenaltyKind, BAN_RULE, THROTTLE_RULE};
+#[cfg(test)]
+use offenders::{BAN_RULE_ID, THROTTLE_RULE_ID};
 use rules::Effect;
 
 pub use verdict::{Action, Mode, Verdict};
@@ -96,15 +98,15 @@ pub struct Decision {
     pub slots: Slots,
 }
 
-fn penalty_verdict(actor: &Actor, p: &Penalty, now: Millis) -> Verdict {
+fn penalty_verdict(p: &Penalty, now: Millis) -> Verdict {
     let ban = p.kind == PenaltyKind::Ban;
     let left = p.until.map(|u| u.saturating_sub(now).div_ceil(1000).max(1) as u32);
     Verdict {
         action: if ban { Action::Block } else { Action::Throttle },
         mode: Mode::Enforce,
-        rule: Some(Arc::from(if ban { BAN_RULE_ID } else { THROTTLE_RULE_ID })),
+        rule: Some(if ban { BAN_RULE.clone() } else { THROTTLE_RULE.clone() }),
         retry_after: if ban { None } else { left },
-        matched: Some(format!("{actor}: {}", p.reason)),
+        matched: Some(p.reason.clone()),
         counter: Some(p.strikes as i64),
         ..Verdict::allow()
     }
@@ -128,13 +130,13 @@ pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_
     };
     if let Some((actor, p)) = offenders.check(facts.client_ip, identity, now) {
         if let (PenaltyKind::Throttle, Some(bans)) = (p.kind, &policy.bans) {
-            let rule: Arc<str> = Arc::from(THROTTLE_RULE_ID);
-            if let Some((a, ban)) = offenders.strike(&actors(), &rule, bans, 1, now).filter(|(_, b)| b.kind == PenaltyKind::Ban) {
+            if let Some((a, ban)) = offenders.strike(&actors(), &THROTTLE_RULE, bans, 1, now).filter(|(_, b)| b.kind == PenaltyKind::Ban) {
                 log::warn!("{a}: banned until {:?} ({})", ban.until, ban.reason);
-                return Decision { verdict: penalty_verdict(&a, &ban, now), slots: Slots::default() };
+                return Decision { verdict: penalty_verdict(&ban, now), slots: Slots::default() };
             }
         }
-        return Decision { verdict: penalty_verdict(&actor, &p, now), slots: Slots::default() };
+        log::debug!("{actor} refused: {}", p.reason);
+        return Decision { verdict: penalty_verdict(&p, now), slots: Slots::default() };
     }
     let mut v = evaluate(policy, facts);
     let mut slots = Slots::default();

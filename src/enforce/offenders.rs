@@ -24,6 +24,10 @@ use crate::metrics::METRICS;
 pub const BAN_RULE_ID: &str = "repeat-offender-ban";
 /// The rule id reported for requests slowed because their actor is on probation.
 pub const THROTTLE_RULE_ID: &str = "repeat-offender-throttle";
+
+/// The two ids above, allocated once: a banned actor's request allocates nothing for them.
+pub static BAN_RULE: once_cell::sync::Lazy<Arc<str>> = once_cell::sync::Lazy::new(|| Arc::from(BAN_RULE_ID));
+pub static THROTTLE_RULE: once_cell::sync::Lazy<Arc<str>> = once_cell::sync::Lazy::new(|| Arc::from(THROTTLE_RULE_ID));
 /// Rule ids remembered per penalty, most recent last.
 const MAX_RULES_KEPT: usize = 8;
 
@@ -110,7 +114,7 @@ pub struct Penalty {
     pub strikes: f64,
     /// Rules whose violations led here, most recent last.
     pub rules: Vec<Arc<str>>,
-    pub reason: String,
+    pub reason: Arc<str>,
 }
 
 impl Penalty {
@@ -133,7 +137,7 @@ impl Score {
 }
 
 pub struct Offenders {
-    penalties: ArcSwap<HashMap<Actor, Penalty>>,
+    penalties: ArcSwap<HashMap<Actor, Arc<Penalty>>>,
     scores: Mutex<HashMap<Actor, Score>>,
     writer: Mutex<()>,
     /// Set by every change; cleared by the state saver.
@@ -157,12 +161,12 @@ impl Offenders {
     }
 
     /// The active penalty of the client or its identity, if any; bans before probations.
-    pub fn check(&self, ip: IpAddr, identity: Option<&[u8]>, now: Millis) -> Option<(Actor, Penalty)> {
+    pub fn check(&self, ip: IpAddr, identity: Option<&[u8]>, now: Millis) -> Option<(Actor, Arc<Penalty>)> {
         let map = self.penalties.load();
         if map.is_empty() {
             return None;
         }
-        let mut found: Option<(Actor, Penalty)> = None;
+        let mut found: Option<(Actor, Arc<Penalty>)> = None;
         let by_ip = Actor::Ip(ip);
         let by_id = identity.and_then(|v| std::str::from_utf8(v).ok()).map(|v| Actor::Id(v.to_string()));
         for actor in std::iter::once(by_ip).chain(by_id) {
@@ -226,9 +230,9 @@ impl Offenders {
                     bans,
                     strikes: score,
                     rules,
-                    reason: format!("{score:.0} strikes, last by rule {rule}"),
+                    reason: format!("{score:.0} strikes, last by rule {rule}").into(),
                 };
-                m.insert(actor.clone(), p.clone());
+                m.insert(actor.clone(), Arc::new(p.clone()));
                 result = Some((actor.clone(), p));
             });
             if let Some(r) = result {
@@ -257,9 +261,9 @@ impl Offenders {
                     bans: prev.map_or(0, |p| p.bans) + 1,
                     strikes: 0.0,
                     rules: vec![Arc::from("admin")],
-                    reason: reason.to_string(),
+                    reason: reason.into(),
                 };
-                m.insert(actor, p);
+                m.insert(actor, Arc::new(p));
             }
             None => {
                 m.remove(&actor);
@@ -270,7 +274,7 @@ impl Offenders {
     /// Forget penalties past their memory and strikes that decayed away; publish the count.
     pub fn sweep(&self, now: Millis, policy: Option<&BanPolicy>) {
         let remember = policy.map_or(0, |p| ms(p.remember));
-        let stale = |p: &Penalty| p.until.is_some_and(|u| u.saturating_add(remember) <= now);
+        let stale = |p: &Arc<Penalty>| p.until.is_some_and(|u| u.saturating_add(remember) <= now);
         if self.penalties.load().values().any(stale) {
             self.update(|m| m.retain(|_, p| !stale(p)));
         }
@@ -289,7 +293,7 @@ impl Offenders {
     }
 
     pub fn list(&self) -> Vec<(Actor, Penalty)> {
-        self.penalties.load().iter().map(|(a, p)| (a.clone(), p.clone())).collect()
+        self.penalties.load().iter().map(|(a, p)| (a.clone(), Penalty::clone(p))).collect()
     }
 
     pub fn scores(&self) -> Vec<(Actor, Score)> {
@@ -302,7 +306,7 @@ impl Offenders {
         self.update(|m| {
             for (a, p) in penalties {
                 if m.get(&a).is_none_or(|mine| p.last_seen > mine.last_seen) {
-                    m.insert(a, p);
+                    m.insert(a, Arc::new(p));
                 }
             }
         });
@@ -319,7 +323,7 @@ impl Offenders {
         self.dirty.swap(false, Ordering::Relaxed)
     }
 
-    fn update(&self, f: impl FnOnce(&mut HashMap<Actor, Penalty>)) {
+    fn update(&self, f: impl FnOnce(&mut HashMap<Actor, Arc<Penalty>>)) {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::clone(&self.penalties.load());
         f(&mut next);

@@ -50,7 +50,7 @@ impl Limit {
             mode: self.mode,
             rule: Some(self.id.clone()),
             retry_after: (self.action == Action::Throttle).then_some(secs),
-            matched: Some(self.key.to_string()),
+            matched: Some(self.key.to_string().into()),
             counter: Some(count as i64),
             ..Verdict::allow()
         })

@@ -60,7 +60,7 @@ pub enum ValueTest {
     Equals(String),
     Prefix(String),
     /// Case-insensitive substring, searched with a prefiltered automaton.
-    Contains(AhoCorasick),
+    Contains { needle: String, ac: AhoCorasick },
     Regex(RegexSet),
 }
 
@@ -72,7 +72,7 @@ impl ValueTest {
             (ValueTest::Present, Some(_)) => true,
             (ValueTest::Equals(s), Some(v)) => v == s.as_bytes(),
             (ValueTest::Prefix(s), Some(v)) => v.starts_with(s.as_bytes()),
-            (ValueTest::Contains(ac), Some(v)) => ac.is_match(v),
+            (ValueTest::Contains { ac, .. }, Some(v)) => ac.is_match(v),
             (ValueTest::Regex(re), Some(v)) => std::str::from_utf8(v).is_ok_and(|v| re.is_match(v)),
         }
     }
@@ -230,7 +230,7 @@ impl Rule {
             mode: self.mode,
             rule: Some(self.id.clone()),
             retry_after: slow.then_some(self.retry_after),
-            matched: Some(self.condition.explain(f)),
+            matched: Some(self.condition.explain(f).into()),
             counter: None,
             also: Vec::new(),
             strikes: 0,

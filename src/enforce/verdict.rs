@@ -32,7 +32,7 @@ pub struct Verdict {
     /// Seconds to announce in `Retry-After` for throttles.
     pub retry_after: Option<u32>,
     /// What matched, for explanations: the CIDR, or the limit key kind.
-    pub matched: Option<String>,
+    pub matched: Option<Arc<str>>,
     /// The counter value that tripped a limit.
     pub counter: Option<i64>,
     /// Non-deciding rules that matched on the way (`log`, `strike`), in order.

@@ -211,7 +211,7 @@ fn value_test(vm: &ValueMatch) -> ValueTest {
         ValueTest::Prefix(s.clone())
     } else if let Some(s) = &vm.contains {
         match AhoCorasick::builder().ascii_case_insensitive(true).build([s]) {
-            Ok(ac) => ValueTest::Contains(ac),
+            Ok(ac) => ValueTest::Contains { needle: s.clone(), ac },
             Err(e) => {
                 log::error!("cannot build the matcher for {s:?}: {e}");
                 ValueTest::Regex(regex::RegexSet::empty())

@@ -121,7 +121,7 @@ pub struct Decision {
     /// enforce or monitor.
     pub mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub matched: Option<String>,
+    pub matched: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counter: Option<i64>,
     /// `log` and `strike` rules that matched on the way.
