@@ -81,9 +81,9 @@ run: setup
 
 test: setup
 	@if cargo nextest --version >/dev/null 2>&1; then \
-		echo "cargo nextest run --all-targets"; cargo nextest run --all-targets; \
+		echo "cargo nextest run --all-targets --no-fail-fast"; cargo nextest run --all-targets --no-fail-fast; \
 	else \
-		echo "cargo test --all-targets"; cargo test --all-targets; \
+		echo "cargo test --all-targets --no-fail-fast"; cargo test --all-targets --no-fail-fast; \
 	fi
 
 bench: setup

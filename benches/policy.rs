@@ -17,7 +17,10 @@ use palisade::policy::{compile, PolicySet};
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 32) as u32
     }
 }
@@ -67,7 +70,10 @@ fn benches(c: &mut Criterion) {
     let yaml = big_policy_yaml();
     let policy = build(&yaml);
     let mut headers = http::HeaderMap::new();
-    headers.insert("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0".parse().expect("hv"));
+    headers.insert(
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0".parse().expect("hv"),
+    );
     headers.insert("accept", "*/*".parse().expect("hv"));
     let allowed = RequestFacts {
         client_ip: "198.51.100.23".parse().expect("ip"),
@@ -89,7 +95,10 @@ fn benches(c: &mut Criterion) {
     let offenders = Offenders::new();
     let banned_ip = "203.0.113.50".parse().expect("ip");
     offenders.set(Actor::Ip(banned_ip), Some(Some(Duration::from_secs(3600))), "bench", 1);
-    let banned = RequestFacts { client_ip: banned_ip, ..allowed };
+    let banned = RequestFacts {
+        client_ip: banned_ip,
+        ..allowed
+    };
     c.bench_function("decide: banned actor short-circuit", |b| {
         b.iter(|| black_box(decide(&policy, &offenders, black_box(&banned), 1000).verdict))
     });
@@ -99,7 +108,9 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("compile");
     g.sample_size(10);
-    g.bench_function("parse + validate + compile 100k-entry policy", |b| b.iter(|| black_box(build(&yaml))));
+    g.bench_function("parse + validate + compile 100k-entry policy", |b| {
+        b.iter(|| black_box(build(&yaml)))
+    });
     g.finish();
 }
 

@@ -197,10 +197,7 @@ fn bench_evaluate(c: &mut Criterion) {
 
     let f = facts(denied, "/live/stream-42", &headers);
     let v = evaluate(&deny_policy, &f);
-    assert_eq!(
-        (v.label(), v.rule.as_deref()),
-        ("block", Some("deny-listed-ip"))
-    );
+    assert_eq!((v.label(), v.rule.as_deref()), ("block", Some("deny-listed-ip")));
     c.bench_function("evaluate/deny_list_10k/denied", |b| {
         b.iter(|| evaluate(black_box(&deny_policy), black_box(&f)))
     });
@@ -250,14 +247,8 @@ fn bench_route_find(c: &mut Criterion) {
     let snap = snapshot(dir.path(), "", false);
     let routes = &snap.routes;
     let name = |host: &str, path: &str| routes.find(host, path).map(|(_, r)| r.name.to_string());
-    assert_eq!(
-        name("live.example.com", "/api/v1/x").as_deref(),
-        Some("site-api")
-    );
-    assert_eq!(
-        name("eu.chat.example.com", "/ws/room").as_deref(),
-        Some("chat")
-    );
+    assert_eq!(name("live.example.com", "/api/v1/x").as_deref(), Some("site-api"));
+    assert_eq!(name("eu.chat.example.com", "/ws/room").as_deref(), Some("chat"));
     assert_eq!(name("other.test", "/").as_deref(), Some("fallback"));
 
     c.bench_function("route_find/exact_host_longest_prefix", |b| {

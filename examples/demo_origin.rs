@@ -9,7 +9,10 @@ fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8081".into());
     match origin::Origin::spawn(&addr) {
         Ok(o) => {
-            println!("demo origin listening on http://{}", o.addr.map_or(addr, |a| a.to_string()));
+            println!(
+                "demo origin listening on http://{}",
+                o.addr.map_or(addr, |a| a.to_string())
+            );
             loop {
                 std::thread::park();
             }

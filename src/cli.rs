@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Overrides;
 
 #[derive(Debug, Parser)]
-#[command(name = "palisade", version, about = "Security edge reverse proxy", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Security edge reverse proxy",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

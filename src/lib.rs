@@ -2,14 +2,14 @@
 //! security decisions in `enforce` and `policy`; observation in `telemetry` and `metrics`.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod enforce;
 pub mod host;
-pub mod policy;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
-pub mod state;
-pub mod telemetry;
-pub mod cli;
 pub mod reload;
 pub mod server;
+pub mod state;
+pub mod telemetry;

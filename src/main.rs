@@ -24,7 +24,11 @@ fn main() -> ExitCode {
 fn check(args: &CommonArgs) -> ExitCode {
     match config::load(args.config.as_deref(), &args.overrides()) {
         Ok(loaded) => {
-            let rules: usize = loaded.policies.iter().map(|p| p.file.rules.len() + p.file.limits.len()).sum();
+            let rules: usize = loaded
+                .policies
+                .iter()
+                .map(|p| p.file.rules.len() + p.file.limits.len())
+                .sum();
             println!(
                 "configuration ok: {} listener(s), {} route(s), {} pool(s), {} policy file(s) with {rules} rule(s) and limit(s)",
                 loaded.config.listeners.len(),

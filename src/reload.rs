@@ -12,6 +12,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::config::file::ServerSection;
 use crate::config::{self, ConfigErrors, Overrides};
 use crate::metrics::METRICS;
 use crate::state::{Snapshot, Store};
@@ -57,7 +58,10 @@ impl Reloader {
                 for e in &errors.0 {
                     log::error!("reload refused: {e}");
                 }
-                log::error!("reload refused with {} error(s); still serving the previous configuration", errors.0.len());
+                log::error!(
+                    "reload refused with {} error(s); still serving the previous configuration",
+                    errors.0.len()
+                );
                 METRICS.reloads.with_label_values(&["failed"]).inc();
                 Err(errors)
             }
@@ -68,17 +72,37 @@ impl Reloader {
 /// Set `palisade_policy_info` to the snapshot's policy only.
 pub fn publish_policy_info(snap: &Snapshot) {
     METRICS.policy_info.reset();
-    METRICS.policy_info.with_label_values(&[&snap.policy.hash, &snap.generation.to_string()]).set(1);
+    METRICS
+        .policy_info
+        .with_label_values(&[&snap.policy.hash, &snap.generation.to_string()])
+        .set(1);
 }
 
 /// Listeners, TLS, server, metrics and telemetry sink are bound at start; say so when a reload
 /// changes them instead of silently ignoring the change.
 fn warn_restart_only(prev: &Snapshot, next: &config::Loaded) {
     let (a, b) = (&prev.loaded.config, &next.config);
-    let t_sink = |c: &config::file::ConfigFile| (c.telemetry.sink, c.telemetry.path.clone(), c.telemetry.max_file_size, c.telemetry.keep_files, c.telemetry.queue_capacity);
+    let t_sink = |c: &config::file::ConfigFile| {
+        (
+            c.telemetry.sink,
+            c.telemetry.path.clone(),
+            c.telemetry.max_file_size,
+            c.telemetry.keep_files,
+            c.telemetry.queue_capacity,
+        )
+    };
     for (what, changed) in [
         ("listeners", a.listeners != b.listeners),
-        ("server", a.server != b.server),
+        (
+            "server",
+            ServerSection {
+                client_keepalive: None,
+                ..a.server.clone()
+            } != ServerSection {
+                client_keepalive: None,
+                ..b.server.clone()
+            },
+        ),
         ("metrics", a.metrics != b.metrics),
         ("admin", a.admin != b.admin),
         ("state", a.state != b.state),
@@ -107,7 +131,11 @@ impl BackgroundService for Reloader {
         loop {
             let snap = self.store.load_full();
             let reload_cfg = &snap.loaded.config.reload;
-            let interval = if reload_cfg.watch { reload_cfg.interval.0 } else { Duration::from_secs(3600) };
+            let interval = if reload_cfg.watch {
+                reload_cfg.interval.0
+            } else {
+                Duration::from_secs(3600)
+            };
             let watch = reload_cfg.watch;
             tokio::select! {
                 _ = shutdown.changed() => return,

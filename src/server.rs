@@ -13,8 +13,8 @@ use pingora::services::listening::Service;
 
 use crate::admin::{self, AdminApp};
 use crate::config::file::ServerSection;
-use crate::enforce::persist::{self, StateKeeper};
 use crate::config::{Loaded, Overrides};
+use crate::enforce::persist::{self, StateKeeper};
 use crate::metrics::serve::MetricsApp;
 use crate::proxy::tls::SniResolver;
 use crate::proxy::upstream::HealthChecks;
@@ -52,9 +52,16 @@ fn server_conf(s: &ServerSection) -> ServerConf {
     c.user = s.user.clone();
     c.group = s.group.clone();
     c.ca_file = path(&s.ca_file);
-    c.grace_period_seconds = Some(s.grace_period.map_or(DEFAULT_GRACE_PERIOD_SECS, |d| d.0.as_secs()));
-    c.graceful_shutdown_timeout_seconds =
-        Some(s.graceful_shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT_SECS, |d| d.0.as_secs()));
+    // Pingora counts whole seconds: round up so `500ms` does not become no grace at all.
+    let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    c.grace_period_seconds = Some(s.grace_period.map_or(DEFAULT_GRACE_PERIOD_SECS, |d| secs(d.0)));
+    c.graceful_shutdown_timeout_seconds = Some(
+        s.graceful_shutdown_timeout
+            .map_or(DEFAULT_SHUTDOWN_TIMEOUT_SECS, |d| secs(d.0)),
+    );
+    // A daemon would otherwise run from `/`, and every relative path (config, pid file, state,
+    // telemetry) would change meaning between start and the first reload.
+    c.working_directory = std::env::current_dir().ok();
     if let Some(n) = s.upstream_keepalive_pool_size {
         c.upstream_keepalive_pool_size = n;
     }
@@ -63,7 +70,12 @@ fn server_conf(s: &ServerSection) -> ServerConf {
 
 /// Build a ready-to-run server. Errors are for the operator (bad certificate, unwritable
 /// telemetry file).
-pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, overrides: Overrides) -> Result<Server, String> {
+pub fn build(
+    loaded: Loaded,
+    flags: ProcessFlags,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<Server, String> {
     let cfg = loaded.config.clone();
     let opt = Opt {
         upgrade: flags.upgrade,
@@ -73,9 +85,13 @@ pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, 
         conf: None,
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&cfg.server));
-    server.bootstrap();
 
-    let base = loaded.path.as_ref().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default();
+    let base = loaded
+        .path
+        .as_ref()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let snap = Snapshot::build(loaded, 1, None).map_err(|e| e.to_string())?;
     publish_policy_info(&snap);
     if let Some(path) = &cfg.state.path {
@@ -110,7 +126,8 @@ pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, 
         let addr = l.address.to_string();
         match &l.tls {
             Some(tls) => {
-                let resolver = SniResolver::load(&tls.certificates, &base).map_err(|e| format!("listener {addr}: {e}"))?;
+                let resolver =
+                    SniResolver::load(&tls.certificates, &base).map_err(|e| format!("listener {addr}: {e}"))?;
                 let mut settings =
                     TlsSettings::with_callbacks(Box::new(resolver)).map_err(|e| format!("listener {addr}: {e}"))?;
                 if tls.http2 {
@@ -129,8 +146,14 @@ pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, 
         svc.threads = Some(1);
         server.add_service(svc);
     }
-    server.add_service(background_service("palisade health checks", HealthChecks { store: store.clone() }));
-    server.add_service(background_service("palisade offender sweep", OffenderSweep { store: store.clone() }));
+    server.add_service(background_service(
+        "palisade health checks",
+        HealthChecks { store: store.clone() },
+    ));
+    server.add_service(background_service(
+        "palisade offender sweep",
+        OffenderSweep { store: store.clone() },
+    ));
     let reload = background_service(
         "palisade reload",
         Reloader {
@@ -157,5 +180,8 @@ pub fn build(loaded: Loaded, flags: ProcessFlags, config_path: Option<PathBuf>, 
         server.add_service(svc);
     }
     server.add_service(reload);
+    // Only now, with everything that can fail done, take the listening sockets over from a
+    // running process (`-u`): a failed start must not leave the old one draining with no heir.
+    server.bootstrap();
     Ok(server)
 }

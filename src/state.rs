@@ -19,7 +19,6 @@ use crate::proxy::upstream::{build_pools, Pool};
 /// Client keep-alive idle time when the config gives none, in seconds.
 pub const DEFAULT_CLIENT_KEEPALIVE_SECS: u64 = 60;
 
-
 /// Shared handle to the current snapshot.
 pub type Store = Arc<ArcSwap<Snapshot>>;
 
@@ -72,8 +71,12 @@ impl Snapshot {
         let t = &cfg.telemetry;
         Ok(Snapshot {
             offenders,
-            shadow: (!loaded.shadow.is_empty())
-                .then(|| Arc::new(policy::compile(&loaded.shadow, previous.and_then(|p| p.shadow.as_deref())))),
+            shadow: (!loaded.shadow.is_empty()).then(|| {
+                Arc::new(policy::compile(
+                    &loaded.shadow,
+                    previous.and_then(|p| p.shadow.as_deref()),
+                ))
+            }),
             generation,
             routes,
             pools,
@@ -111,7 +114,8 @@ impl pingora::services::background::BackgroundService for OffenderSweep {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         loop {
             let snap = self.store.load();
-            snap.offenders.sweep(crate::enforce::offenders::now_ms(), snap.policy.bans.as_ref());
+            snap.offenders
+                .sweep(crate::enforce::offenders::now_ms(), snap.policy.bans.as_ref());
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}

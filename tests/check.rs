@@ -96,10 +96,7 @@ fn a_valid_configuration_passes() {
     let (_dir, out) = check(&[
         ("palisade.yaml", VALID),
         ("policy.yaml", VALID_POLICY),
-        (
-            "bad.txt",
-            "# scanners\n198.51.100.7\n2001:db8::/32  # v6 too\n",
-        ),
+        ("bad.txt", "# scanners\n198.51.100.7\n2001:db8::/32  # v6 too\n"),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -152,11 +149,7 @@ rules:
     match: {path_prefix: [/x]}
     action: block
 ";
-    let (_dir, out) = check(&[
-        ("palisade.yaml", config),
-        ("broken.yaml", broken),
-        ("refs.yaml", refs),
-    ]);
+    let (_dir, out) = check(&[("palisade.yaml", config), ("broken.yaml", broken), ("refs.yaml", refs)]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_error(
@@ -173,13 +166,7 @@ rules:
         "lists.bad.cidrs[1]",
         "invalid IP address or CIDR \"10.0.0.300\"",
     );
-    assert_error(
-        &err,
-        "broken.yaml",
-        8,
-        "rules[0].severity",
-        "unknown field `severity`",
-    );
+    assert_error(&err, "broken.yaml", 8, "rules[0].severity", "unknown field `severity`");
     assert_error(
         &err,
         "broken.yaml",
@@ -194,13 +181,7 @@ rules:
         "rules[0].match.ip_lists[0]",
         "no list named \"no-such-list\"",
     );
-    assert_error(
-        &err,
-        "refs.yaml",
-        6,
-        "rules[1].id",
-        "\"deny-unknown\" is already used",
-    );
+    assert_error(&err, "refs.yaml", 6, "rules[1].id", "\"deny-unknown\" is already used");
     assert!(
         err.contains("configuration has 6 error(s)"),
         "exactly the six errors, no noise:\n{err}"
@@ -241,13 +222,7 @@ telemetry:
         "routes[0].timeouts.read",
         "invalid duration \"5 parsecs\"",
     );
-    assert_error(
-        &err,
-        "palisade.yaml",
-        13,
-        "telemetry.sink",
-        "carrier-pigeon",
-    );
+    assert_error(&err, "palisade.yaml", 13, "telemetry.sink", "carrier-pigeon");
     assert!(err.contains("configuration has 3 error(s)"), "{err}");
 }
 
@@ -357,8 +332,7 @@ fn run_refuses_to_start_with_what_check_refuses() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
-        .expect("read stderr");
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("read stderr");
     assert_eq!(status.code(), Some(1), "{err}");
     assert_error(
         &err,

@@ -19,7 +19,10 @@ offenders:
 #[test]
 fn repeated_violations_ban_the_client_everywhere() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let p = Proxy::start(&format!("{}policies: [p.yaml]\n", single_pool(&origin)), &[("p.yaml", POLICY)]);
+    let p = Proxy::start(
+        &format!("{}policies: [p.yaml]\n", single_pool(&origin)),
+        &[("p.yaml", POLICY)],
+    );
     let c = client();
     assert_eq!(c.get(p.url("/ok")).send().expect("req").status(), 200);
     for _ in 0..3 {
@@ -29,12 +32,18 @@ fn repeated_violations_ban_the_client_everywhere() {
     let r = c.get(p.url("/ok")).send().expect("req");
     assert_eq!(r.status(), 403);
     let id = r.headers()["x-request-id"].to_str().expect("id").to_string();
-    assert_eq!(origin.seen_path("/ok").len(), 1, "a banned client must not reach the origin");
+    assert_eq!(
+        origin.seen_path("/ok").len(),
+        1,
+        "a banned client must not reach the origin"
+    );
     assert!(origin.seen_path("/admin").is_empty());
     let ev = p.event_for(&id);
     assert_eq!(ev["palisade"]["decision"]["rule"], "repeat-offender-ban");
     assert_eq!(ev["palisade"]["decision"]["action"], "block");
-    eventually("active bans gauge", || (p.metric("palisade_active_bans") == Some(1.0)).then_some(()));
+    eventually("active bans gauge", || {
+        (p.metric("palisade_active_bans") == Some(1.0)).then_some(())
+    });
 }
 
 const PERSISTED: &str = "\
@@ -52,7 +61,10 @@ offenders:
 #[test]
 fn bans_survive_a_restart() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let rest = format!("{}policies: [p.yaml]\nstate:\n  path: {{DIR}}/offenders.json\n  save_interval: 50ms\n", single_pool(&origin));
+    let rest = format!(
+        "{}policies: [p.yaml]\nstate:\n  path: {{DIR}}/offenders.json\n  save_interval: 50ms\n",
+        single_pool(&origin)
+    );
     let mut p = Proxy::start(&rest, &[("p.yaml", PERSISTED)]);
     let c = client();
     for _ in 0..2 {
@@ -61,7 +73,10 @@ fn bans_survive_a_restart() {
     assert_eq!(c.get(p.url("/ok")).send().expect("req").status(), 403, "banned");
     let state = p.dir.path().join("offenders.json");
     eventually("the state file to hold the ban", || {
-        std::fs::read_to_string(&state).ok().filter(|s| s.contains("127.0.0.1") && s.contains("\"ban\"")).map(|_| ())
+        std::fs::read_to_string(&state)
+            .ok()
+            .filter(|s| s.contains("127.0.0.1") && s.contains("\"ban\""))
+            .map(|_| ())
     });
     // Kill it outright (no shutdown save) and start again on the same state.
     if let Some(mut child) = p.child.take() {

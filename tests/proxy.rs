@@ -15,17 +15,11 @@ fn addr(o: &Origin) -> std::net::SocketAddr {
 }
 
 fn get(p: &Proxy, host: &str, path: &str) -> Response {
-    client()
-        .get(p.url(path))
-        .header("host", host)
-        .send()
-        .expect("request")
+    client().get(p.url(path)).header("host", host).send().expect("request")
 }
 
 fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().expect("ascii header"))
+    r.headers().get(name).map(|v| v.to_str().expect("ascii header"))
 }
 
 fn is_request_id(s: &str) -> bool {
@@ -45,8 +39,7 @@ fn receivers<'a>(origins: &[(&'a str, &Origin)], path: &str) -> Vec<&'a str> {
 /// closes the connection (or a short read timeout passes).
 fn raw(p: &Proxy, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(p.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
     s.write_all(bytes).expect("write");
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -114,12 +107,7 @@ routes:
         ),
         &[],
     );
-    let all = [
-        ("exact", &exact),
-        ("wild", &wild),
-        ("api", &api),
-        ("api_v2", &api_v2),
-    ];
+    let all = [("exact", &exact), ("wild", &wild), ("api", &api), ("api_v2", &api_v2)];
     for (host, path, want) in [
         ("app.example.test", "/page-1", "exact"),
         ("App.Example.TEST:8080", "/page-2", "exact"),
@@ -131,11 +119,7 @@ routes:
     ] {
         let r = get(&p, host, path);
         assert_eq!(r.status(), 200, "{host}{path}");
-        assert_eq!(
-            receivers(&all, path),
-            vec![want],
-            "{host}{path} went to the wrong pool"
-        );
+        assert_eq!(receivers(&all, path), vec![want], "{host}{path} went to the wrong pool");
     }
     // A wildcard covers subdomains only, not the apex; unknown hosts have no route.
     for (host, path) in [
@@ -145,10 +129,7 @@ routes:
     ] {
         let r = get(&p, host, path);
         assert_eq!(r.status(), 404, "{host}{path}");
-        assert!(
-            receivers(&all, path).is_empty(),
-            "{host}{path} must not be forwarded"
-        );
+        assert!(receivers(&all, path).is_empty(), "{host}{path} must not be forwarded");
     }
 }
 
@@ -164,18 +145,13 @@ fn no_route_is_a_short_plain_404_with_a_request_id() {
     );
     let r = get(&p, "nobody.example.test", "/anything");
     assert_eq!(r.status(), 404);
-    let id = header(&r, "x-request-id")
-        .expect("x-request-id on the 404")
-        .to_string();
+    let id = header(&r, "x-request-id").expect("x-request-id on the 404").to_string();
     assert!(is_request_id(&id), "request id {id:?}");
     assert!(header(&r, "content-type").is_some_and(|c| c.starts_with("text/plain")));
     let body = r.text().expect("body");
     assert!(body.len() < 200, "404 body should be short: {body:?}");
     assert!(body.starts_with("404 Not Found"), "{body:?}");
-    assert!(
-        body.contains(&id),
-        "the body names the reference id: {body:?}"
-    );
+    assert!(body.contains(&id), "the body names the reference id: {body:?}");
     assert!(
         origin.seen().is_empty(),
         "an unrouted request must not reach any origin"
@@ -195,25 +171,17 @@ fn forwarding_headers_from_an_untrusted_peer() {
         .send()
         .expect("request");
     assert_eq!(r.status(), 200);
-    let returned = header(&r, "x-request-id")
-        .expect("x-request-id returned")
-        .to_string();
+    let returned = header(&r, "x-request-id").expect("x-request-id returned").to_string();
     let seen = origin.seen_path("/fwd");
     assert_eq!(seen.len(), 1);
     let h = &seen[0].headers;
     // A spoofed chain from an untrusted client is replaced by the real peer.
-    assert_eq!(
-        h.get("x-forwarded-for").map(String::as_str),
-        Some("127.0.0.1")
-    );
+    assert_eq!(h.get("x-forwarded-for").map(String::as_str), Some("127.0.0.1"));
     assert_eq!(h.get("x-forwarded-proto").map(String::as_str), Some("http"));
     let sent = h.get("x-request-id").expect("x-request-id sent upstream");
     assert!(is_request_id(sent), "generated id {sent:?}");
     assert_eq!(sent, &returned, "the client and the origin see the same id");
-    assert_ne!(
-        sent, "client-chosen-id",
-        "an untrusted client's id is not kept"
-    );
+    assert_ne!(sent, "client-chosen-id", "an untrusted client's id is not kept");
     assert_eq!(
         h.get("host").map(String::as_str),
         Some("app.example.test"),
@@ -228,10 +196,7 @@ fn forwarding_headers_from_an_untrusted_peer() {
 #[test]
 fn forwarding_headers_from_a_trusted_proxy() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let p = Proxy::start(
-        &format!("trusted_proxies: [127.0.0.1]\n{}", single_pool(&origin)),
-        &[],
-    );
+    let p = Proxy::start(&format!("trusted_proxies: [127.0.0.1]\n{}", single_pool(&origin)), &[]);
     let r = client()
         .get(p.url("/chain"))
         .header("x-forwarded-for", "198.18.0.7")
@@ -268,10 +233,7 @@ fn forwarding_headers_from_a_trusted_proxy() {
         .expect("request");
     let id = header(&r, "x-request-id").expect("id").to_string();
     assert!(is_request_id(&id), "{id:?}");
-    assert_eq!(
-        origin.seen_path("/weird")[0].headers.get("x-request-id"),
-        Some(&id)
-    );
+    assert_eq!(origin.seen_path("/weird")[0].headers.get("x-request-id"), Some(&id));
 }
 
 #[test]
@@ -341,11 +303,7 @@ routes:
     let r = client().get(p.url("/page")).send().expect("request");
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "server"), None, "origin Server header leaked");
-    assert_eq!(
-        header(&r, "x-powered-by"),
-        None,
-        "origin X-Powered-By leaked"
-    );
+    assert_eq!(header(&r, "x-powered-by"), None, "origin X-Powered-By leaked");
     assert_eq!(
         header(&r, "strict-transport-security"),
         Some("max-age=63072000; includeSubDomains")
@@ -379,13 +337,7 @@ fn round_robin_spreads_requests_over_both_backends() {
     );
     let c = client();
     for i in 0..10 {
-        assert_eq!(
-            c.get(p.url(&format!("/rr/{i}")))
-                .send()
-                .expect("request")
-                .status(),
-            200
-        );
+        assert_eq!(c.get(p.url(&format!("/rr/{i}"))).send().expect("request").status(), 200);
     }
     assert_eq!(a.seen_path("/rr/").len() + b.seen_path("/rr/").len(), 10);
     assert_eq!(a.seen_path("/rr/").len(), 5, "round robin alternates");
@@ -425,21 +377,14 @@ fn consistent_hash_keeps_a_client_on_one_backend() {
         );
         used[usize::from(on_b > 0)] = true;
     }
-    assert_eq!(
-        used,
-        [true, true],
-        "16 clients should not all hash to one backend"
-    );
+    assert_eq!(used, [true, true], "16 clients should not all hash to one backend");
 }
 
 /// Whether the next `n` requests all avoid `avoid` (and succeed).
 fn none_reach(p: &Proxy, avoid: &Origin, n: usize, tag: &str) -> bool {
     let before = avoid.seen().len();
     for i in 0..n {
-        let r = client()
-            .get(p.url(&format!("/hc/{tag}/{i}")))
-            .send()
-            .expect("request");
+        let r = client().get(p.url(&format!("/hc/{tag}/{i}"))).send().expect("request");
         assert_eq!(r.status(), 200);
     }
     avoid.seen().len() == before
@@ -476,10 +421,7 @@ routes:
     eventually("the failing backend to leave rotation", || {
         none_reach(&p, &flaky, 4, "leaving").then_some(())
     });
-    assert!(
-        none_reach(&p, &flaky, 10, "out"),
-        "an unhealthy backend got traffic"
-    );
+    assert!(none_reach(&p, &flaky, 10, "out"), "an unhealthy backend got traffic");
 
     flaky.set_healthy(true);
     eventually("the backend to come back", || {
@@ -490,7 +432,10 @@ routes:
 #[test]
 fn a_pool_with_no_reachable_backend_answers_502_and_says_why() {
     let dead = free_addr();
-    let p = Proxy::start(&format!("upstreams:\n  app:\n    backends: [\"{dead}\"]\nroutes:\n  - name: app\n    upstream: app\n"), &[]);
+    let p = Proxy::start(
+        &format!("upstreams:\n  app:\n    backends: [\"{dead}\"]\nroutes:\n  - name: app\n    upstream: app\n"),
+        &[],
+    );
     let r = client().get(p.url("/down")).send().expect("request");
     assert_eq!(r.status(), 502);
     let id = header(&r, "x-request-id").expect("id").to_string();
@@ -541,14 +486,7 @@ fn an_upstream_read_timeout_answers_504() {
     let id = header(&r, "x-request-id").expect("id").to_string();
     assert_eq!(p.event_for(&id)["event"]["reason"], "upstream_timeout");
     // Fast answers on the same route are unaffected.
-    assert_eq!(
-        client()
-            .get(p.url("/slow/10"))
-            .send()
-            .expect("request")
-            .status(),
-        200
-    );
+    assert_eq!(client().get(p.url("/slow/10")).send().expect("request").status(), 200);
 }
 
 #[test]
@@ -556,10 +494,7 @@ fn malformed_requests_get_400_and_are_not_forwarded() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let p = Proxy::start(&single_pool(&origin), &[]);
     // The raw client itself works.
-    let ok = raw(
-        &p,
-        b"GET /fine HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
-    );
+    let ok = raw(&p, b"GET /fine HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
     for bad in [
         &b"GET /bad1 HTTP/1.1\r\nBad Header: x\r\n\r\n"[..],

@@ -14,7 +14,10 @@ rules:
 #[test]
 fn shadow_policy_reports_without_enforcing() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let rest = format!("{}policies: [live.yaml]\nshadow_policies: [candidate.yaml]\n", single_pool(&origin));
+    let rest = format!(
+        "{}policies: [live.yaml]\nshadow_policies: [candidate.yaml]\n",
+        single_pool(&origin)
+    );
     let p = Proxy::start(&rest, &[("live.yaml", LIVE), ("candidate.yaml", CANDIDATE)]);
     let c = client();
     let r = c.get(p.url("/chat/post")).send().expect("req");
@@ -29,5 +32,8 @@ fn shadow_policy_reports_without_enforcing() {
     // Where both agree nothing is counted.
     assert_eq!(c.get(p.url("/.git/config")).send().expect("req").status(), 403);
     assert_eq!(c.get(p.url("/other")).send().expect("req").status(), 200);
-    assert_eq!(p.metric("palisade_shadow_disagreements_total{live=\"allow\",shadow=\"block\"}"), Some(1.0));
+    assert_eq!(
+        p.metric("palisade_shadow_disagreements_total{live=\"allow\",shadow=\"block\"}"),
+        Some(1.0)
+    );
 }

@@ -105,9 +105,7 @@ fn one_event_per_request_with_the_documented_fields() {
     assert_eq!(up["pool"], "app");
     assert_eq!(up["address"], origin.addr.expect("addr").to_string());
     assert!(up["duration_us"].as_u64().is_some_and(|d| d > 0), "{up}");
-    let hash = ev["palisade"]["policy"]["hash"]
-        .as_str()
-        .expect("policy hash");
+    let hash = ev["palisade"]["policy"]["hash"].as_str().expect("policy hash");
     assert!(
         hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
         "{hash}"
@@ -120,10 +118,7 @@ fn one_event_per_request_with_the_documented_fields() {
 
     assert_eq!(events[1]["http"]["request"]["method"], "POST");
     assert_eq!(events[1]["http"]["request"]["bytes"], 3);
-    assert!(
-        events[2]["url"].get("query").is_none(),
-        "no query, no url.query"
-    );
+    assert!(events[2]["url"].get("query").is_none(), "no query, no url.query");
 }
 
 #[test]
@@ -140,10 +135,7 @@ fn query_strings_are_redacted_by_default_and_can_be_dropped() {
     assert_eq!(origin.seen_path("/q")[0].target, "/q?token=abc&page=2&flag");
 
     let drop = start("  query: drop\n", &single_pool(&origin), &[]);
-    let r = client()
-        .get(drop.url("/q?token=abc"))
-        .send()
-        .expect("request");
+    let r = client().get(drop.url("/q?token=abc")).send().expect("request");
     let ev = drop.event_for(&request_id(&r));
     assert_eq!(ev["url"]["path"], "/q");
     assert!(
@@ -163,10 +155,7 @@ fn a_throttled_request_records_the_decision() {
         &[("policy.yaml", BURST)],
     );
     for _ in 0..3 {
-        assert_eq!(
-            client().get(p.url("/t")).send().expect("request").status(),
-            200
-        );
+        assert_eq!(client().get(p.url("/t")).send().expect("request").status(), 200);
     }
     let r = client().get(p.url("/t")).send().expect("request");
     assert_eq!(r.status(), 429);
@@ -192,10 +181,7 @@ fn metrics_count_what_was_sent() {
     );
     let mut last = String::new();
     for i in 0..5 {
-        let r = client()
-            .get(p.url(&format!("/m/{i}")))
-            .send()
-            .expect("request");
+        let r = client().get(p.url(&format!("/m/{i}"))).send().expect("request");
         assert_eq!(r.status(), if i < 3 { 200 } else { 429 });
         last = request_id(&r);
     }
@@ -218,27 +204,19 @@ fn metrics_count_what_was_sent() {
         sample("palisade_requests_total{decision=\"throttle\",route=\"app\",status=\"4xx\"}"),
         2.0
     );
-    assert_eq!(
-        sample("palisade_request_duration_seconds_count{route=\"app\"}"),
-        5.0
-    );
+    assert_eq!(sample("palisade_request_duration_seconds_count{route=\"app\"}"), 5.0);
     assert_eq!(
         sample("palisade_request_duration_seconds_bucket{route=\"app\",le=\"+Inf\"}"),
         5.0
     );
     assert!(sample("palisade_request_duration_seconds_sum{route=\"app\"}") > 0.0);
-    assert_eq!(
-        sample("palisade_upstream_duration_seconds_count{pool=\"app\"}"),
-        3.0
-    );
+    assert_eq!(sample("palisade_upstream_duration_seconds_count{pool=\"app\"}"), 3.0);
     assert_eq!(
         sample("palisade_policy_decisions_total{decision=\"throttle\",rule=\"burst\"}"),
         2.0
     );
     assert_eq!(
-        sample(&format!(
-            "palisade_policy_info{{generation=\"1\",hash=\"{hash}\"}}"
-        )),
+        sample(&format!("palisade_policy_info{{generation=\"1\",hash=\"{hash}\"}}")),
         1.0
     );
     assert_eq!(sample("palisade_telemetry_dropped_total"), 0.0);
@@ -246,16 +224,10 @@ fn metrics_count_what_was_sent() {
         text.contains("# TYPE palisade_request_duration_seconds histogram"),
         "{text}"
     );
-    assert!(
-        text.contains("# TYPE palisade_requests_total counter"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE palisade_requests_total counter"), "{text}");
     // Labels stay bounded: no client address or raw path in any sample.
     for l in text.lines().filter(|l| l.starts_with("palisade_")) {
-        assert!(
-            !l.contains("127.0.0.1") && !l.contains("/m/"),
-            "unbounded label in {l}"
-        );
+        assert!(!l.contains("127.0.0.1") && !l.contains("/m/"), "unbounded label in {l}");
     }
 }
 
@@ -270,11 +242,8 @@ fn backend_health_is_exported() {
         ),
         &[],
     );
-    let gauge = |addr: std::net::SocketAddr| {
-        p.metric(&format!(
-            "palisade_upstream_healthy{{backend=\"{addr}\",pool=\"app\"}}"
-        ))
-    };
+    let gauge =
+        |addr: std::net::SocketAddr| p.metric(&format!("palisade_upstream_healthy{{backend=\"{addr}\",pool=\"app\"}}"));
     eventually("both backends reported healthy", || {
         (gauge(aa) == Some(1.0) && gauge(ba) == Some(1.0)).then_some(())
     });
@@ -290,10 +259,7 @@ fn a_stuck_telemetry_sink_never_delays_requests() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let pipe_dir = tempfile::tempdir().expect("tempdir");
     let pipe = pipe_dir.path().join("events.pipe");
-    let made = Command::new("mkfifo")
-        .arg(&pipe)
-        .status()
-        .expect("run mkfifo");
+    let made = Command::new("mkfifo").arg(&pipe).status().expect("run mkfifo");
     assert!(made.success(), "mkfifo failed");
     // Palisade's open of the write end waits for a reader. This reader never reads, so once
     // the pipe buffer (64 KiB) is full the telemetry writer is stuck in write().
@@ -329,8 +295,7 @@ fn a_stuck_telemetry_sink_never_delays_requests() {
     assert_eq!(origin.seen_path("/flood/").len(), n);
     // Far more than a 64 KiB pipe and a one-slot queue hold must have been dropped and counted.
     let dropped = eventually("drops to be counted", || {
-        p.metric("palisade_telemetry_dropped_total")
-            .filter(|d| *d >= 100.0)
+        p.metric("palisade_telemetry_dropped_total").filter(|d| *d >= 100.0)
     });
     assert!(dropped < n as f64, "some events were written: {dropped}");
 }

@@ -60,7 +60,10 @@ impl AdminApp {
     /// `None` when the request carries the right token, else the refusal to send.
     fn refusal(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
         let Some(expected) = &self.token_digest else {
-            return Some(reply(StatusCode::FORBIDDEN, json!({"error": "no admin token is configured; state changes are off"})));
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                json!({"error": "no admin token is configured; state changes are off"}),
+            ));
         };
         let given = session
             .req_header()
@@ -73,8 +76,15 @@ impl AdminApp {
             Some(d) if constant_time_eq(&d, expected) => None,
             _ => {
                 let peer = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
-                log::warn!("admin: refused {} {} from {peer}: missing or wrong token", session.req_header().method, session.req_header().uri.path());
-                Some(reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"})))
+                log::warn!(
+                    "admin: refused {} {} from {peer}: missing or wrong token",
+                    session.req_header().method,
+                    session.req_header().uri.path()
+                );
+                Some(reply(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "missing or wrong bearer token"}),
+                ))
             }
         }
     }
@@ -123,23 +133,41 @@ impl AdminApp {
                 Err(_) => return reply(StatusCode::BAD_REQUEST, json!({"error": "ip is not an address"})),
             },
             (None, Some(id)) if !id.is_empty() => Actor::Id(id.to_string()),
-            _ => return reply(StatusCode::BAD_REQUEST, json!({"error": "give ip=ADDRESS or id=IDENTITY"})),
+            _ => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "give ip=ADDRESS or id=IDENTITY"}),
+                )
+            }
         };
         let ban = if add {
             match query_param(query, "for") {
                 Some("forever") => Some(None),
                 Some(d) => match humantime::parse_duration(d) {
                     Ok(d) if !d.is_zero() => Some(Some(d)),
-                    _ => return reply(StatusCode::BAD_REQUEST, json!({"error": "give for=DURATION (e.g. 30m) or for=forever"})),
+                    _ => {
+                        return reply(
+                            StatusCode::BAD_REQUEST,
+                            json!({"error": "give for=DURATION (e.g. 30m) or for=forever"}),
+                        )
+                    }
                 },
-                None => return reply(StatusCode::BAD_REQUEST, json!({"error": "give for=DURATION (e.g. 30m) or for=forever"})),
+                None => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": "give for=DURATION (e.g. 30m) or for=forever"}),
+                    )
+                }
             }
         } else {
             None
         };
         log::warn!("admin: {} {actor}", if add { "banned" } else { "unbanned" });
         let shown = actor.to_string();
-        self.store.load().offenders.set(actor, ban, "banned by an operator", now_ms());
+        self.store
+            .load()
+            .offenders
+            .set(actor, ban, "banned by an operator", now_ms());
         reply(StatusCode::OK, json!({"actor": shown, "banned": add}))
     }
 }

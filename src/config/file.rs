@@ -485,13 +485,19 @@ pub struct ValueMatch {
 impl ValueMatch {
     /// How many tests it sets; validation wants exactly one.
     pub fn count(&self) -> usize {
-        [self.present.is_some(), self.absent.is_some(), self.equals.is_some(), self.prefix.is_some(), self.contains.is_some(), self.regex.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count()
+        [
+            self.present.is_some(),
+            self.absent.is_some(),
+            self.equals.is_some(),
+            self.prefix.is_some(),
+            self.contains.is_some(),
+            self.regex.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
     }
 }
-
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]

@@ -95,16 +95,21 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
     };
     if policy_paths.is_empty() {
         let source = EMBEDDED_DEFAULT_POLICY.to_string();
-        policies.extend(parse_policy(PathBuf::from(EMBEDDED_DEFAULT_POLICY_NAME), source, &mut errors));
+        policies.extend(parse_policy(
+            PathBuf::from(EMBEDDED_DEFAULT_POLICY_NAME),
+            source,
+            &mut errors,
+        ));
     }
-    let read_all = |paths: Vec<PathBuf>, out: &mut Vec<LoadedPolicy>, errors: &mut Vec<ConfigError>, files: &mut Vec<PathBuf>| {
-        for p in paths {
-            files.push(p.clone());
-            if let Some(source) = read(&p, errors) {
-                out.extend(parse_policy(p, source, errors));
+    let read_all =
+        |paths: Vec<PathBuf>, out: &mut Vec<LoadedPolicy>, errors: &mut Vec<ConfigError>, files: &mut Vec<PathBuf>| {
+            for p in paths {
+                files.push(p.clone());
+                if let Some(source) = read(&p, errors) {
+                    out.extend(parse_policy(p, source, errors));
+                }
             }
-        }
-    };
+        };
     read_all(policy_paths, &mut policies, &mut errors, &mut files);
     validate::policies(&config, check_routes, &mut policies, &mut errors, &mut files);
     let mut shadow = Vec::new();
@@ -145,7 +150,9 @@ pub fn policy_from_str(name: &str, source: &str, routes: &[&str]) -> Result<Load
             .collect(),
         ..ConfigFile::default()
     };
-    let mut policies: Vec<LoadedPolicy> = parse_policy(PathBuf::from(name), source.to_string(), &mut errors).into_iter().collect();
+    let mut policies: Vec<LoadedPolicy> = parse_policy(PathBuf::from(name), source.to_string(), &mut errors)
+        .into_iter()
+        .collect();
     validate::policies(&cfg, true, &mut policies, &mut errors, &mut files);
     match (errors.is_empty(), policies.pop()) {
         (true, Some(p)) => Ok(p),
@@ -258,10 +265,16 @@ pub fn parse_sections<T: DeserializeOwned + Default>(
         }
     };
     if value.is_null() {
-        return Some(Parsed { value: T::default(), broken: Vec::new() });
+        return Some(Parsed {
+            value: T::default(),
+            broken: Vec::new(),
+        });
     }
     if let Ok(t) = serde_path_to_error::deserialize::<_, T>(value.clone()) {
-        return Some(Parsed { value: t, broken: Vec::new() });
+        return Some(Parsed {
+            value: t,
+            broken: Vec::new(),
+        });
     }
     let Value::Mapping(top) = value else {
         c.field("", "expected a mapping of settings at the top level");
@@ -279,11 +292,13 @@ pub fn parse_sections<T: DeserializeOwned + Default>(
                 let one = singleton(&k, Value::Sequence(vec![item.clone()]));
                 report::<T>(one, &format!("{key}[0]"), &format!("{key}[{i}]"), c) && ok
             }),
-            Value::Mapping(entries) if split_maps.contains(&key.as_str()) => entries.iter().fold(true, |ok, (ek, ev)| {
-                let mut m = Mapping::new();
-                m.insert(ek.clone(), ev.clone());
-                report::<T>(singleton(&k, Value::Mapping(m)), "", "", c) && ok
-            }),
+            Value::Mapping(entries) if split_maps.contains(&key.as_str()) => {
+                entries.iter().fold(true, |ok, (ek, ev)| {
+                    let mut m = Mapping::new();
+                    m.insert(ek.clone(), ev.clone());
+                    report::<T>(singleton(&k, Value::Mapping(m)), "", "", c) && ok
+                })
+            }
             other => report::<T>(singleton(&k, other.clone()), "", "", c),
         };
         if ok {

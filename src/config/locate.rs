@@ -20,8 +20,14 @@ pub struct Locator {
 
 enum Frame {
     /// In a mapping; `key` is the pending key once read, waiting for its value.
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 #[derive(Default)]

@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn cidr_accepts_bare_addresses_and_truncates_host_bits() {
-        assert_eq!("10.1.2.3/8".parse::<Cidr>().map(|c| c.0.to_string()), Ok("10.0.0.0/8".into()));
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>().map(|c| c.0.to_string()),
+            Ok("10.0.0.0/8".into())
+        );
         assert_eq!("::1".parse::<Cidr>().map(|c| c.0.to_string()), Ok("::1/128".into()));
         assert!("10.0.0.300".parse::<Cidr>().is_err());
     }

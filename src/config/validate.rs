@@ -20,11 +20,17 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     for (i, l) in cfg.listeners.iter().enumerate() {
         let p = format!("listeners[{i}]");
         if !addrs.insert(l.address) {
-            c.field(&format!("{p}.address"), format!("address {} is used by another listener", l.address));
+            c.field(
+                &format!("{p}.address"),
+                format!("address {} is used by another listener", l.address),
+            );
         }
         if let Some(tls) = &l.tls {
             if l.redirect_https {
-                c.field(&format!("{p}.redirect_https"), "a TLS listener cannot redirect to https");
+                c.field(
+                    &format!("{p}.redirect_https"),
+                    "a TLS listener cannot redirect to https",
+                );
             }
             if tls.certificates.is_empty() {
                 c.field(&format!("{p}.tls.certificates"), "at least one certificate is required");
@@ -43,30 +49,48 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     }
     if let Some(m) = &cfg.metrics {
         if addrs.contains(&m.address) {
-            c.field("metrics.address", format!("address {} is already a proxy listener", m.address));
+            c.field(
+                "metrics.address",
+                format!("address {} is already a proxy listener", m.address),
+            );
         }
     }
     if let Some(a) = &cfg.admin {
         if addrs.contains(&a.address) || cfg.metrics.as_ref().is_some_and(|m| m.address == a.address) {
-            c.field("admin.address", format!("address {} is already used by another listener", a.address));
+            c.field(
+                "admin.address",
+                format!("address {} is already used by another listener", a.address),
+            );
         }
         if !a.address.ip().is_loopback() && !a.allow_remote {
-            c.field("admin.address", "the admin listener binds to loopback unless `allow_remote: true` is set");
+            c.field(
+                "admin.address",
+                "the admin listener binds to loopback unless `allow_remote: true` is set",
+            );
         }
         if let Some(f) = &a.token_file {
             let f = resolve(c.file(), f);
             match std::fs::read_to_string(&f) {
                 Ok(t) if t.trim().len() >= 16 => {}
-                Ok(_) => c.field("admin.token_file", format!("{}: the token must be at least 16 characters", f.display())),
+                Ok(_) => c.field(
+                    "admin.token_file",
+                    format!("{}: the token must be at least 16 characters", f.display()),
+                ),
                 Err(e) => c.field("admin.token_file", format!("cannot read {}: {e}", f.display())),
             }
         }
     }
     if HeaderName::from_bytes(cfg.request_id.header.as_bytes()).is_err() {
-        c.field("request_id.header", format!("{:?} is not a valid header name", cfg.request_id.header));
+        c.field(
+            "request_id.header",
+            format!("{:?} is not a valid header name", cfg.request_id.header),
+        );
     }
     if cfg.upstreams.is_empty() {
-        c.field("upstreams", "at least one upstream pool is required (or pass --upstream)");
+        c.field(
+            "upstreams",
+            "at least one upstream pool is required (or pass --upstream)",
+        );
     }
     for (name, u) in &cfg.upstreams {
         let p = format!("upstreams.{name}");
@@ -83,7 +107,10 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
                 c.field(&format!("{p}.health_check.path"), "path must start with /");
             }
             if hc.healthy_after == 0 || hc.unhealthy_after == 0 {
-                c.field(&format!("{p}.health_check"), "healthy_after and unhealthy_after must be at least 1");
+                c.field(
+                    &format!("{p}.health_check"),
+                    "healthy_after and unhealthy_after must be at least 1",
+                );
             }
         }
     }
@@ -100,7 +127,11 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
             let known: Vec<_> = cfg.upstreams.keys().map(String::as_str).collect();
             c.field(
                 &format!("{p}.upstream"),
-                format!("no upstream pool named {:?} (defined: {})", r.upstream, known.join(", ")),
+                format!(
+                    "no upstream pool named {:?} (defined: {})",
+                    r.upstream,
+                    known.join(", ")
+                ),
             );
         }
         if !r.path_prefix.starts_with('/') {
@@ -123,7 +154,10 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     }
     for (i, h) in t.headers.iter().enumerate() {
         if HeaderName::from_bytes(h.as_bytes()).is_err() {
-            c.field(&format!("telemetry.headers[{i}]"), format!("{h:?} is not a valid header name"));
+            c.field(
+                &format!("telemetry.headers[{i}]"),
+                format!("{h:?} is not a valid header name"),
+            );
         }
     }
 }
@@ -131,15 +165,24 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
 fn header_rules(h: &HeaderRulesSection, p: &str, c: &mut Collector<'_>) {
     for (i, name) in h.remove.iter().enumerate() {
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            c.field(&format!("{p}.remove[{i}]"), format!("{name:?} is not a valid header name"));
+            c.field(
+                &format!("{p}.remove[{i}]"),
+                format!("{name:?} is not a valid header name"),
+            );
         }
     }
     for (name, value) in &h.set {
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            c.field(&format!("{p}.set.{name}"), format!("{name:?} is not a valid header name"));
+            c.field(
+                &format!("{p}.set.{name}"),
+                format!("{name:?} is not a valid header name"),
+            );
         }
         if HeaderValue::from_str(value).is_err() {
-            c.field(&format!("{p}.set.{name}"), "value has characters not allowed in a header");
+            c.field(
+                &format!("{p}.set.{name}"),
+                "value has characters not allowed in a header",
+            );
         }
     }
 }
@@ -169,7 +212,9 @@ const RESERVED_IDS: &[&str] = &[
     "admin",
 ];
 
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
 
 /// Checks across all policy files; also reads list files into their list's `cidrs`.
 pub fn policies(
@@ -190,12 +235,17 @@ pub fn policies(
         let locator = pol.locator.clone();
         for (name, list) in pol.file.lists.iter_mut() {
             if let Some(first) = lists.insert(name.clone(), path.clone()) {
-                Collector::new(&path, &locator, errors).field(&format!("lists.{name}"), format!("list {name:?} is also defined in {}", first.display()));
+                Collector::new(&path, &locator, errors).field(
+                    &format!("lists.{name}"),
+                    format!("list {name:?} is also defined in {}", first.display()),
+                );
             }
             for f in std::mem::take(&mut list.files) {
                 let f = resolve(&path, &f);
                 files.push(f.clone());
-                let Some(text) = super::load::read(&f, errors) else { continue };
+                let Some(text) = super::load::read(&f, errors) else {
+                    continue;
+                };
                 for (n, line) in text.lines().enumerate() {
                     let entry = line.split('#').next().unwrap_or("").trim();
                     if entry.is_empty() {
@@ -239,7 +289,10 @@ pub fn policies(
                 c.field("offenders.escalation", "must be at least 1");
             }
             if o.permanent_after == Some(0) {
-                c.field("offenders.permanent_after", "must be at least 1 (the ban that becomes permanent)");
+                c.field(
+                    "offenders.permanent_after",
+                    "must be at least 1 (the ban that becomes permanent)",
+                );
             }
             if let Some(k) = &o.identity {
                 if k.0 .0.len() != 1 || matches!(k.0 .0[0], KeyPart::ClientIp | KeyPart::Route) {
@@ -253,17 +306,29 @@ pub fn policies(
             check_match(&r.matches, &format!("{p}.match"), &r.id, &lists, &routes, &mut c);
             use super::file::RuleAction as A;
             if r.retry_after.is_some() && !matches!(r.action, A::Throttle | A::Tarpit) {
-                c.field(&format!("{p}.retry_after"), format!("rule {:?}: retry_after only applies to throttle and tarpit", r.id));
+                c.field(
+                    &format!("{p}.retry_after"),
+                    format!("rule {:?}: retry_after only applies to throttle and tarpit", r.id),
+                );
             }
             match (&r.delay, r.action) {
                 (Some(d), A::Tarpit) if d.0 > MAX_TARPIT => {
-                    c.field(&format!("{p}.delay"), format!("rule {:?}: a tarpit holds a request at most {MAX_TARPIT:?}", r.id));
+                    c.field(
+                        &format!("{p}.delay"),
+                        format!("rule {:?}: a tarpit holds a request at most {MAX_TARPIT:?}", r.id),
+                    );
                 }
                 (Some(_), A::Tarpit) | (None, _) => {}
-                (Some(_), _) => c.field(&format!("{p}.delay"), format!("rule {:?}: delay only applies to tarpit", r.id)),
+                (Some(_), _) => c.field(
+                    &format!("{p}.delay"),
+                    format!("rule {:?}: delay only applies to tarpit", r.id),
+                ),
             }
             if r.body.is_some() && r.action != A::Block {
-                c.field(&format!("{p}.body"), format!("rule {:?}: body only applies to block", r.id));
+                c.field(
+                    &format!("{p}.body"),
+                    format!("rule {:?}: body only applies to block", r.id),
+                );
             }
         }
         for (i, l) in pol.file.concurrency.iter().enumerate() {
@@ -280,10 +345,16 @@ pub fn policies(
             let p = format!("limits[{i}]");
             check_id(&l.id, &format!("{p}.id"), &pol.path, &mut ids, &mut c);
             if l.requests == 0 {
-                c.field(&format!("{p}.requests"), format!("limit {:?}: requests must be at least 1", l.id));
+                c.field(
+                    &format!("{p}.requests"),
+                    format!("limit {:?}: requests must be at least 1", l.id),
+                );
             }
             if l.per.0.is_zero() {
-                c.field(&format!("{p}.per"), format!("limit {:?}: the window must be longer than zero", l.id));
+                c.field(
+                    &format!("{p}.per"),
+                    format!("limit {:?}: the window must be longer than zero", l.id),
+                );
             }
             if let Some(m) = &l.matches {
                 check_match(m, &format!("{p}.match"), &l.id, &lists, &routes, &mut c);
@@ -314,7 +385,10 @@ fn check_match(
     c: &mut Collector<'_>,
 ) {
     if m.is_empty() {
-        c.field(p, format!("{id:?}: match has no condition (use `path_prefix: [/]` to match every request)"));
+        c.field(
+            p,
+            format!("{id:?}: match has no condition (use `path_prefix: [/]` to match every request)"),
+        );
     }
     for (j, l) in m.ip_lists.iter().enumerate() {
         if !lists.contains_key(l) {
@@ -323,7 +397,10 @@ fn check_match(
     }
     for (j, meth) in m.methods.iter().enumerate() {
         if !METHODS.contains(&meth.as_str()) {
-            c.field(&format!("{p}.methods[{j}]"), format!("{id:?}: unknown method {meth:?} (use upper case, e.g. POST)"));
+            c.field(
+                &format!("{p}.methods[{j}]"),
+                format!("{id:?}: unknown method {meth:?} (use upper case, e.g. POST)"),
+            );
         }
     }
     for (key, paths) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
@@ -353,7 +430,10 @@ fn check_match(
     }
     for (name, vm) in &m.headers {
         if HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
-            c.field(&format!("{p}.headers.{name}"), format!("{id:?}: {name:?} is not a valid header name"));
+            c.field(
+                &format!("{p}.headers.{name}"),
+                format!("{id:?}: {name:?} is not a valid header name"),
+            );
         }
         check_value_match(vm, &format!("{p}.headers.{name}"), id, c);
     }
@@ -375,7 +455,10 @@ fn check_match(
 
 fn check_value_match(vm: &ValueMatch, p: &str, id: &str, c: &mut Collector<'_>) {
     if vm.count() != 1 {
-        c.field(p, format!("{id:?}: give exactly one of present, absent, equals, prefix, contains, regex"));
+        c.field(
+            p,
+            format!("{id:?}: give exactly one of present, absent, equals, prefix, contains, regex"),
+        );
     }
     if vm.present == Some(false) || vm.absent == Some(false) {
         c.field(p, format!("{id:?}: write `present: true` or `absent: true`"));

@@ -49,7 +49,9 @@ impl Trie {
         let Some(mut node) = self.nodes.first() else { return };
         out.set_all(&node.rules);
         for b in path {
-            let Some((_, n)) = node.edges.iter().find(|(e, _)| e == b) else { return };
+            let Some((_, n)) = node.edges.iter().find(|(e, _)| e == b) else {
+                return;
+            };
             node = &self.nodes[*n as usize];
             out.set_all(&node.rules);
         }

@@ -48,7 +48,13 @@ pub fn acquire(caps: &[Cap], f: &RequestFacts<'_>) -> (Slots, Option<Verdict>) {
         if cap.condition.as_ref().is_some_and(|c| !c.matches(f)) {
             continue;
         }
-        let (guard, count) = cap.counter.incr(Keyed { key: &cap.key, facts: f }, 1);
+        let (guard, count) = cap.counter.incr(
+            Keyed {
+                key: &cap.key,
+                facts: f,
+            },
+            1,
+        );
         if count <= cap.max as isize {
             slots.0.push(guard);
             continue;

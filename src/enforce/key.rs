@@ -139,10 +139,19 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for k in ["client_ip", "route", "client_ip+route", "header:x-account-id", "cookie:sid+route"] {
+        for k in [
+            "client_ip",
+            "route",
+            "client_ip+route",
+            "header:x-account-id",
+            "cookie:sid+route",
+        ] {
             assert_eq!(k.parse::<ActorKey>().map(|k| k.to_string()), Ok(k.to_string()));
         }
-        assert_eq!("client_ip_route".parse::<ActorKey>().map(|k| k.to_string()), Ok("client_ip+route".into()));
+        assert_eq!(
+            "client_ip_route".parse::<ActorKey>().map(|k| k.to_string()),
+            Ok("client_ip+route".into())
+        );
         assert!("ip".parse::<ActorKey>().is_err());
         assert!("header:bad name".parse::<ActorKey>().is_err());
     }
@@ -164,14 +173,23 @@ mod tests {
             headers: &h1,
             content_length: None,
         };
-        let other_ip = RequestFacts { client_ip: "198.51.100.2".parse().expect("ip"), ..base };
+        let other_ip = RequestFacts {
+            client_ip: "198.51.100.2".parse().expect("ip"),
+            ..base
+        };
         let bob = RequestFacts { headers: &h2, ..base };
         // The same account from two addresses is one actor.
-        assert_eq!(digest("header:x-account-id", &base), digest("header:x-account-id", &other_ip));
+        assert_eq!(
+            digest("header:x-account-id", &base),
+            digest("header:x-account-id", &other_ip)
+        );
         assert_eq!(digest("cookie:sid", &base), digest("cookie:sid", &other_ip));
         assert_ne!(digest("cookie:sid", &base), digest("cookie:sid", &bob));
         // Without the header, the address stands in for it.
-        assert_ne!(digest("header:x-account-id", &bob), digest("header:x-account-id", &base));
+        assert_ne!(
+            digest("header:x-account-id", &bob),
+            digest("header:x-account-id", &base)
+        );
         assert_eq!(digest("route", &base), digest("route", &other_ip));
         assert_ne!(digest("client_ip+route", &base), digest("client_ip+route", &other_ip));
     }

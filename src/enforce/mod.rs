@@ -120,7 +120,11 @@ fn penalty_verdict(p: &Penalty, now: Millis) -> Verdict {
 /// 3. An enforced refusal, and each enforcing `strike` rule, adds strikes against the client
 ///    and its identity, when the policy names one.
 pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Millis) -> Decision {
-    let identity = policy.bans.as_ref().and_then(|b| b.identity.as_ref()).and_then(|k| k.value(facts));
+    let identity = policy
+        .bans
+        .as_ref()
+        .and_then(|b| b.identity.as_ref())
+        .and_then(|k| k.value(facts));
     let actors = || {
         let mut a = vec![Actor::Ip(facts.client_ip)];
         if let Some(id) = identity.and_then(|v| std::str::from_utf8(v).ok()) {
@@ -130,13 +134,22 @@ pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_
     };
     if let Some((actor, p)) = offenders.check(facts.client_ip, identity, now) {
         if let (PenaltyKind::Throttle, Some(bans)) = (p.kind, &policy.bans) {
-            if let Some((a, ban)) = offenders.strike(&actors(), &THROTTLE_RULE, bans, 1, now).filter(|(_, b)| b.kind == PenaltyKind::Ban) {
+            if let Some((a, ban)) = offenders
+                .strike(&actors(), &THROTTLE_RULE, bans, 1, now)
+                .filter(|(_, b)| b.kind == PenaltyKind::Ban)
+            {
                 log::warn!("{a}: banned until {:?} ({})", ban.until, ban.reason);
-                return Decision { verdict: penalty_verdict(&ban, now), slots: Slots::default() };
+                return Decision {
+                    verdict: penalty_verdict(&ban, now),
+                    slots: Slots::default(),
+                };
             }
         }
         log::debug!("{actor} refused: {}", p.reason);
-        return Decision { verdict: penalty_verdict(&p, now), slots: Slots::default() };
+        return Decision {
+            verdict: penalty_verdict(&p, now),
+            slots: Slots::default(),
+        };
     }
     let mut v = evaluate(policy, facts);
     let mut slots = Slots::default();
@@ -145,12 +158,21 @@ pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_
         slots = held;
         // An enforced refusal wins; a monitor-only one is kept unless a rule already spoke.
         if let Some(r) = refused.filter(|r| r.enforced() || v.rule.is_none()) {
-            v = Verdict { also: std::mem::take(&mut v.also), strikes: v.strikes, struck_by: v.struck_by.take(), ..r };
+            v = Verdict {
+                also: std::mem::take(&mut v.also),
+                strikes: v.strikes,
+                struck_by: v.struck_by.take(),
+                ..r
+            };
         }
     }
     if let Some(bans) = &policy.bans {
         let enforced = u32::from(v.enforced());
-        let blamed = if enforced == 1 { v.rule.clone() } else { v.struck_by.clone() };
+        let blamed = if enforced == 1 {
+            v.rule.clone()
+        } else {
+            v.struck_by.clone()
+        };
         if let Some(rule) = blamed.filter(|_| enforced + v.strikes > 0) {
             if let Some((actor, p)) = offenders.strike(&actors(), &rule, bans, enforced + v.strikes, now) {
                 log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
@@ -240,10 +262,16 @@ limits:
         }
         // The third post passes the limit, which enforces and wins over the monitor match.
         let v = evaluate(&p, &f);
-        assert_eq!((v.label(), v.rule.as_deref(), v.counter), ("throttle", Some("chat-posts"), Some(3)));
+        assert_eq!(
+            (v.label(), v.rule.as_deref(), v.counter),
+            ("throttle", Some("chat-posts"), Some(3))
+        );
         assert_eq!(v.retry_after, Some(60));
         // Another client has its own count.
-        assert_eq!(evaluate(&p, &facts("198.51.100.3", "POST", "/chat", "chat")).label(), "would_block");
+        assert_eq!(
+            evaluate(&p, &facts("198.51.100.3", "POST", "/chat", "chat")).label(),
+            "would_block"
+        );
     }
 
     #[test]
@@ -258,7 +286,8 @@ limits:
         let first = policy(&limits("60s"));
         assert_eq!(evaluate(&first, &get).label(), "allow");
         assert_eq!(evaluate(&first, &post).label(), "allow");
-        let reload = |yaml: &str, prev: &PolicySet| compile(&[policy_from_str("t.yaml", yaml, &[]).expect("valid")], Some(prev));
+        let reload =
+            |yaml: &str, prev: &PolicySet| compile(&[policy_from_str("t.yaml", yaml, &[]).expect("valid")], Some(prev));
         // b's window changed: a keeps its count, b starts fresh.
         let second = reload(&limits("30s"), &first);
         assert_eq!(evaluate(&second, &get).rule.as_deref(), Some("a"));
@@ -284,7 +313,9 @@ limits:
     }
 
     fn rule_hit(yaml_match: &str, f: &RequestFacts<'_>) -> bool {
-        let p = policy(&format!("rules:\n  - id: r\n    action: block\n    match: {yaml_match}\n"));
+        let p = policy(&format!(
+            "rules:\n  - id: r\n    action: block\n    match: {yaml_match}\n"
+        ));
         evaluate(&p, f).label() == "block"
     }
 
@@ -347,7 +378,10 @@ limits:
         ] {
             let yaml = format!("rules:\n  - id: r\n    action: block\n    match: {m}\n");
             let err = policy_from_str("t.yaml", &yaml, &[]).expect_err(m);
-            assert!(err.0.iter().any(|e| e.field.starts_with(field) && e.line == 4), "{m}: {err}");
+            assert!(
+                err.0.iter().any(|e| e.field.starts_with(field) && e.line == 4),
+                "{m}: {err}"
+            );
         }
     }
 
@@ -364,18 +398,35 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         );
         let v = evaluate(&p, &facts("198.51.100.30", "GET", "/api/x", "app"));
         assert_eq!((v.label(), v.also.len(), v.strikes), ("allow", 2, 1));
-        assert_eq!(v.also.iter().map(|a| &**a).collect::<Vec<_>>(), ["note-api", "odd-agent"]);
+        assert_eq!(
+            v.also.iter().map(|a| &**a).collect::<Vec<_>>(),
+            ["note-api", "odd-agent"]
+        );
         let v = evaluate(&p, &facts("198.51.100.30", "POST", "/api/login", "app"));
-        assert_eq!((v.label(), v.status(), v.tarpit, v.retry_after), ("tarpit", 429, Some(Duration::from_secs(2)), Some(120)));
+        assert_eq!(
+            (v.label(), v.status(), v.tarpit, v.retry_after),
+            ("tarpit", 429, Some(Duration::from_secs(2)), Some(120))
+        );
         let v = evaluate(&p, &facts("198.51.100.30", "GET", "/api/old", "app"));
         assert_eq!(v.body.as_deref(), Some("This endpoint was retired."));
         // Strike rules feed the ban: three strikes from agent-less requests ban the client.
         let o = Offenders::new();
         let now: Millis = 1_700_000_000_000;
         for _ in 0..3 {
-            assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).verdict.label(), "allow");
+            assert_eq!(
+                decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now)
+                    .verdict
+                    .label(),
+                "allow"
+            );
         }
-        assert_eq!(decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now).verdict.rule.as_deref(), Some(BAN_RULE_ID));
+        assert_eq!(
+            decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now)
+                .verdict
+                .rule
+                .as_deref(),
+            Some(BAN_RULE_ID)
+        );
     }
 
     #[test]
@@ -388,12 +439,27 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         assert!(refused.is_none() && b.held() == 1);
         let (_, refused) = inflight::acquire(&p.caps, &f);
         let v = refused.expect("third stream refused");
-        assert_eq!((v.label(), v.rule.as_deref(), v.counter), ("throttle", Some("streams"), Some(3)));
+        assert_eq!(
+            (v.label(), v.rule.as_deref(), v.counter),
+            ("throttle", Some("streams"), Some(3))
+        );
         // Other clients and other paths are not affected.
-        assert!(inflight::acquire(&p.caps, &facts("198.51.100.41", "GET", "/live/room1", "app")).1.is_none());
-        assert_eq!(inflight::acquire(&p.caps, &facts("198.51.100.40", "GET", "/chat", "app")).0.held(), 0);
+        assert!(
+            inflight::acquire(&p.caps, &facts("198.51.100.41", "GET", "/live/room1", "app"))
+                .1
+                .is_none()
+        );
+        assert_eq!(
+            inflight::acquire(&p.caps, &facts("198.51.100.40", "GET", "/chat", "app"))
+                .0
+                .held(),
+            0
+        );
         drop(a);
-        assert!(inflight::acquire(&p.caps, &f).1.is_none(), "a finished stream frees its slot");
+        assert!(
+            inflight::acquire(&p.caps, &f).1.is_none(),
+            "a finished stream frees its slot"
+        );
         drop(b);
     }
 
@@ -402,12 +468,25 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         let p = policy("limits:\n  - {id: per-account, key: 'header:x-account', requests: 1, per: 60s}\n");
         let mut h = http::HeaderMap::new();
         h.insert("x-account", "alice".parse().expect("hv"));
-        let alice_a = RequestFacts { headers: &h, ..facts("198.51.100.50", "GET", "/", "app") };
-        let alice_b = RequestFacts { headers: &h, ..facts("198.51.100.51", "GET", "/", "app") };
+        let alice_a = RequestFacts {
+            headers: &h,
+            ..facts("198.51.100.50", "GET", "/", "app")
+        };
+        let alice_b = RequestFacts {
+            headers: &h,
+            ..facts("198.51.100.51", "GET", "/", "app")
+        };
         assert_eq!(evaluate(&p, &alice_a).label(), "allow");
         let v = evaluate(&p, &alice_b);
-        assert_eq!((v.label(), v.matched.as_deref()), ("throttle", Some("header:x-account")), "same account, other address");
-        assert_eq!(evaluate(&p, &facts("198.51.100.52", "GET", "/", "app")).label(), "allow");
+        assert_eq!(
+            (v.label(), v.matched.as_deref()),
+            ("throttle", Some("header:x-account")),
+            "same account, other address"
+        );
+        assert_eq!(
+            evaluate(&p, &facts("198.51.100.52", "GET", "/", "app")).label(),
+            "allow"
+        );
     }
 
     #[test]
@@ -421,9 +500,16 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         assert_eq!(decide(&p, &o, &bad, t).verdict.rule.as_deref(), Some("x"));
         // Two strikes: probation. Every request is throttled, and each one is a strike.
         let v = decide(&p, &o, &fine, t).verdict;
-        assert_eq!((v.label(), v.rule.as_deref(), v.retry_after), ("throttle", Some(THROTTLE_RULE_ID), Some(60)));
+        assert_eq!(
+            (v.label(), v.rule.as_deref(), v.retry_after),
+            ("throttle", Some(THROTTLE_RULE_ID), Some(60))
+        );
         let v = decide(&p, &o, &fine, t).verdict;
-        assert_eq!((v.label(), v.rule.as_deref()), ("block", Some(BAN_RULE_ID)), "kept going on probation");
+        assert_eq!(
+            (v.label(), v.rule.as_deref()),
+            ("block", Some(BAN_RULE_ID)),
+            "kept going on probation"
+        );
     }
 
     #[test]
@@ -441,7 +527,10 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         // (1 from the strike rule + 1 refusal + the first request's 1 = 3: banned).
         let second = decide(&p, &o, &f, t);
         assert_eq!(second.verdict.rule.as_deref(), Some("one"));
-        assert_eq!(o.check(f.client_ip, None, t).map(|(_, p)| p.kind), Some(PenaltyKind::Ban));
+        assert_eq!(
+            o.check(f.client_ip, None, t).map(|(_, p)| p.kind),
+            Some(PenaltyKind::Ban)
+        );
         assert_eq!(o.list()[0].1.rules.last().map(|r| &**r), Some("one"));
         drop(first);
     }
@@ -468,18 +557,35 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
             yaml.push_str(&format!("  - {{id: r{i}, match: {m}, action: block}}\n"));
         }
         let p = policy(&yaml);
-        let naive = |f: &RequestFacts<'_>| p.rules.iter().find(|r| r.condition.matches(f)).map(|r| r.id.to_string());
+        let naive = |f: &RequestFacts<'_>| {
+            p.rules
+                .iter()
+                .find(|r| r.condition.matches(f))
+                .map(|r| r.id.to_string())
+        };
         let mut with_key = http::HeaderMap::new();
         with_key.insert("x-key", "v".parse().expect("hv"));
         with_key.insert("user-agent", "a-bot/1".parse().expect("hv"));
         let none = http::HeaderMap::new();
         let mut checked = 0;
-        for path in ["/", "/admin35", "/admin", "/a", "/exact", "/exact/", "/c/1/x", "/c/1/2/x", "/z/tail", "/q", "/qq"] {
+        for path in [
+            "/", "/admin35", "/admin", "/a", "/exact", "/exact/", "/c/1/x", "/c/1/2/x", "/z/tail", "/q", "/qq",
+        ] {
             for query in [None, Some("q=1"), Some("p=2&q")] {
                 for headers in [&with_key, &none] {
                     for method in ["GET", "PUT", "DELETE"] {
-                        let f = RequestFacts { path, query, headers, method, ..facts("198.51.100.9", "GET", "/", "app") };
-                        assert_eq!(evaluate(&p, &f).rule.map(|r| r.to_string()), naive(&f), "{method} {path} {query:?}");
+                        let f = RequestFacts {
+                            path,
+                            query,
+                            headers,
+                            method,
+                            ..facts("198.51.100.9", "GET", "/", "app")
+                        };
+                        assert_eq!(
+                            evaluate(&p, &f).rule.map(|r| r.to_string()),
+                            naive(&f),
+                            "{method} {path} {query:?}"
+                        );
                         checked += 1;
                     }
                 }

@@ -35,7 +35,9 @@ const MAX_RULES_KEPT: usize = 8;
 pub type Millis = u64;
 
 pub fn now_ms() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn ms(d: Duration) -> Millis {
@@ -168,7 +170,9 @@ impl Offenders {
         }
         let mut found: Option<(Actor, Arc<Penalty>)> = None;
         let by_ip = Actor::Ip(ip);
-        let by_id = identity.and_then(|v| std::str::from_utf8(v).ok()).map(|v| Actor::Id(v.to_string()));
+        let by_id = identity
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(|v| Actor::Id(v.to_string()));
         for actor in std::iter::once(by_ip).chain(by_id) {
             if let Some(p) = map.get(&actor).filter(|p| p.active(now)) {
                 if found.as_ref().is_none_or(|(_, f)| f.kind == PenaltyKind::Throttle) {
@@ -180,7 +184,14 @@ impl Offenders {
     }
 
     /// Add `n` strikes against the actors for `rule`. Returns the penalty this earns, if any.
-    pub fn strike(&self, actors: &[Actor], rule: &Arc<str>, policy: &BanPolicy, n: u32, now: Millis) -> Option<(Actor, Penalty)> {
+    pub fn strike(
+        &self,
+        actors: &[Actor],
+        rule: &Arc<str>,
+        policy: &BanPolicy,
+        n: u32,
+        now: Millis,
+    ) -> Option<(Actor, Penalty)> {
         let mut earned = None;
         for actor in actors {
             let score = {
@@ -206,7 +217,9 @@ impl Offenders {
             };
             let mut result = None;
             self.update(|m| {
-                let prev = m.get(actor).filter(|p| p.until.is_none_or(|u| u.saturating_add(ms(policy.remember)) > now));
+                let prev = m
+                    .get(actor)
+                    .filter(|p| p.until.is_none_or(|u| u.saturating_add(ms(policy.remember)) > now));
                 if kind == PenaltyKind::Throttle && prev.is_some_and(|p| p.active(now)) {
                     return; // already throttled or banned
                 }
@@ -236,7 +249,10 @@ impl Offenders {
                 result = Some((actor.clone(), p));
             });
             if let Some(r) = result {
-                if earned.as_ref().is_none_or(|(_, p): &(Actor, Penalty)| p.kind == PenaltyKind::Throttle) {
+                if earned
+                    .as_ref()
+                    .is_none_or(|(_, p): &(Actor, Penalty)| p.kind == PenaltyKind::Throttle)
+                {
                     earned = Some(r);
                 }
             }
@@ -288,16 +304,30 @@ impl Offenders {
     }
 
     fn publish(&self, now: Millis) {
-        let bans = self.penalties.load().values().filter(|p| p.kind == PenaltyKind::Ban && p.active(now)).count();
+        let bans = self
+            .penalties
+            .load()
+            .values()
+            .filter(|p| p.kind == PenaltyKind::Ban && p.active(now))
+            .count();
         METRICS.active_bans.set(bans as i64);
     }
 
     pub fn list(&self) -> Vec<(Actor, Penalty)> {
-        self.penalties.load().iter().map(|(a, p)| (a.clone(), Penalty::clone(p))).collect()
+        self.penalties
+            .load()
+            .iter()
+            .map(|(a, p)| (a.clone(), Penalty::clone(p)))
+            .collect()
     }
 
     pub fn scores(&self) -> Vec<(Actor, Score)> {
-        self.scores.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(a, s)| (a.clone(), *s)).collect()
+        self.scores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(a, s)| (a.clone(), *s))
+            .collect()
     }
 
     /// Take in saved or foreign state: a penalty or a strike score replaces ours when it was
@@ -368,8 +398,14 @@ mod tests {
         assert_eq!((pen.kind, pen.until), (PenaltyKind::Throttle, Some(t + MIN)));
         // Third: first ban, 10 minutes.
         let (_, pen) = o.strike(&me, &rule, &p, 1, t).expect("ban");
-        assert_eq!((pen.kind, pen.bans, pen.until), (PenaltyKind::Ban, 1, Some(t + 10 * MIN)));
-        assert_eq!(o.check(ip, None, t + 10 * MIN - 1).map(|(_, p)| p.kind), Some(PenaltyKind::Ban));
+        assert_eq!(
+            (pen.kind, pen.bans, pen.until),
+            (PenaltyKind::Ban, 1, Some(t + 10 * MIN))
+        );
+        assert_eq!(
+            o.check(ip, None, t + 10 * MIN - 1).map(|(_, p)| p.kind),
+            Some(PenaltyKind::Ban)
+        );
         assert!(o.check(ip, None, t + 10 * MIN).is_none(), "the ban ends on time");
         // Back again after the ban: the next bans double, capped at an hour, then permanent.
         for (n, len) in [(2, Some(20 * MIN)), (3, Some(40 * MIN)), (4, None)] {
@@ -382,7 +418,10 @@ mod tests {
 
     #[test]
     fn strikes_decay_and_old_bans_are_forgotten() {
-        let p = BanPolicy { throttle_at: None, ..policy() };
+        let p = BanPolicy {
+            throttle_at: None,
+            ..policy()
+        };
         let o = Offenders::new();
         let ip: IpAddr = "2001:db8::9".parse().expect("ip");
         let rule: Arc<str> = Arc::from("r");

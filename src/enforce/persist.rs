@@ -57,7 +57,11 @@ pub fn load(o: &Offenders, path: &Path) -> std::io::Result<()> {
     let state: StateFile = serde_json::from_slice(&bytes)
         .map_err(|e| std::io::Error::other(format!("{}: not a Palisade state file: {e}", path.display())))?;
     if state.format != FORMAT {
-        return Err(std::io::Error::other(format!("{}: unknown state format {}", path.display(), state.format)));
+        return Err(std::io::Error::other(format!(
+            "{}: unknown state format {}",
+            path.display(),
+            state.format
+        )));
     }
     o.merge(state.penalties, state.scores);
     Ok(())

@@ -40,7 +40,13 @@ impl Limit {
 
     /// Count this request; a verdict when the count passes the limit.
     pub fn observe(&self, f: &RequestFacts<'_>) -> Option<Verdict> {
-        let count = self.counter.observe(&Keyed { key: &self.key, facts: f }, 1);
+        let count = self.counter.observe(
+            &Keyed {
+                key: &self.key,
+                facts: f,
+            },
+            1,
+        );
         if count <= self.requests as isize {
             return None;
         }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderName, CONTENT_TYPE};
 use aho_corasick::AhoCorasick;
+use http::header::{HeaderName, CONTENT_TYPE};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use super::glob::Glob;
@@ -45,9 +45,15 @@ pub fn check_glob(glob: &str) -> Result<(), String> {
     if !glob.starts_with('/') {
         return Err("path must start with /".into());
     }
-    let wild = glob.replace("**", "*").bytes().filter(|b| *b == b'*' || *b == b'?').count();
+    let wild = glob
+        .replace("**", "*")
+        .bytes()
+        .filter(|b| *b == b'*' || *b == b'?')
+        .count();
     if wild > MAX_GLOB_WILDCARDS {
-        return Err(format!("glob {glob:?} has {wild} wildcards; at most {MAX_GLOB_WILDCARDS}"));
+        return Err(format!(
+            "glob {glob:?} has {wild} wildcards; at most {MAX_GLOB_WILDCARDS}"
+        ));
     }
     Ok(())
 }
@@ -60,7 +66,10 @@ pub enum ValueTest {
     Equals(String),
     Prefix(String),
     /// Case-insensitive substring, searched with a prefiltered automaton.
-    Contains { needle: String, ac: AhoCorasick },
+    Contains {
+        needle: String,
+        ac: AhoCorasick,
+    },
     Regex(RegexSet),
 }
 
@@ -121,7 +130,9 @@ impl Test {
             Test::BodyOver(n) => f.content_length.is_some_and(|l| l > *n),
             Test::ContentType(types) => f.headers.get(CONTENT_TYPE).is_some_and(|v| {
                 let v = v.as_bytes();
-                types.iter().any(|t| v.len() >= t.len() && v[..t.len()].eq_ignore_ascii_case(t.as_bytes()))
+                types
+                    .iter()
+                    .any(|t| v.len() >= t.len() && v[..t.len()].eq_ignore_ascii_case(t.as_bytes()))
             }),
             Test::Ip(set) => set.contains(f.client_ip),
             Test::Header(name, t) => t.check(f.headers.get(name).map(|v| v.as_bytes())),
@@ -136,8 +147,13 @@ impl Test {
 
     fn explain(&self, f: &RequestFacts<'_>) -> String {
         match self {
-            Test::Ip(set) => set.lookup(f.client_ip).map_or_else(|| "ip".into(), |n| format!("ip {n}")),
-            Test::PathPrefix(p) => p.iter().find(|p| f.path.starts_with(p.as_str())).map_or_else(String::new, |p| format!("path {p}")),
+            Test::Ip(set) => set
+                .lookup(f.client_ip)
+                .map_or_else(|| "ip".into(), |n| format!("ip {n}")),
+            Test::PathPrefix(p) => p
+                .iter()
+                .find(|p| f.path.starts_with(p.as_str()))
+                .map_or_else(String::new, |p| format!("path {p}")),
             Test::PathExact(_) | Test::PathGlob(_) | Test::PathRegex(_) => format!("path {}", f.path),
             Test::Header(name, _) => format!("header {name}"),
             Test::Query(name, _) => format!("query {name}"),
@@ -191,7 +207,13 @@ impl Condition {
             .find(|t| {
                 matches!(
                     t,
-                    Test::Ip(_) | Test::PathPrefix(_) | Test::PathExact(_) | Test::PathGlob(_) | Test::PathRegex(_) | Test::Header(..) | Test::Query(..)
+                    Test::Ip(_)
+                        | Test::PathPrefix(_)
+                        | Test::PathExact(_)
+                        | Test::PathGlob(_)
+                        | Test::PathRegex(_)
+                        | Test::Header(..)
+                        | Test::Query(..)
                 )
             })
             .or(self.tests.first());

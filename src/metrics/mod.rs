@@ -6,8 +6,8 @@ pub mod serve;
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 use names::*;
@@ -83,8 +83,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "Telemetry events dropped because the queue was full or the sink failed."
         )
         .expect("metric"),
-        reloads: register_int_counter_vec!(RELOADS_TOTAL, "Configuration and policy reloads, by result.", &["result"])
-            .expect("metric"),
+        reloads: register_int_counter_vec!(
+            RELOADS_TOTAL,
+            "Configuration and policy reloads, by result.",
+            &["result"]
+        )
+        .expect("metric"),
         policy_info: register_int_gauge_vec!(
             POLICY_INFO,
             "1 for the policy now enforced, labelled with its content hash and generation.",

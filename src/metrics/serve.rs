@@ -17,10 +17,18 @@ impl ServeHttp for MetricsApp {
             let mut buf = Vec::new();
             match TextEncoder::new().encode(&prometheus::gather(), &mut buf) {
                 Ok(()) => (StatusCode::OK, "text/plain; version=0.0.4", buf),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string().into_bytes()),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    e.to_string().into_bytes(),
+                ),
             }
         } else {
-            (StatusCode::NOT_FOUND, "text/plain", b"metrics are served on /metrics\n".to_vec())
+            (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                b"metrics are served on /metrics\n".to_vec(),
+            )
         };
         let len = body.len();
         Response::builder()

@@ -14,12 +14,12 @@ use sha2::{Digest, Sha256};
 use super::PolicySet;
 use crate::config::file::{self, ModeSection, RuleAction, ValueMatch};
 use crate::config::LoadedPolicy;
-use crate::enforce::ip::IpSet;
-use crate::enforce::offenders::BanPolicy;
-use crate::enforce::inflight::Cap;
-use crate::enforce::rate::Limit;
 use crate::enforce::glob::Glob;
 use crate::enforce::index::RuleIndex;
+use crate::enforce::inflight::Cap;
+use crate::enforce::ip::IpSet;
+use crate::enforce::offenders::BanPolicy;
+use crate::enforce::rate::Limit;
 use crate::enforce::rules::{regex_set, Condition, Effect, Rule, Test, ValueTest};
 use crate::enforce::{Action, Mode};
 use crate::host::HostPattern;
@@ -75,9 +75,9 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
                     RuleAction::Log => Effect::Log,
                 },
                 mode: mode(r.mode),
-                retry_after: r
-                    .retry_after
-                    .map_or(DEFAULT_RETRY_AFTER_SECS, |d| d.0.as_secs().clamp(1, u32::MAX as u64) as u32),
+                retry_after: r.retry_after.map_or(DEFAULT_RETRY_AFTER_SECS, |d| {
+                    d.0.as_secs().clamp(1, u32::MAX as u64) as u32
+                }),
                 delay: r.delay.map_or(DEFAULT_TARPIT, |d| d.0),
                 body: r.body.as_deref().map(Arc::from),
             });
@@ -114,17 +114,20 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
             limits.push(limit);
         }
     }
-    let bans = policies.iter().find_map(|p| p.file.offenders.as_ref()).map(|o| BanPolicy {
-        strikes: o.strikes,
-        window: o.window.0,
-        ban_for: o.ban_for.0,
-        throttle_at: o.throttle_at,
-        escalation: o.escalation,
-        max_ban: o.max_ban.map_or(DEFAULT_MAX_BAN, |d| d.0),
-        permanent_after: o.permanent_after,
-        remember: o.remember.map_or(DEFAULT_REMEMBER, |d| d.0),
-        identity: o.identity.as_ref().map(|k| k.0.clone()),
-    });
+    let bans = policies
+        .iter()
+        .find_map(|p| p.file.offenders.as_ref())
+        .map(|o| BanPolicy {
+            strikes: o.strikes,
+            window: o.window.0,
+            ban_for: o.ban_for.0,
+            throttle_at: o.throttle_at,
+            escalation: o.escalation,
+            max_ban: o.max_ban.map_or(DEFAULT_MAX_BAN, |d| d.0),
+            permanent_after: o.permanent_after,
+            remember: o.remember.map_or(DEFAULT_REMEMBER, |d| d.0),
+            identity: o.identity.as_ref().map(|k| k.0.clone()),
+        });
     PolicySet {
         index: RuleIndex::new(&rules),
         rules,
@@ -164,7 +167,9 @@ fn condition(m: &file::MatchSection, lists: &HashMap<&str, Vec<IpNet>>) -> Condi
         tests.push(Test::BodyOver(n.0));
     }
     if !m.content_type.is_empty() {
-        tests.push(Test::ContentType(m.content_type.iter().map(|t| t.to_ascii_lowercase()).collect()));
+        tests.push(Test::ContentType(
+            m.content_type.iter().map(|t| t.to_ascii_lowercase()).collect(),
+        ));
     }
     if !m.ip.is_empty() || !m.ip_lists.is_empty() {
         // A rule naming only empty lists matches nobody, not everybody.

@@ -73,10 +73,19 @@ pub fn record(session: &Session, ctx: &RequestCtx, snap: &Snapshot, telemetry: &
     let route = ctx.route();
     let route_label = route.map_or("none", |r| &*r.name);
     let decision = ctx.verdict.label();
-    METRICS.requests.with_label_values(&[route_label, status_class(status), decision]).inc();
-    METRICS.request_duration.with_label_values(&[route_label]).observe(elapsed.as_secs_f64());
+    METRICS
+        .requests
+        .with_label_values(&[route_label, status_class(status), decision])
+        .inc();
+    METRICS
+        .request_duration
+        .with_label_values(&[route_label])
+        .observe(elapsed.as_secs_f64());
     if let (Some(r), Some(t)) = (route, ctx.upstream_time) {
-        METRICS.upstream_duration.with_label_values(&[&r.pool.name]).observe(t.as_secs_f64());
+        METRICS
+            .upstream_duration
+            .with_label_values(&[&r.pool.name])
+            .observe(t.as_secs_f64());
     }
     if let Some(rule) = &ctx.verdict.rule {
         if decision != "allow" {
@@ -93,17 +102,24 @@ pub fn record(session: &Session, ctx: &RequestCtx, snap: &Snapshot, telemetry: &
         .iter()
         .filter_map(|h| Some((h.as_str().to_string(), req.headers.get(h)?.to_str().ok()?.to_string())))
         .collect();
-    let tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).map(|d| event::Tls {
-        version: d.version.to_string(),
-        server_name: d.extension.get::<ServerName>().map(|n| n.0.clone()),
-    });
+    let tls = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .map(|d| event::Tls {
+            version: d.version.to_string(),
+            server_name: d.extension.get::<ServerName>().map(|n| n.0.clone()),
+        });
     let v = &ctx.verdict;
     let ev = Event {
         timestamp: SystemTime::now() - elapsed,
         schema_version: event::SCHEMA_VERSION,
         event: event::EventInfo {
             id: ctx.request_id.clone(),
-            action: if ctx.error.is_some() && decision == "allow" { "error" } else { decision },
+            action: if ctx.error.is_some() && decision == "allow" {
+                "error"
+            } else {
+                decision
+            },
             duration_us: elapsed.as_micros() as u64,
             reason: ctx.error.map(str::to_string),
         },

@@ -68,9 +68,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 /// resolved. Without any of those the path is borrowed as is (the common case costs a scan).
 pub fn normalize_path(raw: &str) -> std::borrow::Cow<'_, str> {
     let b = raw.as_bytes();
-    let plain = !b.contains(&b'%')
-        && !b.contains(&b'\\')
-        && !b.windows(2).any(|w| w == b"//" || w == b"/.");
+    let plain = !b.contains(&b'%') && !b.contains(&b'\\') && !b.windows(2).any(|w| w == b"//" || w == b"/.");
     if plain {
         return std::borrow::Cow::Borrowed(raw);
     }
@@ -142,7 +140,12 @@ mod tests {
         s.parse().expect("ip")
     }
     fn resolve(peer: &str, xff: &[&str], fwd: &[&str]) -> IpAddr {
-        client_ip(ip(peer), &trusted(), xff.iter().map(|s| s.as_bytes()), fwd.iter().map(|s| s.as_bytes()))
+        client_ip(
+            ip(peer),
+            &trusted(),
+            xff.iter().map(|s| s.as_bytes()),
+            fwd.iter().map(|s| s.as_bytes()),
+        )
     }
 
     #[test]
@@ -153,8 +156,14 @@ mod tests {
     #[test]
     fn rightmost_untrusted_hop_behind_trusted_proxies() {
         // The client may forge the left part; only hops appended by our proxies count.
-        assert_eq!(resolve("10.0.0.1", &["6.6.6.6, 203.0.113.5, 10.1.1.1"], &[]), ip("203.0.113.5"));
-        assert_eq!(resolve("10.0.0.1", &["6.6.6.6", "203.0.113.5:4711"], &[]), ip("203.0.113.5"));
+        assert_eq!(
+            resolve("10.0.0.1", &["6.6.6.6, 203.0.113.5, 10.1.1.1"], &[]),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            resolve("10.0.0.1", &["6.6.6.6", "203.0.113.5:4711"], &[]),
+            ip("203.0.113.5")
+        );
     }
 
     #[test]
@@ -165,7 +174,10 @@ mod tests {
 
     #[test]
     fn garbage_hop_stops_the_walk() {
-        assert_eq!(resolve("10.0.0.1", &["203.0.113.5, not-an-ip, 10.2.2.2"], &[]), ip("10.2.2.2"));
+        assert_eq!(
+            resolve("10.0.0.1", &["203.0.113.5, not-an-ip, 10.2.2.2"], &[]),
+            ip("10.2.2.2")
+        );
         assert_eq!(resolve("10.0.0.1", &[], &[]), ip("10.0.0.1"));
     }
 

@@ -82,7 +82,9 @@ impl ProxyHttp for Palisade {
         ctx.client_ip = Some(client_ip);
         ctx.peer_trusted = snap.trusted_proxies.contains(peer_ip);
         ctx.request_id = match req.headers.get(&snap.request_id_header) {
-            Some(v) if snap.trust_incoming_request_id && ctx.peer_trusted && facts::acceptable_request_id(v.as_bytes()) => {
+            Some(v)
+                if snap.trust_incoming_request_id && ctx.peer_trusted && facts::acceptable_request_id(v.as_bytes()) =>
+            {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
             }
             _ => facts::new_request_id(),
@@ -140,7 +142,10 @@ impl ProxyHttp for Palisade {
         if let Some(shadow) = snap.shadow.as_ref().filter(|_| !ctx.verdict.is_penalty()) {
             let sv = enforce::evaluate(shadow, &facts);
             if sv.label() != ctx.verdict.label() {
-                crate::metrics::METRICS.shadow_disagreements.with_label_values(&[ctx.verdict.label(), sv.label()]).inc();
+                crate::metrics::METRICS
+                    .shadow_disagreements
+                    .with_label_values(&[ctx.verdict.label(), sv.label()])
+                    .inc();
             }
             ctx.shadow = Some((sv.label(), sv.rule));
         }
@@ -152,7 +157,11 @@ impl ProxyHttp for Palisade {
             ctx.error = Some("no_route");
             Answer {
                 status: 404,
-                body: format!("{}\nNo route for this host and path. Reference: {}\n", status_line(404), ctx.request_id),
+                body: format!(
+                    "{}\nNo route for this host and path. Reference: {}\n",
+                    status_line(404),
+                    ctx.request_id
+                ),
                 request_id: &ctx.request_id,
                 request_id_header: &snap.request_id_header,
                 headers: Some(headers),
@@ -170,7 +179,11 @@ impl ProxyHttp for Palisade {
             }
         }
         let status = ctx.verdict.status();
-        let what = if status == 429 { "Too many requests; slow down." } else { "Request blocked by policy." };
+        let what = if status == 429 {
+            "Too many requests; slow down."
+        } else {
+            "Request blocked by policy."
+        };
         let body = match &ctx.verdict.body {
             Some(b) => format!("{b}\nReference: {}\n", ctx.request_id),
             None => format!("{}\n{what} Reference: {}\n", status_line(status), ctx.request_id),
@@ -221,13 +234,24 @@ impl ProxyHttp for Palisade {
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         let several = ctx.route().is_some_and(|r| r.pool.backends.len() > 1);
         e.set_retry(several && ctx.tries < MAX_CONNECT_TRIES);
         e
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let Some(snap) = ctx.snap.clone() else { return Ok(()) };
         let peer = ctx.peer.map(|p| p.ip().to_string()).unwrap_or_default();
         // Only a trusted proxy's chain is extended; anything else a client sent is replaced.
@@ -256,12 +280,22 @@ impl ProxyHttp for Palisade {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         ctx.upstream_time = ctx.upstream_start.map(|s| s.elapsed());
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let Some(snap) = ctx.snap.clone() else { return Ok(()) };
         if let Some(route) = ctx.route() {
             for h in &route.response_headers.remove {
@@ -279,7 +313,10 @@ impl ProxyHttp for Palisade {
         let upstream = *e.esource() == ErrorSource::Upstream;
         let code = match e.etype() {
             ErrorType::HTTPStatus(c) => *c,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::TLSHandshakeTimedout
+            ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout
                 if upstream =>
             {
                 504
@@ -304,14 +341,22 @@ impl ProxyHttp for Palisade {
         }
         if upstream || code == 503 {
             if let (Some(route), Some(kind)) = (ctx.route(), ctx.error) {
-                crate::metrics::METRICS.upstream_errors.with_label_values(&[&route.pool.name, kind]).inc();
+                crate::metrics::METRICS
+                    .upstream_errors
+                    .with_label_values(&[&route.pool.name, kind])
+                    .inc();
             }
         }
         if code > 0 && session.response_written().is_none() {
             // The connection is closed after this answer (can_reuse_downstream is false): say
             // `Connection: close`, or a keep-alive client sends its next request into a reset.
             session.set_keepalive(None);
-            let id_header = ctx.snap.as_ref().map_or(header::HeaderName::from_static("x-request-id"), |s| s.request_id_header.clone());
+            let id_header = ctx
+                .snap
+                .as_ref()
+                .map_or(header::HeaderName::from_static("x-request-id"), |s| {
+                    s.request_id_header.clone()
+                });
             let answer = Answer {
                 status: code,
                 body: format!("{}\nReference: {}\n", status_line(code), ctx.request_id),

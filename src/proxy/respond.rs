@@ -48,6 +48,9 @@ impl Answer<'_> {
 
 /// The reason phrase line used in bodies: `403 Forbidden`.
 pub fn status_line(status: u16) -> String {
-    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
     format!("{status} {reason}")
 }

@@ -28,12 +28,19 @@ pub struct HeaderRules {
 impl HeaderRules {
     fn new(s: &HeaderRulesSection) -> Self {
         HeaderRules {
-            remove: s.remove.iter().filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok()).collect(),
+            remove: s
+                .remove
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+                .collect(),
             set: s
                 .set
                 .iter()
                 .filter_map(|(k, v)| {
-                    Some((HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?, HeaderValue::from_str(v).ok()?))
+                    Some((
+                        HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?,
+                        HeaderValue::from_str(v).ok()?,
+                    ))
                 })
                 .collect(),
         }
@@ -77,19 +84,30 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Build from validated sections; `pools` holds every pool the routes name.
-    pub fn new(sections: &[RouteSection], default_headers: &HeaderRulesSection, pools: &BTreeMap<String, Arc<Pool>>) -> Self {
+    pub fn new(
+        sections: &[RouteSection],
+        default_headers: &HeaderRulesSection,
+        pools: &BTreeMap<String, Arc<Pool>>,
+    ) -> Self {
         let defaults = Arc::new(HeaderRules::new(default_headers));
         let routes = sections
             .iter()
             .filter_map(|r| {
                 Some(Route {
                     name: Arc::from(r.name.as_str()),
-                    hosts: if r.hosts.is_empty() { vec![HostPattern::Any] } else { r.hosts.iter().map(|h| HostPattern::new(h)).collect() },
+                    hosts: if r.hosts.is_empty() {
+                        vec![HostPattern::Any]
+                    } else {
+                        r.hosts.iter().map(|h| HostPattern::new(h)).collect()
+                    },
                     path_prefix: r.path_prefix.clone(),
                     pool: pools.get(&r.upstream)?.clone(),
                     preserve_host: r.preserve_host,
                     timeouts: Timeouts::new(&r.timeouts),
-                    response_headers: r.response_headers.as_ref().map_or_else(|| defaults.clone(), |h| Arc::new(HeaderRules::new(h))),
+                    response_headers: r
+                        .response_headers
+                        .as_ref()
+                        .map_or_else(|| defaults.clone(), |h| Arc::new(HeaderRules::new(h))),
                 })
             })
             .collect();
@@ -104,7 +122,13 @@ impl RouteTable {
             if !path.starts_with(r.path_prefix.as_str()) {
                 continue;
             }
-            let Some(spec) = r.hosts.iter().filter(|h| h.matches(host)).map(HostPattern::specificity).max() else {
+            let Some(spec) = r
+                .hosts
+                .iter()
+                .filter(|h| h.matches(host))
+                .map(HostPattern::specificity)
+                .max()
+            else {
                 continue;
             };
             let score = (spec, r.path_prefix.len());

@@ -33,7 +33,10 @@ pub struct SniResolver {
 impl SniResolver {
     /// Load every certificate; paths are relative to `base` (the config file's directory).
     pub fn load(sections: &[CertificateSection], base: &Path) -> Result<Self, String> {
-        let certs = sections.iter().map(|s| load_one(s, base)).collect::<Result<Vec<_>, _>>()?;
+        let certs = sections
+            .iter()
+            .map(|s| load_one(s, base))
+            .collect::<Result<Vec<_>, _>>()?;
         if certs.is_empty() {
             return Err("no certificates".into());
         }
@@ -46,7 +49,14 @@ impl SniResolver {
         name.and_then(|n| {
             self.certs
                 .iter()
-                .filter_map(|c| c.names.iter().filter(|p| p.matches(&n)).map(HostPattern::specificity).max().map(|s| (s, c)))
+                .filter_map(|c| {
+                    c.names
+                        .iter()
+                        .filter(|p| p.matches(&n))
+                        .map(HostPattern::specificity)
+                        .max()
+                        .map(|s| (s, c))
+                })
                 .max_by_key(|(s, _)| *s)
                 .map(|(_, c)| c)
         })
@@ -64,15 +74,21 @@ fn load_one(s: &CertificateSection, base: &Path) -> Result<Certificate, String> 
     let cert_path = base.join(&s.cert);
     let key_path = base.join(&s.key);
     let pem = std::fs::read(&cert_path).map_err(|e| format!("cannot read {}: {e}", cert_path.display()))?;
-    let chain = X509::stack_from_pem(&pem).map_err(|e| format!("{}: not a PEM certificate: {e}", cert_path.display()))?;
+    let chain =
+        X509::stack_from_pem(&pem).map_err(|e| format!("{}: not a PEM certificate: {e}", cert_path.display()))?;
     let Some(leaf) = chain.first() else {
         return Err(format!("{}: no certificate in file", cert_path.display()));
     };
     let key_pem = std::fs::read(&key_path).map_err(|e| format!("cannot read {}: {e}", key_path.display()))?;
-    let key = PKey::private_key_from_pem(&key_pem).map_err(|e| format!("{}: not a PEM private key: {e}", key_path.display()))?;
+    let key = PKey::private_key_from_pem(&key_pem)
+        .map_err(|e| format!("{}: not a PEM private key: {e}", key_path.display()))?;
     let matches = leaf.public_key().map(|pk| pk.public_eq(&key)).unwrap_or(false);
     if !matches {
-        return Err(format!("{} does not belong to the certificate {}", key_path.display(), cert_path.display()));
+        return Err(format!(
+            "{} does not belong to the certificate {}",
+            key_path.display(),
+            cert_path.display()
+        ));
     }
     Ok(Certificate {
         names: s.server_names.iter().map(|n| HostPattern::new(n)).collect(),
@@ -85,7 +101,8 @@ fn load_one(s: &CertificateSection, base: &Path) -> Result<Certificate, String> 
 impl TlsAccept for SniResolver {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
         let cert = self.choose(ssl.servername(NameType::HOST_NAME));
-        let mut ok = ext::ssl_use_certificate(ssl, &cert.chain[0]).is_ok() && ext::ssl_use_private_key(ssl, &cert.key).is_ok();
+        let mut ok =
+            ext::ssl_use_certificate(ssl, &cert.chain[0]).is_ok() && ext::ssl_use_private_key(ssl, &cert.key).is_ok();
         for c in &cert.chain[1..] {
             ok &= ext::ssl_add_chain_cert(ssl, c).is_ok();
         }

@@ -123,12 +123,18 @@ impl Pool {
         self.backends_ref().run_health_check(true).await;
         for addr in &self.backends {
             let up = self.healthy(*addr);
-            METRICS.upstream_healthy.with_label_values(&[&*self.name, &addr.to_string()]).set(i64::from(up));
+            METRICS
+                .upstream_healthy
+                .with_label_values(&[&*self.name, &addr.to_string()])
+                .set(i64::from(up));
         }
     }
 }
 
-fn health_check(hc: &crate::config::file::HealthCheckSection, u: &UpstreamSection) -> Box<dyn HealthCheck + Send + Sync> {
+fn health_check(
+    hc: &crate::config::file::HealthCheckSection,
+    u: &UpstreamSection,
+) -> Box<dyn HealthCheck + Send + Sync> {
     let tls_sni = u.tls.as_ref().map(|t| t.sni.clone());
     match hc.kind {
         HealthCheckKind::Tcp => {
@@ -141,7 +147,12 @@ fn health_check(hc: &crate::config::file::HealthCheckSection, u: &UpstreamSectio
             c
         }
         HealthCheckKind::Http => {
-            let host = hc.host.clone().or_else(|| u.host.clone()).or(tls_sni.clone()).unwrap_or_else(|| "localhost".into());
+            let host = hc
+                .host
+                .clone()
+                .or_else(|| u.host.clone())
+                .or(tls_sni.clone())
+                .unwrap_or_else(|| "localhost".into());
             let mut c = HttpHealthCheck::new(&host, tls_sni.is_some());
             if let Some(sni) = &tls_sni {
                 c.peer_template.sni = sni.clone();
@@ -149,7 +160,9 @@ fn health_check(hc: &crate::config::file::HealthCheckSection, u: &UpstreamSectio
                 c.peer_template.options.verify_hostname = c.peer_template.options.verify_cert;
             }
             if let Ok(mut req) = RequestHeader::build("GET", hc.path.as_bytes(), None) {
-                if req.insert_header("Host", &host).is_ok() && req.insert_header("User-Agent", "palisade-health").is_ok() {
+                if req.insert_header("Host", &host).is_ok()
+                    && req.insert_header("User-Agent", "palisade-health").is_ok()
+                {
                     c.req = req;
                 }
             }
@@ -159,7 +172,10 @@ fn health_check(hc: &crate::config::file::HealthCheckSection, u: &UpstreamSectio
                 if resp.status.as_u16() < 400 {
                     Ok(())
                 } else {
-                    pingora::Error::e_explain(pingora::ErrorType::Custom("unhealthy"), format!("status {}", resp.status))
+                    pingora::Error::e_explain(
+                        pingora::ErrorType::Custom("unhealthy"),
+                        format!("status {}", resp.status),
+                    )
                 }
             }));
             Box::new(c)
@@ -175,7 +191,10 @@ pub fn build_pools(
 ) -> std::io::Result<BTreeMap<String, Arc<Pool>>> {
     let mut out = BTreeMap::new();
     for (name, section) in sections {
-        let reused = previous.and_then(|p| p.get(name)).filter(|p| p.section == *section).cloned();
+        let reused = previous
+            .and_then(|p| p.get(name))
+            .filter(|p| p.section == *section)
+            .cloned();
         let pool = match reused {
             Some(p) => p,
             None => Arc::new(Pool::new(name, section)?),

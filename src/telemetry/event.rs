@@ -187,7 +187,10 @@ mod tests {
             Some("page=2&token=REDACTED&flag")
         );
         assert_eq!(redact_query(Some("a=1"), QueryMode::Drop, &allow), None);
-        assert_eq!(redact_query(Some("a=1"), QueryMode::Keep, &allow).as_deref(), Some("a=1"));
+        assert_eq!(
+            redact_query(Some("a=1"), QueryMode::Keep, &allow).as_deref(),
+            Some("a=1")
+        );
         assert_eq!(redact_query(None, QueryMode::Keep, &allow), None);
     }
 }

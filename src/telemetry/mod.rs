@@ -38,7 +38,10 @@ impl Telemetry {
             SinkKind::Off => return Ok((Self::off(), None)),
             SinkKind::Stdout => Sink::Stdout(io::stdout()),
             SinkKind::File => {
-                let path = cfg.path.clone().ok_or_else(|| io::Error::other("telemetry file sink without a path"))?;
+                let path = cfg
+                    .path
+                    .clone()
+                    .ok_or_else(|| io::Error::other("telemetry file sink without a path"))?;
                 Sink::File(RotatingFile::open(path, cfg.max_file_size.0, cfg.keep_files)?)
             }
         };
@@ -73,7 +76,9 @@ impl Writer {
     pub fn spawn(&self) -> io::Result<()> {
         let taken = self.pending.lock().map_or(None, |mut p| p.take());
         if let Some((rx, sink)) = taken {
-            thread::Builder::new().name("palisade-telemetry".into()).spawn(move || write_loop(rx, sink))?;
+            thread::Builder::new()
+                .name("palisade-telemetry".into())
+                .spawn(move || write_loop(rx, sink))?;
         }
         Ok(())
     }

@@ -59,7 +59,11 @@ impl RotatingFile {
 
     fn rotate(&mut self) -> io::Result<()> {
         if self.keep == 0 {
-            self.file = OpenOptions::new().create(true).write(true).truncate(true).open(&self.path)?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&self.path)?;
             self.file = OpenOptions::new().append(true).open(&self.path)?;
         } else {
             for n in (1..self.keep).rev() {
@@ -95,12 +99,19 @@ mod tests {
         let path = dir.path().join("t.jsonl");
         let mut f = RotatingFile::open(path.clone(), 20, 2).expect("open");
         for i in 0..5 {
-            f.write_lines(format!("line-{i}-xxxxxxxxx\n").as_bytes()).expect("write");
+            f.write_lines(format!("line-{i}-xxxxxxxxx\n").as_bytes())
+                .expect("write");
         }
         // 20-byte lines with a 20-byte limit: one line a file, two old files kept.
         assert_eq!(fs::read_to_string(&path).expect("live"), "line-4-xxxxxxxxx\n");
-        assert_eq!(fs::read_to_string(dir.path().join("t.jsonl.1")).expect("1"), "line-3-xxxxxxxxx\n");
-        assert_eq!(fs::read_to_string(dir.path().join("t.jsonl.2")).expect("2"), "line-2-xxxxxxxxx\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("t.jsonl.1")).expect("1"),
+            "line-3-xxxxxxxxx\n"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("t.jsonl.2")).expect("2"),
+            "line-2-xxxxxxxxx\n"
+        );
         assert!(!dir.path().join("t.jsonl.3").exists());
     }
 }

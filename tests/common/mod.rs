@@ -101,7 +101,11 @@ impl Proxy {
 
     /// Start the binary with these arguments, logging to the test's log file.
     pub fn spawn(&self, base: &[&str], extra: &[&str]) -> Child {
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(base)
             .args(extra)
@@ -124,7 +128,17 @@ impl Proxy {
             }
             TcpStream::connect(addr).ok()
         });
-        eventually("the reloader", || self.log_text().contains("reloader ready").then_some(()));
+        eventually("the reloader", || {
+            self.log_text().contains("reloader ready").then_some(())
+        });
+        // Services start one after another: the metrics listener may trail the proxy's.
+        let metrics = self.metrics;
+        if fs::read_to_string(&self.config)
+            .unwrap_or_default()
+            .contains(&metrics.to_string())
+        {
+            eventually("the metrics listener", || TcpStream::connect(metrics).ok());
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -197,7 +211,11 @@ impl Drop for Proxy {
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().map(|s| s.success());
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success());
     assert_eq!(ok.ok(), Some(true), "kill -{sig} {pid}");
 }
 

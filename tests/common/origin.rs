@@ -54,7 +54,11 @@ impl Origin {
         let (tx, rx) = std::sync::mpsc::channel();
         let addr = addr.to_string();
         std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -75,7 +79,10 @@ impl Origin {
 
     /// Requests seen whose target starts with `prefix`.
     pub fn seen_path(&self, prefix: &str) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.target.starts_with(prefix)).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.target.starts_with(prefix))
+            .collect()
     }
 
     pub fn set_healthy(&self, healthy: bool) {
@@ -112,8 +119,15 @@ impl Origin {
             let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
             let mut body = vec![0; len];
             r.read_exact(&mut body).await?;
-            let close = headers.get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-            let seen = Seen { method, target, headers, body };
+            let close = headers
+                .get("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            let seen = Seen {
+                method,
+                target,
+                headers,
+                body,
+            };
             if seen.target != "/healthz" {
                 if let Ok(mut s) = self.seen.lock() {
                     s.push(seen.clone());
@@ -138,7 +152,11 @@ impl Origin {
     async fn answer(&self, s: &Seen) -> (u16, String) {
         let path = s.target.split('?').next().unwrap_or("");
         if path == "/healthz" {
-            return if self.unhealthy.load(Ordering::SeqCst) { (503, "{}".into()) } else { (200, "{\"ok\":true}".into()) };
+            return if self.unhealthy.load(Ordering::SeqCst) {
+                (503, "{}".into())
+            } else {
+                (200, "{\"ok\":true}".into())
+            };
         }
         if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
             return (code, "{}".into());
