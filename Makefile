@@ -4,7 +4,7 @@
 #   make build           release binary: target/release/palisade
 #   make run             demo: origin on 127.0.0.1:8081, Palisade on 127.0.0.1:8080
 #   make test            the whole test suite (nextest when installed, cargo test otherwise)
-#   make bench           criterion benchmark of the request_filter decision path
+#   make bench           criterion benchmarks of the decision path and the policy engine
 #   make check-policies  `palisade check` on every configuration under deploy/
 #   make lint            rustfmt check and clippy with warnings as errors
 #   make clean-run       delete the demo's run/ directory (telemetry, pid file, socket)
@@ -87,7 +87,7 @@ test: setup
 	fi
 
 bench: setup
-	cargo bench --bench request_filter
+	cargo bench --bench request_filter --bench policy
 
 # deploy/palisade.yaml names certificates under /etc/palisade/tls/ that do not exist in a
 # checkout: `palisade check` reports them as missing, and only "missing certificate file"
