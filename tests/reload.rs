@@ -325,3 +325,58 @@ fn no_request_fails_during_reloads() {
     assert_eq!(reloads(&p, "failed"), 0.0);
     assert_eq!(status(&p, "/never-9"), 403, "the last policy is the one in force");
 }
+
+/// Swapping in a policy with a 100k-entry deny list: it is compiled off the request path, so
+/// requests keep being answered by the old policy until the swap, and none fails.
+#[test]
+fn a_100k_entry_list_swaps_in_without_failing_a_request() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let config = config_without_watch(&origin).replace(
+        "policies: [policy.yaml]\n",
+        "policies: [policy.yaml]\ntrusted_proxies: [127.0.0.1/32]\n",
+    );
+    let p = Proxy::start_with(&config, &[("policy.yaml", ALLOW_ALL)], &[]);
+    let mut list = String::with_capacity(2_000_000);
+    for i in 0..100_000u32 {
+        // 10.0.0.0 upwards, /32 each: 100k distinct entries.
+        let a = 0x0a00_0000 + i * 3;
+        list.push_str(&format!("{}.{}.{}.{}\n", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255));
+    }
+    std::fs::write(p.dir.path().join("big.txt"), list).expect("list");
+    let listed = "10.0.0.3"; // entry 1
+    let unlisted = "10.0.0.4";
+    let blocked = |p: &Proxy, ip: &str| {
+        client()
+            .get(p.url("/x"))
+            .header("x-forwarded-for", ip)
+            .send()
+            .expect("request")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(blocked(&p, listed), 200);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, url) = (stop.clone(), p.url("/during"));
+    let traffic = thread::spawn(move || {
+        let c = client();
+        let mut codes = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
+            codes.push(c.get(&url).send().map(|r| r.status().as_u16()).unwrap_or(0));
+        }
+        codes
+    });
+    p.rewrite(
+        "policy.yaml",
+        "lists:\n  big: {files: [big.txt]}\nrules:\n  - {id: big-list, match: {ip_lists: [big]}, action: block}\n",
+    );
+    p.signal("HUP");
+    wait_generation(&p, 2);
+    stop.store(true, Ordering::SeqCst);
+    let codes = traffic.join().expect("traffic");
+    assert!(!codes.is_empty());
+    assert!(codes.iter().all(|c| *c == 200), "a request failed during the swap: {codes:?}");
+    assert_eq!(blocked(&p, listed), 403);
+    assert_eq!(blocked(&p, unlisted), 200);
+}
