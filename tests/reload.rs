@@ -340,7 +340,13 @@ fn a_100k_entry_list_swaps_in_without_failing_a_request() {
     for i in 0..100_000u32 {
         // 10.0.0.0 upwards, /32 each: 100k distinct entries.
         let a = 0x0a00_0000 + i * 3;
-        list.push_str(&format!("{}.{}.{}.{}\n", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255));
+        list.push_str(&format!(
+            "{}.{}.{}.{}\n",
+            a >> 24,
+            (a >> 16) & 255,
+            (a >> 8) & 255,
+            a & 255
+        ));
     }
     std::fs::write(p.dir.path().join("big.txt"), list).expect("list");
     let listed = "10.0.0.3"; // entry 1
@@ -376,7 +382,10 @@ fn a_100k_entry_list_swaps_in_without_failing_a_request() {
     stop.store(true, Ordering::SeqCst);
     let codes = traffic.join().expect("traffic");
     assert!(!codes.is_empty());
-    assert!(codes.iter().all(|c| *c == 200), "a request failed during the swap: {codes:?}");
+    assert!(
+        codes.iter().all(|c| *c == 200),
+        "a request failed during the swap: {codes:?}"
+    );
     assert_eq!(blocked(&p, listed), 403);
     assert_eq!(blocked(&p, unlisted), 200);
 }
