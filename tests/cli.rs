@@ -1,0 +1,83 @@
+//! The command-line contract other tooling relies on: `palisade -c FILE` is `run`, the
+//! `--upstream` shortcut runs on the embedded default policy, and nothing to serve is an error.
+
+mod common;
+use common::*;
+
+use std::process::{Command, Stdio};
+
+#[test]
+fn upstream_shortcut_runs_on_the_embedded_default_policy() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let dir = tempfile::tempdir().expect("dir");
+    let listen = free_addr();
+    let log = std::fs::File::create(dir.path().join("log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "--upstream",
+            &origin.addr.expect("addr").to_string(),
+            "--listen",
+            &listen.to_string(),
+        ])
+        .args(["--telemetry", "off"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(child);
+    eventually("the listener", || std::net::TcpStream::connect(listen).ok());
+    let c = client();
+    assert_eq!(
+        c.get(format!("http://{listen}/hello")).send().expect("req").status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("http://{listen}/.git/config"))
+            .send()
+            .expect("req")
+            .status(),
+        403
+    );
+    assert_eq!(origin.seen_path("/hello").len(), 1);
+    assert!(origin.seen_path("/.git").is_empty());
+}
+
+#[test]
+fn bare_dash_c_is_run() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let mut p = Proxy::start(&single_pool(&origin), &[]);
+    // Restart the same configuration with the bare form, `palisade -c FILE`.
+    if let Some(mut c) = p.child.take() {
+        c.kill().expect("kill");
+        c.wait().expect("wait");
+    }
+    std::fs::write(&p.log, "").expect("truncate log");
+    let cfg = p.config.display().to_string();
+    p.child = Some(p.spawn(&["-c", &cfg], &[]));
+    p.wait_ready();
+    assert_eq!(client().get(p.url("/bare")).send().expect("req").status(), 200);
+    assert_eq!(origin.seen_path("/bare").len(), 1);
+}
+
+#[test]
+fn nothing_to_serve_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("give a configuration (-c palisade.yaml) or at least --upstream"),
+        "{err}"
+    );
+}
