@@ -27,10 +27,10 @@ fn check(args: &CommonArgs) -> ExitCode {
             let rules: usize = loaded
                 .policies
                 .iter()
-                .map(|p| p.file.rules.len() + p.file.limits.len())
+                .map(|p| p.file.rules.len() + p.file.limits.len() + p.file.concurrency.len())
                 .sum();
             println!(
-                "configuration ok: {} listener(s), {} route(s), {} pool(s), {} policy file(s) with {rules} rule(s) and limit(s)",
+                "configuration ok: {} listener(s), {} route(s), {} pool(s), {} policy file(s) with {rules} rule(s), limit(s) and cap(s)",
                 loaded.config.listeners.len(),
                 loaded.config.routes.len(),
                 loaded.config.upstreams.len(),
