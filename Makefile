@@ -8,6 +8,8 @@
 #   make check-policies  `palisade check` on every configuration under deploy/
 #   make lint            rustfmt check and clippy with warnings as errors
 #   make clean-run       delete the demo's run/ directory (telemetry, pid file, socket)
+#   make bench-peers     side-by-side benchmark against nginx, HAProxy and stock Pingora
+#                        (benches/peers/bench.py; about 10 minutes; not part of CI)
 
 SHELL := /bin/bash
 
@@ -15,14 +17,19 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 # Packages the build needs on Debian: cmake and a C compiler build vendored C libraries
-# (zlib-ng, zstd, OpenSSL), perl drives OpenSSL's build, curl is for the demo and rustup.
-DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl
+# (zlib-ng, zstd, OpenSSL), perl drives OpenSSL's build, curl is for the demo and rustup,
+# nats-server (with JetStream) is started by the telemetry tests (tests/nats.rs).
+DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server
+
+# Packages only `make bench-peers` needs (never CI): the peers, the load generators (wrk; h2load
+# from nghttp2-client) and openssl for the benchmark's self-signed certificate.
+PEER_BENCH_PACKAGES := nginx-light haproxy wrk nghttp2-client openssl
 
 DEMO_CONFIG := deploy/demo/palisade.yaml
 DEMO_ORIGIN_ADDR := 127.0.0.1:8081
 RUN_DIR := run
 
-.PHONY: setup build run test bench check-policies lint clean-run
+.PHONY: setup build run test bench bench-peers check-policies lint clean-run
 
 setup:
 	@missing=""; \

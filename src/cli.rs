@@ -1,4 +1,5 @@
-//! Command line: `palisade run` (also bare `palisade -c FILE`), `palisade check`. Pingora's
+//! Command line: `palisade run` (also bare `palisade -c FILE`), `palisade check`, and the analysis
+//! tools `palisade offenders` and `palisade replay`. Pingora's
 //! upgrade and daemon flags pass through to `run`. This is a stable contract for tooling.
 
 use std::net::SocketAddr;
@@ -29,6 +30,78 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the configuration and every policy; print every error; exit 1 if any.
     Check(CommonArgs),
+    /// Top offenders, decisions per minute and hits per rule, from recorded telemetry.
+    Offenders(OffendersArgs),
+    /// Decide recorded requests again with a candidate policy; report what changes.
+    Replay(ReplayArgs),
+}
+
+/// Which recorded events to read, and which of them to look at.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// A telemetry file (JSON lines), or `nats://HOST:PORT/STREAM`. Repeat for several (e.g.
+    /// rotated files).
+    #[arg(long = "telemetry", required = true)]
+    pub telemetry: Vec<crate::analysis::Source>,
+    /// Only events at or after this time: RFC 3339 (`2026-01-31T12:00:00Z`) or an age (`2h`).
+    #[arg(long, value_parser = crate::analysis::parse_time)]
+    pub since: Option<std::time::SystemTime>,
+    /// Only events before this time (same forms as --since).
+    #[arg(long, value_parser = crate::analysis::parse_time)]
+    pub until: Option<std::time::SystemTime>,
+    /// Only clients in this network (`203.0.113.0/24`, or one address).
+    #[arg(long, value_parser = parse_net)]
+    pub ip: Option<ipnet::IpNet>,
+    /// Only events this rule decided or noted (`palisade.decision.rule` or `.also`).
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only events of this route.
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OffendersArgs {
+    #[command(flatten)]
+    pub input: TelemetryArgs,
+    /// Offenders listed.
+    #[arg(long, default_value_t = crate::analysis::offenders::DEFAULT_TOP)]
+    pub top: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub input: TelemetryArgs,
+    /// The candidate policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The configuration whose route names the policy may use (by default, the routes seen in
+    /// the telemetry).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Example requests listed per difference.
+    #[arg(long, default_value_t = crate::analysis::replay::DEFAULT_EXAMPLES)]
+    pub examples: usize,
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<crate::config::types::Cidr>().map(|c| c.0)
+}
+
+impl TelemetryArgs {
+    pub fn filter(&self) -> crate::analysis::Filter {
+        crate::analysis::Filter {
+            since: self.since,
+            until: self.until,
+            ip: self.ip,
+            rule: self.rule.clone(),
+            route: self.route.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -16,8 +16,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(args)) => check(&args),
+        Some(Command::Offenders(args)) => report(palisade::analysis::run_offenders(&args)),
+        Some(Command::Replay(args)) => report(palisade::analysis::run_replay(&args)),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
+    }
+}
+
+/// Print an analysis tool's output, or its error with exit status 1.
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -106,7 +106,8 @@ pub fn build(
         ));
     }
     let store: Store = Arc::new(ArcSwap::from_pointee(snap));
-    let (telemetry, writer) = Telemetry::start(&cfg.telemetry).map_err(|e| format!("telemetry: {e}"))?;
+    let (telemetry, writer) =
+        Telemetry::start(&cfg.telemetry, config_path.as_deref()).map_err(|e| format!("telemetry: {e}"))?;
     if let Some(w) = writer {
         server.add_service(background_service("palisade telemetry writer", w));
     }

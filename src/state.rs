@@ -8,7 +8,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::header::HeaderName;
 
-use crate::config::file::QueryMode;
 use crate::config::{ConfigError, ConfigErrors, Loaded};
 use crate::enforce::ip::IpSet;
 use crate::enforce::offenders::Offenders;
@@ -22,13 +21,7 @@ pub const DEFAULT_CLIENT_KEEPALIVE_SECS: u64 = 60;
 /// Shared handle to the current snapshot.
 pub type Store = Arc<ArcSwap<Snapshot>>;
 
-/// What telemetry may record of a request.
-#[derive(Debug, Clone)]
-pub struct Redaction {
-    pub query: QueryMode,
-    pub query_allowlist: Vec<String>,
-    pub headers: Vec<HeaderName>,
-}
+pub use crate::telemetry::event::Redaction;
 
 pub struct Snapshot {
     /// Counts successful loads: 1 at start, +1 per reload.
@@ -43,7 +36,7 @@ pub struct Snapshot {
     pub trusted_proxies: IpSet,
     pub request_id_header: HeaderName,
     pub trust_incoming_request_id: bool,
-    pub redaction: Redaction,
+    pub redaction: Arc<Redaction>,
     pub client_keepalive_secs: u64,
     /// Config and policy files, watched for changes.
     pub files: Vec<PathBuf>,
@@ -85,7 +78,7 @@ impl Snapshot {
             request_id_header: HeaderName::from_bytes(cfg.request_id.header.to_ascii_lowercase().as_bytes())
                 .unwrap_or(HeaderName::from_static("x-request-id")),
             trust_incoming_request_id: cfg.request_id.trust_incoming,
-            redaction: Redaction {
+            redaction: Arc::new(Redaction {
                 query: t.query,
                 query_allowlist: t.query_allowlist.clone(),
                 headers: t
@@ -93,7 +86,7 @@ impl Snapshot {
                     .iter()
                     .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
                     .collect(),
-            },
+            }),
             client_keepalive_secs: cfg
                 .server
                 .client_keepalive

@@ -72,7 +72,7 @@ fn one_event_per_request_with_the_documented_fields() {
     assert_eq!(logged, ids, "one event per request, in order");
 
     let ev = &events[0];
-    assert_eq!(ev["schema_version"], 1);
+    assert_eq!(ev["schema_version"], 2);
     let ts = ev["@timestamp"].as_str().expect("@timestamp");
     assert!(ts.ends_with('Z') && ts.len() >= 20, "{ts}");
     assert!(
@@ -219,7 +219,10 @@ fn metrics_count_what_was_sent() {
         sample(&format!("palisade_policy_info{{generation=\"1\",hash=\"{hash}\"}}")),
         1.0
     );
-    assert_eq!(sample("palisade_telemetry_dropped_total"), 0.0);
+    assert_eq!(
+        sample("palisade_telemetry_dropped_total{reason=\"queue_full\",sink=\"file\"}"),
+        0.0
+    );
     assert!(
         text.contains("# TYPE palisade_request_duration_seconds histogram"),
         "{text}"
@@ -295,7 +298,8 @@ fn a_stuck_telemetry_sink_never_delays_requests() {
     assert_eq!(origin.seen_path("/flood/").len(), n);
     // Far more than a 64 KiB pipe and a one-slot queue hold must have been dropped and counted.
     let dropped = eventually("drops to be counted", || {
-        p.metric("palisade_telemetry_dropped_total").filter(|d| *d >= 100.0)
+        p.metric("palisade_telemetry_dropped_total{reason=\"queue_full\",sink=\"file\"}")
+            .filter(|d| *d >= 100.0)
     });
     assert!(dropped < n as f64, "some events were written: {dropped}");
 }

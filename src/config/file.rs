@@ -223,6 +223,8 @@ pub enum SinkKind {
     #[default]
     Stdout,
     File,
+    /// NATS JetStream (the `telemetry.nats` section), spilling to disk while it is unreachable.
+    Nats,
     Off,
 }
 
@@ -251,21 +253,119 @@ pub struct TelemetrySection {
     pub query_allowlist: Vec<String>,
     /// Request headers copied into every event (lower case).
     pub headers: Vec<String>,
+    /// Let `headers` name credential headers (`authorization`, `cookie`, …); an error otherwise.
+    pub allow_credential_headers: bool,
+    /// The file is also rotated when it is this old; size only when absent.
+    pub rotate_every: Option<Dur>,
+    /// Rotated files older than this are deleted; `keep_files` alone when absent.
+    pub max_age: Option<Dur>,
+    /// Share of allowed requests recorded, 0 to 1; every other decision is always recorded.
+    pub sample_allowed: f64,
+    /// File holding the key for HMAC-SHA256 pseudonyms of client and peer addresses; relative
+    /// to the config file. Addresses are recorded as they are when absent.
+    pub ip_hash_key_file: Option<PathBuf>,
+    /// Actors (client addresses) whose behavioural indicators are tracked; 0 turns them off.
+    pub indicator_actors: usize,
+    /// Required with `sink: nats`.
+    pub nats: Option<NatsSection>,
 }
+
+/// Default of `telemetry.max_file_size`, in bytes.
+pub const DEFAULT_TELEMETRY_MAX_FILE_SIZE: u64 = 100 << 20;
+/// Default of `telemetry.keep_files`.
+pub const DEFAULT_TELEMETRY_KEEP_FILES: usize = 5;
+/// Default of `telemetry.queue_capacity`, in events.
+pub const DEFAULT_TELEMETRY_QUEUE_CAPACITY: usize = 65_536;
+/// Default of `telemetry.sample_allowed`: every allowed request is recorded.
+pub const DEFAULT_SAMPLE_ALLOWED: f64 = 1.0;
+/// Default of `telemetry.indicator_actors`: about 12 MiB of indicator state.
+pub const DEFAULT_INDICATOR_ACTORS: usize = 65_536;
 
 impl Default for TelemetrySection {
     fn default() -> Self {
         TelemetrySection {
             sink: SinkKind::Stdout,
             path: None,
-            max_file_size: ByteSize(100 << 20),
-            keep_files: 5,
-            queue_capacity: 65_536,
+            max_file_size: ByteSize(DEFAULT_TELEMETRY_MAX_FILE_SIZE),
+            keep_files: DEFAULT_TELEMETRY_KEEP_FILES,
+            queue_capacity: DEFAULT_TELEMETRY_QUEUE_CAPACITY,
             query: QueryMode::Redact,
             query_allowlist: Vec::new(),
             headers: vec!["referer".into(), "accept-language".into()],
+            allow_credential_headers: false,
+            rotate_every: None,
+            max_age: None,
+            sample_allowed: DEFAULT_SAMPLE_ALLOWED,
+            ip_hash_key_file: None,
+            indicator_actors: DEFAULT_INDICATOR_ACTORS,
+            nats: None,
         }
     }
+}
+
+/// Default of `telemetry.nats.subject`.
+pub const DEFAULT_NATS_SUBJECT: &str = "palisade.telemetry";
+/// Default of `telemetry.nats.stream`.
+pub const DEFAULT_NATS_STREAM: &str = "PALISADE_TELEMETRY";
+/// Default of `telemetry.nats.batch_size`, in events.
+pub const DEFAULT_NATS_BATCH: usize = 512;
+/// Default of `telemetry.nats.ack_timeout`.
+pub const DEFAULT_NATS_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default of `telemetry.nats.reconnect_max_delay`: the cap of the exponential backoff.
+pub const DEFAULT_NATS_RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default of `telemetry.nats.duplicate_window`: JetStream's own default.
+pub const DEFAULT_NATS_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+/// Default of `telemetry.nats.spill_budget`, in bytes.
+pub const DEFAULT_NATS_SPILL_BUDGET: u64 = 1 << 30;
+
+/// Publishing events to a NATS JetStream stream.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    /// `nats://HOST:PORT`.
+    pub url: String,
+    #[serde(default = "nats_subject")]
+    pub subject: String,
+    /// Created when missing, capturing `subject`.
+    #[serde(default = "nats_stream")]
+    pub stream: String,
+    /// Events published before their acknowledgements are awaited.
+    #[serde(default = "nats_batch")]
+    pub batch_size: usize,
+    #[serde(default = "nats_ack_timeout")]
+    pub ack_timeout: Dur,
+    #[serde(default = "nats_reconnect_max")]
+    pub reconnect_max_delay: Dur,
+    /// The stream's deduplication window (`Nats-Msg-Id` = event id), when Palisade creates it.
+    #[serde(default = "nats_duplicate_window")]
+    pub duplicate_window: Dur,
+    /// Directory of the on-disk queue used while NATS is unreachable.
+    pub spill_dir: PathBuf,
+    /// Bytes the on-disk queue may hold; past it events are dropped and counted.
+    #[serde(default = "nats_spill_budget")]
+    pub spill_budget: ByteSize,
+}
+
+fn nats_subject() -> String {
+    DEFAULT_NATS_SUBJECT.into()
+}
+fn nats_stream() -> String {
+    DEFAULT_NATS_STREAM.into()
+}
+fn nats_batch() -> usize {
+    DEFAULT_NATS_BATCH
+}
+fn nats_ack_timeout() -> Dur {
+    Dur(DEFAULT_NATS_ACK_TIMEOUT)
+}
+fn nats_reconnect_max() -> Dur {
+    Dur(DEFAULT_NATS_RECONNECT_MAX)
+}
+fn nats_duplicate_window() -> Dur {
+    Dur(DEFAULT_NATS_DUPLICATE_WINDOW)
+}
+fn nats_spill_budget() -> ByteSize {
+    ByteSize(DEFAULT_NATS_SPILL_BUDGET)
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -234,6 +234,10 @@ fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
             config.telemetry.path = Some(PathBuf::from(path));
         }
     }
+    if o.telemetry.is_some() {
+        // The command line replaced the sink: a configured NATS section no longer applies.
+        config.telemetry.nats = None;
+    }
     if let Some(addr) = o.metrics {
         config.metrics = Some(super::file::MetricsSection { address: addr });
     }

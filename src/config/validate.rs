@@ -159,6 +159,62 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
                 format!("{h:?} is not a valid header name"),
             );
         }
+        if !t.allow_credential_headers && CREDENTIAL_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+            c.field(
+                &format!("telemetry.headers[{i}]"),
+                format!("{h:?} carries credentials; set `allow_credential_headers: true` to record it anyway"),
+            );
+        }
+    }
+    telemetry(t, c);
+}
+
+/// Request headers telemetry never records unless `telemetry.allow_credential_headers` is set.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+fn telemetry(t: &super::file::TelemetrySection, c: &mut Collector<'_>) {
+    if !(0.0..=1.0).contains(&t.sample_allowed) {
+        c.field("telemetry.sample_allowed", "must be between 0 and 1");
+    }
+    if t.rotate_every.is_some_and(|d| d.0.is_zero()) {
+        c.field("telemetry.rotate_every", "must be longer than zero");
+    }
+    if t.max_age.is_some_and(|d| d.0.is_zero()) {
+        c.field("telemetry.max_age", "must be longer than zero");
+    }
+    if let Some(f) = &t.ip_hash_key_file {
+        let f = resolve(c.file(), f);
+        match std::fs::read(&f) {
+            Ok(k) if k.trim_ascii().len() >= 16 => {}
+            Ok(_) => c.field(
+                "telemetry.ip_hash_key_file",
+                format!("{}: the key must be at least 16 bytes", f.display()),
+            ),
+            Err(e) => c.field("telemetry.ip_hash_key_file", format!("cannot read {}: {e}", f.display())),
+        }
+    }
+    match (&t.nats, t.sink) {
+        (None, SinkKind::Nats) => c.field("telemetry.nats", "the nats sink needs a `nats` section"),
+        (Some(_), s) if s != SinkKind::Nats => c.field("telemetry.nats", "only used with `sink: nats`"),
+        _ => {}
+    }
+    if let Some(n) = &t.nats {
+        if n.url.parse::<async_nats::ServerAddr>().is_err() {
+            c.field("telemetry.nats.url", format!("{:?} is not a NATS address (nats://HOST:PORT)", n.url));
+        }
+        let token = |s: &str| !s.is_empty() && !s.contains(|ch: char| ch.is_whitespace() || ch == '>' || ch == '*');
+        if !token(&n.subject) {
+            c.field("telemetry.nats.subject", "must be a subject without spaces or wildcards");
+        }
+        if !token(&n.stream) || n.stream.contains('.') {
+            c.field("telemetry.nats.stream", "must be a name without spaces, dots or wildcards");
+        }
+        if n.batch_size == 0 {
+            c.field("telemetry.nats.batch_size", "must be at least 1");
+        }
+        if n.ack_timeout.0.is_zero() || n.reconnect_max_delay.0.is_zero() {
+            c.field("telemetry.nats", "ack_timeout and reconnect_max_delay must be longer than zero");
+        }
     }
 }
 

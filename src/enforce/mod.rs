@@ -45,6 +45,15 @@ pub struct RequestFacts<'a> {
 /// (an `allow` skips the limits too); monitor-mode matches are remembered and evaluation goes on.
 /// Then every applicable limit counts the request.
 pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
+    evaluate_with(policy, facts, |limit, f| limit.observe(f))
+}
+
+/// `evaluate`, with limits counted by `count` (offline replay counts on recorded time).
+pub fn evaluate_with(
+    policy: &PolicySet,
+    facts: &RequestFacts<'_>,
+    mut count: impl FnMut(&rate::Limit, &RequestFacts<'_>) -> Option<Verdict>,
+) -> Verdict {
     let mut observed: Option<Verdict> = None;
     let mut also: Vec<Arc<str>> = Vec::new();
     let mut strikes = 0;
@@ -82,7 +91,7 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
         return finish(v, also, strikes, struck_by);
     }
     for limit in policy.limits.iter().filter(|l| l.applies(facts)) {
-        let Some(v) = limit.observe(facts) else { continue };
+        let Some(v) = count(limit, facts) else { continue };
         if v.mode == Mode::Enforce {
             return finish(v, also, strikes, struck_by);
         }
@@ -120,6 +129,17 @@ fn penalty_verdict(p: &Penalty, now: Millis) -> Verdict {
 /// 3. An enforced refusal, and each enforcing `strike` rule, adds strikes against the client
 ///    and its identity, when the policy names one.
 pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Millis) -> Decision {
+    decide_with(policy, offenders, facts, now, |limit, f| limit.observe(f))
+}
+
+/// `decide`, with limits counted by `count` (see `evaluate_with`).
+pub fn decide_with(
+    policy: &PolicySet,
+    offenders: &Offenders,
+    facts: &RequestFacts<'_>,
+    now: Millis,
+    count: impl FnMut(&rate::Limit, &RequestFacts<'_>) -> Option<Verdict>,
+) -> Decision {
     let identity = policy
         .bans
         .as_ref()
@@ -151,7 +171,7 @@ pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_
             slots: Slots::default(),
         };
     }
-    let mut v = evaluate(policy, facts);
+    let mut v = evaluate_with(policy, facts, count);
     let mut slots = Slots::default();
     if !v.enforced() && !v.allowed_by_rule() && !policy.caps.is_empty() {
         let (held, refused) = inflight::acquire(&policy.caps, facts);

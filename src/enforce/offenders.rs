@@ -321,6 +321,16 @@ impl Offenders {
             .collect()
     }
 
+    /// The actor's strike score decayed to `now` (0 when it has none). Takes the scores'
+    /// mutex for one lookup.
+    pub fn score(&self, actor: &Actor, now: Millis, window: Duration) -> f64 {
+        self.scores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(actor)
+            .map_or(0.0, |s| s.decayed(now, window))
+    }
+
     pub fn scores(&self) -> Vec<(Actor, Score)> {
         self.scores
             .lock()

@@ -47,6 +47,12 @@ impl Limit {
             },
             1,
         );
+        self.verdict(count)
+    }
+
+    /// The verdict for a request counted `count`th in its window (`None`: within the limit).
+    /// Offline replay counts with its own clock and asks here.
+    pub fn verdict(&self, count: isize) -> Option<Verdict> {
         if count <= self.requests as isize {
             return None;
         }

@@ -6,8 +6,8 @@ pub mod serve;
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 use names::*;
@@ -24,8 +24,11 @@ pub struct Metrics {
     pub upstream_healthy: IntGaugeVec,
     pub upstream_errors: IntCounterVec,
     pub decisions: IntCounterVec,
-    pub telemetry_events: IntCounter,
-    pub telemetry_dropped: IntCounter,
+    pub telemetry_emitted: IntCounterVec,
+    pub telemetry_sent: IntCounterVec,
+    pub telemetry_spilled: IntCounterVec,
+    pub telemetry_replayed: IntCounterVec,
+    pub telemetry_dropped: IntCounterVec,
     pub reloads: IntCounterVec,
     pub policy_info: IntGaugeVec,
     pub active_bans: IntGauge,
@@ -76,11 +79,34 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             &["rule", "decision"]
         )
         .expect("metric"),
-        telemetry_events: register_int_counter!(TELEMETRY_EVENTS_TOTAL, "Telemetry events written to the sink.")
-            .expect("metric"),
-        telemetry_dropped: register_int_counter!(
+        telemetry_emitted: register_int_counter_vec!(
+            TELEMETRY_EMITTED_TOTAL,
+            "Telemetry events handed to the pipeline (after sampling), by sink.",
+            &["sink"]
+        )
+        .expect("metric"),
+        telemetry_sent: register_int_counter_vec!(
+            TELEMETRY_SENT_TOTAL,
+            "Telemetry events delivered: written, or acknowledged by JetStream (replays included), by sink.",
+            &["sink"]
+        )
+        .expect("metric"),
+        telemetry_spilled: register_int_counter_vec!(
+            TELEMETRY_SPILLED_TOTAL,
+            "Telemetry events put in the on-disk spill queue while the bus was unreachable, by sink.",
+            &["sink"]
+        )
+        .expect("metric"),
+        telemetry_replayed: register_int_counter_vec!(
+            TELEMETRY_REPLAYED_TOTAL,
+            "Spilled telemetry events delivered once the bus came back, by sink.",
+            &["sink"]
+        )
+        .expect("metric"),
+        telemetry_dropped: register_int_counter_vec!(
             TELEMETRY_DROPPED_TOTAL,
-            "Telemetry events dropped because the queue was full or the sink failed."
+            "Telemetry events lost, by sink and reason (queue_full, spill_budget, write_error, encode_error).",
+            &["sink", "reason"]
         )
         .expect("metric"),
         reloads: register_int_counter_vec!(

@@ -1,7 +1,6 @@
 //! Per-request state carried across phases, and the `logging` phase's record of the request:
 //! metrics, then one telemetry event.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -10,10 +9,11 @@ use pingora::prelude::Session;
 
 use super::routes::Route;
 use super::tls::ServerName;
-use crate::enforce::{Mode, Verdict};
+use crate::enforce::offenders::now_ms;
+use crate::enforce::Verdict;
 use crate::metrics::{status_class, METRICS};
 use crate::state::Snapshot;
-use crate::telemetry::event::{self, Event};
+use crate::telemetry::event;
 use crate::telemetry::Telemetry;
 
 pub struct RequestCtx {
@@ -66,11 +66,13 @@ impl RequestCtx {
     }
 }
 
-/// Count the request in metrics and queue its telemetry event.
-pub fn record(session: &Session, ctx: &RequestCtx, snap: &Snapshot, telemetry: &Telemetry) {
+/// Count the request in metrics and queue its telemetry record. Runs last: it moves the
+/// request id, host and verdict out of the context.
+pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetry: &Telemetry) {
     let elapsed = ctx.start.elapsed();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let route = ctx.route();
+    // `snap` is the request's own snapshot whenever a route was found.
+    let route = ctx.route.and_then(|i| snap.routes.get(i));
     let route_label = route.map_or("none", |r| &*r.name);
     let decision = ctx.verdict.label();
     METRICS
@@ -96,12 +98,6 @@ pub fn record(session: &Session, ctx: &RequestCtx, snap: &Snapshot, telemetry: &
         return;
     }
     let req = session.req_header();
-    let headers: BTreeMap<String, String> = snap
-        .redaction
-        .headers
-        .iter()
-        .filter_map(|h| Some((h.as_str().to_string(), req.headers.get(h)?.to_str().ok()?.to_string())))
-        .collect();
     let tls = session
         .digest()
         .and_then(|d| d.ssl_digest.as_ref())
@@ -109,84 +105,26 @@ pub fn record(session: &Session, ctx: &RequestCtx, snap: &Snapshot, telemetry: &
             version: d.version.to_string(),
             server_name: d.extension.get::<ServerName>().map(|n| n.0.clone()),
         });
-    let v = &ctx.verdict;
-    let ev = Event {
-        timestamp: SystemTime::now() - elapsed,
-        schema_version: event::SCHEMA_VERSION,
-        event: event::EventInfo {
-            id: ctx.request_id.clone(),
-            action: if ctx.error.is_some() && decision == "allow" {
-                "error"
-            } else {
-                decision
-            },
-            duration_us: elapsed.as_micros() as u64,
-            reason: ctx.error.map(str::to_string),
-        },
-        client: event::Address {
-            ip: ctx.client_ip,
-            port: None,
-        },
-        source: event::Address {
-            ip: ctx.peer.map(|p| p.ip()),
-            port: ctx.peer.map(|p| p.port()),
-        },
-        http: event::Http {
-            version: match req.version {
-                http::Version::HTTP_09 => "0.9",
-                http::Version::HTTP_10 => "1.0",
-                http::Version::HTTP_2 => "2",
-                http::Version::HTTP_3 => "3",
-                _ => "1.1",
-            },
-            request: event::HttpRequest {
-                method: req.method.as_str().to_string(),
-                bytes: session.body_bytes_read() as u64,
-                headers,
-            },
-            response: event::HttpResponse {
-                status_code: status,
-                bytes: session.body_bytes_sent() as u64,
-            },
-        },
-        url: event::Url {
-            domain: ctx.host.clone(),
-            path: req.uri.path().to_string(),
-            query: event::redact_query(req.uri.query(), snap.redaction.query, &snap.redaction.query_allowlist),
-        },
-        user_agent: event::UserAgent {
-            original: req
-                .headers
-                .get(http::header::USER_AGENT)
-                .map(|u| String::from_utf8_lossy(u.as_bytes()).into_owned())
-                .unwrap_or_default(),
-        },
-        tls,
-        palisade: event::Palisade {
-            route: route.map(|r| r.name.clone()),
-            decision: event::Decision {
-                action: decision,
-                rule: v.rule.clone(),
-                mode: if v.mode == Mode::Monitor { "monitor" } else { "enforce" },
-                matched: v.matched.clone(),
-                counter: v.counter,
-                also: v.also.clone(),
-            },
-            upstream: route.map(|r| event::Upstream {
-                pool: r.pool.name.clone(),
-                address: ctx.backend.map(|a| a.to_string()),
-                duration_us: ctx.upstream_time.map(|t| t.as_micros() as u64),
-            }),
-            shadow: ctx.shadow.as_ref().map(|(action, rule)| event::Shadow {
-                action,
-                rule: rule.clone(),
-            }),
-            policy: event::PolicyRef {
-                hash: snap.policy.hash.clone(),
-                generation: snap.generation,
-                shadow_hash: snap.shadow.as_ref().map(|s| s.hash.clone()),
-            },
-        },
-    };
-    telemetry.emit(ev);
+    // Logging is the last phase: what the record needs is moved out of the context, not copied.
+    let mut rec = event::Record::capture(req, &snap.redaction, &snap.policy);
+    rec.start = SystemTime::now() - elapsed;
+    rec.duration_us = elapsed.as_micros() as u64;
+    rec.request_id = std::mem::take(&mut ctx.request_id);
+    rec.host = std::mem::take(&mut ctx.host);
+    rec.client_ip = ctx.client_ip;
+    rec.peer = ctx.peer;
+    rec.bytes_in = session.body_bytes_read() as u64;
+    rec.status = status;
+    rec.bytes_out = session.body_bytes_sent() as u64;
+    rec.error = ctx.error;
+    rec.route = route.map(|r| r.name.clone());
+    rec.pool = route.map(|r| r.pool.name.clone());
+    rec.backend = ctx.backend;
+    rec.upstream_us = ctx.upstream_time.map(|t| t.as_micros() as u64);
+    rec.tls = tls;
+    rec.shadow = ctx.shadow.take();
+    rec.shadow_policy = snap.shadow.clone();
+    rec.generation = snap.generation;
+    rec.verdict = std::mem::replace(&mut ctx.verdict, Verdict::allow());
+    telemetry.emit(rec, &snap.offenders, snap.policy.bans.as_ref(), now_ms());
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod origin;
+pub mod raw;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,4 +1,4 @@
-//! A small real HTTP/1.1 origin for tests and the demo: keep-alive, Content-Length bodies,
+//! A small real HTTP/1.1 origin for tests and the demo: keep-alive, Content-Length and chunked bodies,
 //! and a record of every request it received, so tests can assert what was (not) forwarded.
 //!
 //! Paths: `/healthz` (200, or 503 after `set_healthy(false)`), `/status/NNN` (that status),
@@ -116,9 +116,17 @@ impl Origin {
                     headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
                 }
             }
-            let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).await?;
+            let chunked = headers
+                .get("transfer-encoding")
+                .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+            let body = if chunked {
+                read_chunked(&mut r).await?
+            } else {
+                let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).await?;
+                body
+            };
             let close = headers
                 .get("connection")
                 .is_some_and(|v| v.eq_ignore_ascii_case("close"));
@@ -175,5 +183,28 @@ impl Origin {
                 headers.join(",")
             ),
         )
+    }
+}
+
+/// A chunked request body, decoded (extensions and trailers are read and dropped).
+async fn read_chunked(r: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).await?;
+        let size = line.trim_end().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size.trim(), 16).map_err(std::io::Error::other)?;
+        if size == 0 {
+            loop {
+                let mut t = String::new();
+                if r.read_line(&mut t).await? == 0 || t.trim_end().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size + 2, 0);
+        r.read_exact(&mut body[start..]).await?;
+        body.truncate(start + size);
     }
 }

@@ -1,0 +1,1116 @@
+#!/usr/bin/env python3
+"""Side-by-side peer benchmark (issue 5): nginx, HAProxy, stock Pingora and Palisade, each with
+one worker, bare and with the equivalent security work, measured in one run on this machine.
+
+`make bench-peers` runs this script; `python3 benches/peers/bench.py --help` lists the knobs.
+What it does, in order:
+
+1. installs what is missing (Debian packages in $PEER_BENCH_PACKAGES, via apt-get, as root or
+   through sudo) and builds the release binaries (palisade, examples/stock_pingora);
+2. writes every configuration into a temporary directory: a self-signed certificate, a
+   10,000-CIDR deny list (one entry, 127.0.0.2/32, is loopback so that the deny path can be
+   checked), nginx, HAProxy and Palisade configurations, on ports picked now;
+3. starts a fixed-response origin (nginx, one worker, `return 200` plus a 1 MiB file) and
+   every proxy, all on 127.0.0.1. Proxies are pinned to CPU 0 and the origin and the load
+   generators to CPU 1 (with `taskset`, when there are two cores or more), so that each proxy
+   gets the same single core;
+4. checks each proxy answers 200, and that the policy variants refuse a client on the deny
+   list (source address 127.0.0.2) with 403;
+5. measures: wrk HTTP/1.1 keep-alive rounds (proxies alternate within each round), h2load
+   HTTP/2 over TLS rounds, 1 MiB response rounds, p99 at half of Palisade's maximum rate
+   (h2load --rps, every proxy and the origin alone at the same rate), and memory with 10,000
+   idle keep-alive client connections (each proxy started afresh);
+6. writes benches/peers/RESULTS.md and replaces the README's table between
+   `<!-- peers:begin -->` and `<!-- peers:end -->` (skipped with a warning when absent).
+
+CPU per request is utime+stime of all of a proxy's processes and threads, read from
+/proc/PID/stat before and after each measurement, divided by the requests completed.
+Absolute numbers move with whatever else the machine runs; ratios against nginx-with-policy
+computed within the same run are what to read.
+
+Every process started here is killed on exit (normal, error or Ctrl-C). Load goes only to
+127.0.0.1, and every load step is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime
+import ipaddress
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+DEFAULT_PACKAGES = "nginx-light haproxy wrk nghttp2-client openssl"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BIG_SIZE = 1 << 20
+SMALL_BODY = "hello from the origin\n"
+DENY_ENTRIES = 10_000
+# The client address the deny-path check connects from; it is on every deny list.
+DENIED_CLIENT = "127.0.0.2"
+BASELINE = "nginx-policy"
+MARK_BEGIN = "<!-- peers:begin -->"
+MARK_END = "<!-- peers:end -->"
+
+
+def log(msg: str) -> None:
+    print(f"[peers {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# processes: every one we start is in its own process group and is killed on exit
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.live: list[tuple[subprocess.Popen, int]] = []
+
+    def start(self, argv, *, cpus: str | None, stop=signal.SIGTERM, stdout=None, stderr=None,
+              stdin=subprocess.DEVNULL, env=None, cwd=None) -> subprocess.Popen:
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus, *argv]
+        p = subprocess.Popen(argv, stdout=stdout or subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL,
+                             stdin=stdin, env=env, cwd=cwd, start_new_session=True)
+        self.live.append((p, stop))
+        return p
+
+    def stop(self, p: subprocess.Popen) -> None:
+        for i, (q, sig) in enumerate(self.live):
+            if q is p:
+                del self.live[i]
+                _terminate(q, sig)
+                return
+
+    def stop_all(self) -> None:
+        while self.live:
+            p, sig = self.live.pop()
+            _terminate(p, sig)
+
+
+def _terminate(p: subprocess.Popen, sig: int) -> None:
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    # Whatever is left of the group (nginx workers, stray children) goes too.
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+PROCS = Procs()
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc readings
+
+
+def tree_pids(root: int) -> list[int]:
+    """The process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(rest[1]), []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ticks(root: int) -> int:
+    """utime+stime of a process tree, in clock ticks (all threads, dead ones included)."""
+    total = 0
+    for p in tree_pids(root):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            total += int(rest[11]) + int(rest[12])
+        except OSError:
+            pass
+    return total
+
+
+def rss_kib(root: int) -> int:
+    total = 0
+    for p in tree_pids(root):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def cpu_times() -> dict[str, tuple[int, int]]:
+    """Per-CPU (busy, total) ticks from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if not line.startswith("cpu"):
+                break
+            name, *vals = line.split()
+            v = [int(x) for x in vals]
+            idle = v[3] + v[4]
+            out[name] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_packages(packages: list[str]) -> None:
+    missing = [p for p in packages
+               if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    if not missing:
+        log(f"packages present: {' '.join(packages)}")
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    log(f"installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+                   check=True, env=env)
+
+
+def build() -> None:
+    log("building release binaries (cargo build --release --bin palisade --example stock_pingora)")
+    subprocess.run(["cargo", "build", "--release", "--bin", "palisade", "--example", "stock_pingora"],
+                   check=True, cwd=REPO)
+
+
+def deny_list(seed: int = 5) -> list[str]:
+    """10,000 CIDRs from public unicast space (never 127.0.0.1), plus the loopback check entry."""
+    rng = random.Random(seed)
+    out = {f"{DENIED_CLIENT}/32"}
+    reserved = [ipaddress.ip_network(n) for n in
+                ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+                 "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3")]
+    while len(out) < DENY_ENTRIES:
+        plen = rng.choice((16, 20, 22, 24, 24, 24, 28, 32, 32))
+        net = ipaddress.ip_network((rng.getrandbits(32), plen), strict=False)
+        if any(net.overlaps(r) for r in reserved):
+            continue
+        out.add(str(net))
+    return sorted(out)
+
+
+@dataclass
+class Proxy:
+    name: str
+    kind: str                    # nginx | haproxy | pingora
+    policy: bool
+    port: int
+    tls_port: int | None
+    argv: list[str]
+    stop: int = signal.SIGTERM
+    logs: list[Path] = field(default_factory=list)
+    env: dict | None = None
+    proc: subprocess.Popen | None = None
+
+
+class Setup:
+    def __init__(self, args, tmp: Path):
+        self.args = args
+        self.tmp = tmp
+        self.two_cores = (os.cpu_count() or 1) >= 2 and not args.no_pin
+        self.proxy_cpus = "0" if self.two_cores else None
+        self.load_cpus = "1" if self.two_cores else None
+        self.origin_port = free_port()
+        self.cert = tmp / "cert.pem"
+        self.key = tmp / "key.pem"
+        self.proxies: list[Proxy] = []
+
+    # -- files ------------------------------------------------------------------------------
+    def write_files(self) -> None:
+        t = self.tmp
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(self.key), "-out", str(self.cert), "-days", "2",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        (t / "haproxy.pem").write_text(self.cert.read_text() + self.key.read_text())
+        cidrs = deny_list()
+        (t / "deny.txt").write_text("\n".join(cidrs) + "\n")
+        (t / "deny-nginx.conf").write_text("".join(f"{c} 1;\n" for c in cidrs))
+        www = t / "www"
+        www.mkdir()
+        (www / "1m").write_bytes(os.urandom(BIG_SIZE))
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (t / "nginx-temp" / d).mkdir(parents=True, exist_ok=True)
+
+    def nginx_common(self, name: str) -> str:
+        t = self.tmp
+        return f"""
+daemon off;
+pid {t}/{name}.pid;
+error_log {t}/{name}-error.log warn;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 20000; }}
+"""
+
+    def nginx_temp_paths(self) -> str:
+        t = self.tmp / "nginx-temp"
+        return (f"client_body_temp_path {t}/client_body; proxy_temp_path {t}/proxy; "
+                f"fastcgi_temp_path {t}/fastcgi; uwsgi_temp_path {t}/uwsgi; scgi_temp_path {t}/scgi;")
+
+    def origin_conf(self) -> Path:
+        conf = self.nginx_common("origin") + f"""
+master_process off;
+http {{
+    {self.nginx_temp_paths()}
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000000;
+    keepalive_timeout 600s;
+    server {{
+        listen 127.0.0.1:{self.origin_port} backlog=4096;
+        location = /1m {{ root {self.tmp}/www; default_type application/octet-stream; }}
+        location / {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
+    }}
+}}
+"""
+        p = self.tmp / "origin.conf"
+        p.write_text(conf)
+        return p
+
+    def nginx_proxy(self, policy: bool) -> Proxy:
+        name = "nginx-policy" if policy else "nginx"
+        port, tls_port = free_port(), free_port()
+        t = self.tmp
+        access = t / f"{name}-access.jsonl"
+        http_policy = ""
+        server_policy = ""
+        if policy:
+            # The same work Palisade does: deny list, per-IP rate limit that never triggers,
+            # request id and forwarding headers, one JSON line per request (buffered, as
+            # Palisade's telemetry writer batches its writes).
+            http_policy = f"""
+    geo $denied {{ default 0; include {t}/deny-nginx.conf; }}
+    limit_req_zone $binary_remote_addr zone=perip:16m rate=1000000r/s;
+    log_format palisade_like escape=json '{{"@timestamp":"$time_iso8601","id":"$request_id",'
+        '"client":"$remote_addr","port":"$remote_port","method":"$request_method","host":"$host",'
+        '"path":"$uri","query":"$args","version":"$server_protocol","status":$status,'
+        '"bytes_sent":$body_bytes_sent,"bytes_read":$request_length,"duration":$request_time,'
+        '"upstream":"$upstream_addr","upstream_time":"$upstream_response_time",'
+        '"user_agent":"$http_user_agent","referer":"$http_referer","denied":"$denied",'
+        '"limit":"$limit_req_status"}}';
+    access_log {access} palisade_like buffer=64k flush=1s;"""
+            server_policy = """
+        if ($denied) { return 403; }
+        limit_req zone=perip burst=1000000 nodelay;
+        limit_req_status 429;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Request-ID $request_id;
+        add_header X-Request-ID $request_id always;"""
+        conf = self.nginx_common(name) + f"""
+master_process on;
+http {{
+    {self.nginx_temp_paths()}
+    access_log off;
+    keepalive_requests 1000000000;
+    keepalive_timeout 600s;
+    upstream origin {{
+        server 127.0.0.1:{self.origin_port};
+        keepalive 128;
+        keepalive_requests 1000000000;
+        keepalive_timeout 600s;
+    }}{http_policy}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{tls_port} ssl http2 backlog=4096;
+        ssl_certificate {self.cert};
+        ssl_certificate_key {self.key};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_buffers 16 64k;
+        proxy_busy_buffers_size 128k;
+        proxy_max_temp_file_size 0;{server_policy}
+        location / {{ proxy_pass http://origin; }}
+    }}
+}}
+"""
+        path = t / f"{name}.conf"
+        path.write_text(conf)
+        return Proxy(name, "nginx", policy, port, tls_port, ["nginx", "-c", str(path), "-p", str(t)],
+                     logs=[access] if policy else [])
+
+    def haproxy_proxy(self, policy: bool) -> Proxy:
+        name = "haproxy-policy" if policy else "haproxy"
+        port, tls_port = free_port(), free_port()
+        t = self.tmp
+        access = t / f"{name}-access.jsonl"
+        glob_log = ""
+        fe_policy = ""
+        if policy:
+            # HAProxy logs through a syslog target; `log stdout format raw` writes each line to
+            # its standard output, which this script sends to a file.
+            glob_log = "    log stdout format raw local0 info\n"
+            fe_policy = f"""
+    log global
+    option forwardfor
+    unique-id-format %{{+X}}o%ci%cp%Ts%rt%pid
+    unique-id-header X-Request-ID
+    acl denied src -f {t}/deny.txt
+    http-request deny deny_status 403 if denied
+    stick-table type ip size 100k expire 60s store http_req_rate(1s)
+    http-request track-sc0 src
+    http-request deny deny_status 429 if {{ sc_http_req_rate(0) gt 100000000 }}
+    http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}
+    http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}
+    http-after-response set-header X-Request-ID %[unique-id]
+    log-format '{{"@timestamp":"%t","id":"%ID","client":"%ci","port":%cp,"method":"%HM","host":"%[capture.req.hdr(0)]","path":"%HP","query":"%HQ","version":"%HV","status":%ST,"bytes_sent":%B,"bytes_read":%U,"duration_ms":%Ta,"upstream":"%si:%sp","upstream_ms":%Tr,"user_agent":"%[capture.req.hdr(1)]","referer":"%[capture.req.hdr(2)]"}}'
+    http-request capture req.hdr(host) len 64
+    http-request capture req.hdr(user-agent) len 128
+    http-request capture req.hdr(referer) len 128"""
+        conf = f"""global
+    nbthread 1
+    maxconn 10500
+    no strict-limits
+{glob_log}    tune.ssl.default-dh-param 2048
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 600s
+    timeout server 600s
+    timeout http-keep-alive 600s
+    timeout http-request 60s
+
+frontend fe
+    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{tls_port} ssl crt {t}/haproxy.pem alpn h2,http/1.1{fe_policy}
+    default_backend origin
+
+backend origin
+    server o 127.0.0.1:{self.origin_port}
+"""
+        path = t / f"{name}.cfg"
+        path.write_text(conf)
+        return Proxy(name, "haproxy", policy, port, tls_port, ["haproxy", "-db", "-f", str(path)],
+                     logs=[access] if policy else [])
+
+    def stock_pingora(self, binary: Path) -> Proxy:
+        port, tls_port = free_port(), free_port()
+        return Proxy("stock-pingora", "pingora", False, port, tls_port,
+                     [str(binary), f"127.0.0.1:{port}", f"127.0.0.1:{self.origin_port}",
+                      f"127.0.0.1:{tls_port}", str(self.cert), str(self.key)], stop=signal.SIGINT)
+
+    def palisade(self, name: str, binary: Path, policy: bool = True, env: dict | None = None) -> Proxy:
+        port, tls_port = free_port(), free_port()
+        t = self.tmp / name
+        t.mkdir(exist_ok=True)
+        telemetry = t / "telemetry.jsonl"
+        if policy:
+            (t / "policy.yaml").write_text(f"""# The same work as nginx-policy and haproxy-policy.
+lists:
+  denied:
+    files: [{self.tmp}/deny.txt]
+rules:
+  - id: deny-listed-ip
+    match: {{ ip_lists: [denied] }}
+    action: block
+limits:
+  - id: per-ip
+    key: client_ip
+    requests: 100000000
+    per: 1s
+    action: throttle
+offenders:
+  strikes: 30
+  window: 60s
+  throttle_at: 15
+  ban_for: 15m
+""")
+        else:
+            (t / "policy.yaml").write_text("{}\n")
+        tele = (f"{{ sink: file, path: {telemetry}, max_file_size: 1GiB, keep_files: 0 }}"
+                if policy else "{ sink: off }")
+        (t / "palisade.yaml").write_text(f"""server:
+  threads: 1
+  pid_file: {t}/palisade.pid
+  upgrade_sock: {t}/upgrade.sock
+listeners:
+  - address: 127.0.0.1:{port}
+  - address: 127.0.0.1:{tls_port}
+    tls:
+      certificates: [{{ cert: {self.cert}, key: {self.key} }}]
+      http2: true
+upstreams:
+  origin:
+    backends: [127.0.0.1:{self.origin_port}]
+routes:
+  - name: all
+    upstream: origin
+policies: [policy.yaml]
+telemetry: {tele}
+reload: {{ watch: false }}
+""")
+        full_env = dict(os.environ, RUST_LOG="warn", **(env or {}))
+        return Proxy(name, "pingora", policy, port, tls_port,
+                     [str(binary), "run", "-c", str(t / "palisade.yaml")], stop=signal.SIGINT,
+                     logs=[telemetry] if policy else [], env=full_env)
+
+    # -- processes --------------------------------------------------------------------------
+    def start_origin(self) -> subprocess.Popen:
+        conf = self.origin_conf()
+        p = PROCS.start(["nginx", "-c", str(conf), "-p", str(self.tmp)], cpus=self.load_cpus)
+        wait_http(self.origin_port, "origin", p)
+        return p
+
+    def start_proxy(self, px: Proxy) -> None:
+        out = open(px.logs[0], "ab") if px.kind == "haproxy" and px.logs else None
+        err = open(self.tmp / f"{px.name}.stderr", "ab")
+        px.proc = PROCS.start(px.argv, cpus=self.proxy_cpus, stop=px.stop, stdout=out, stderr=err, env=px.env)
+        wait_http(px.port, px.name, px.proc)
+
+    def stop_proxy(self, px: Proxy) -> None:
+        if px.proc is not None:
+            PROCS.stop(px.proc)
+            px.proc = None
+
+
+def wait_http(port: int, name: str, p: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if p.poll() is not None:
+            raise SystemExit(f"{name} exited with {p.returncode} at start (see the temp dir's logs)")
+        try:
+            if http_get(port, "/")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{name} did not answer on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def http_get(port: int, path: str, source: str | None = None) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0) if source else None) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def sanity(px: Proxy) -> None:
+    status, body = http_get(px.port, "/")
+    if status != 200 or body.decode(errors="replace") != SMALL_BODY:
+        raise SystemExit(f"{px.name}: GET / gave {status} {body[:80]!r}")
+    status, body = http_get(px.port, "/1m")
+    if status != 200 or len(body) != BIG_SIZE:
+        raise SystemExit(f"{px.name}: GET /1m gave {status} with {len(body)} bytes")
+    if px.policy:
+        status, _ = http_get(px.port, "/", source=DENIED_CLIENT)
+        if status != 403:
+            raise SystemExit(f"{px.name}: a client on the deny list got {status}, not 403")
+
+
+# ---------------------------------------------------------------------------------------------
+# load generators
+
+
+def parse_duration_us(s: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", s)
+    if not m:
+        raise ValueError(s)
+    return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6}[m.group(2)]
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_us: float
+    p99_us: float
+    requests: int
+    errors: int
+    cpu_us_per_req: float
+    proxy_util: float            # proxy CPU seconds per second of wall time
+    load_core_busy: float        # busy fraction of the load generators' core
+    other_cores: float           # CPU (in cores) used by processes that are not ours
+    mbps: float = 0.0
+
+
+def wrk(port: int, path: str, seconds: int, conns: int, cpus: str | None) -> dict:
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+            f"http://127.0.0.1:{port}{path}"]
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", out)
+    if not m or "50" not in lat:
+        raise RuntimeError(f"cannot read wrk output:\n{out}")
+    errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    unit = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+    mb = float(m.group(4)) * unit.get(m.group(5), 1) / (1 << 20)
+    return {"requests": int(m.group(1)), "rps": rps, "p50": parse_duration_us(lat["50"]),
+            "p99": parse_duration_us(lat["99"]), "errors": errors, "mb": mb}
+
+
+def h2load(url: str, seconds: int, clients: int, streams: int, cpus: str | None, logfile: Path,
+           extra: list[str] | None = None) -> dict:
+    argv = ["h2load", "-t1", f"-c{clients}", f"-m{streams}", f"-D{seconds}", f"--log-file={logfile}",
+            *(extra or []), url]
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored", out)
+    f = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", out)
+    st = re.search(r"status codes: (\d+) 2xx", out)
+    if not m or not f:
+        raise RuntimeError(f"cannot read h2load output:\n{out}")
+    lats = []
+    with open(logfile) as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 3:
+                lats.append(int(parts[2]))
+    logfile.unlink(missing_ok=True)
+    lats.sort()
+    pct = (lambda q: lats[min(len(lats) - 1, int(q * len(lats)))] if lats else float("nan"))
+    done = int(m.group(3))
+    ok = int(st.group(1)) if st else 0
+    return {"requests": done, "rps": float(f.group(2)), "p50": pct(0.50), "p99": pct(0.99),
+            "errors": int(m.group(5)) + int(m.group(6)) + (done - ok), "mb": 0.0}
+
+
+def measure(px_root: int | None, load_pids: list[int], run) -> tuple[dict, dict]:
+    """Run one load step and read CPU of the proxy, of our other processes and of the machine."""
+    c0 = cpu_ticks(px_root) if px_root else 0
+    o0 = sum(cpu_ticks(p) for p in load_pids)
+    s0 = cpu_times()
+    t0 = time.time()
+    res = run()
+    wall = time.time() - t0
+    c1 = cpu_ticks(px_root) if px_root else 0
+    o1 = sum(cpu_ticks(p) for p in load_pids)
+    s1 = cpu_times()
+    return res, {"proxy_s": (c1 - c0) / CLK_TCK, "ours_s": (o1 - o0) / CLK_TCK, "wall": wall, "s0": s0, "s1": s1}
+
+
+def to_sample(res: dict, m: dict, load_cpu: str | None, loadgen_s: float) -> Sample:
+    s0, s1 = m["s0"], m["s1"]
+    busy_all = (s1["cpu"][0] - s0["cpu"][0]) / CLK_TCK
+    core = f"cpu{load_cpu}" if load_cpu is not None else "cpu"
+    b = s1[core][0] - s0[core][0]
+    tot = s1[core][1] - s0[core][1]
+    other = max(0.0, busy_all - m["proxy_s"] - m["ours_s"] - loadgen_s) / m["wall"]
+    n = max(res["requests"], 1)
+    return Sample(rps=res["rps"], p50_us=res["p50"], p99_us=res["p99"], requests=res["requests"],
+                  errors=res["errors"], cpu_us_per_req=m["proxy_s"] * 1e6 / n, proxy_util=m["proxy_s"] / m["wall"],
+                  load_core_busy=b / tot if tot else 0.0, other_cores=other, mbps=res["mb"] / m["wall"])
+
+
+def run_loadgen(setup: Setup, origin: subprocess.Popen, px_root: int | None, fn) -> Sample:
+    """Run a load generator (fn returns (result, its own CPU seconds)) and sample everything."""
+    box = {}
+
+    def call():
+        t0 = os.times()
+        r = fn()
+        t1 = os.times()
+        box["gen_s"] = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+        return r
+
+    res, m = measure(px_root, [origin.pid], call)
+    return to_sample(res, m, setup.load_cpus, box["gen_s"])
+
+
+def profile(px: Proxy, setup: Setup, out_dir: Path, load) -> None:
+    """perf record (software clock, call graphs) of one proxy under load; a flat report beside it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = out_dir / f"perf-{px.name}.data"
+    rec = PROCS.start(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-o", str(data),
+                       "-p", str(px.proc.pid)], cpus=setup.load_cpus, stop=signal.SIGINT)
+    time.sleep(0.5)
+    load()
+    PROCS.stop(rec)
+    for kind, extra in (("flat", ["--no-children"]), ("children", ["--children"])):
+        with open(out_dir / f"perf-{px.name}-{kind}.txt", "w") as f:
+            subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "dso,symbol",
+                            "--percent-limit", "0.3", "-g", "none", *extra], stdout=f, stderr=subprocess.DEVNULL,
+                           timeout=600)
+    log(f"profile of {px.name}: {out_dir}/perf-{px.name}-{{flat,children}}.txt (data in {data})")
+
+
+# ---------------------------------------------------------------------------------------------
+# idle connections (runs as its own process: `bench.py _idle PORT N SECONDS`)
+
+
+def idle_main(port: int, n: int, hold: float) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    req = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    socks = []
+    failed = 0
+    for _ in range(n):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(req)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise OSError("closed")
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            cl = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            want = int(cl.group(1)) if cl else 0
+            while len(body) < want:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise OSError("closed")
+                body += chunk
+            socks.append(s)
+        except OSError:
+            failed += 1
+    print(f"ready {len(socks)} {failed}", flush=True)
+    # Hold the connections until told to stop (stdin closes) or `hold` seconds pass.
+    import select
+    select.select([sys.stdin], [], [], hold)
+    for s in socks:
+        s.close()
+
+
+def idle_rss(setup: Setup, px: Proxy, n: int) -> dict:
+    setup.start_proxy(px)
+    time.sleep(1.0)
+    before = rss_kib(px.proc.pid)
+    opener = PROCS.start([sys.executable, str(Path(__file__).resolve()), "_idle", str(px.port), str(n), "120"],
+                         cpus=setup.load_cpus, stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+    line = opener.stdout.readline().decode().split()
+    opened = int(line[1]) if len(line) == 3 else 0
+    failed = int(line[2]) if len(line) == 3 else n
+    time.sleep(3.0)
+    during = rss_kib(px.proc.pid)
+    opener.stdin.close()
+    PROCS.stop(opener)
+    setup.stop_proxy(px)
+    return {"before_mib": before / 1024, "during_mib": during / 1024, "opened": opened, "failed": failed}
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def med(xs):
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def spread(xs):
+    return (min(xs), max(xs)) if xs else (float("nan"), float("nan"))
+
+
+def fmt_us(us: float) -> str:
+    if us != us:
+        return "n/a"
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def summarize(samples: dict[str, list[Sample]]) -> dict[str, dict]:
+    out = {}
+    for name, ss in samples.items():
+        cpu = [s.cpu_us_per_req for s in ss]
+        out[name] = {
+            "rps": med([s.rps for s in ss]), "p50": med([s.p50_us for s in ss]), "p99": med([s.p99_us for s in ss]),
+            "cpu": med(cpu), "cpu_lo": spread(cpu)[0], "cpu_hi": spread(cpu)[1],
+            "util": med([s.proxy_util for s in ss]), "load_busy": med([s.load_core_busy for s in ss]),
+            "other": med([s.other_cores for s in ss]), "errors": sum(s.errors for s in ss),
+            "mbps": med([s.mbps for s in ss]), "n": len(ss),
+        }
+    return out
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b and b == b and a == a else "n/a"
+
+
+def table(summary: dict[str, dict], order: list[str], big: bool = False) -> list[str]:
+    base = summary.get(BASELINE)
+    head = ("| proxy | req/s | p50 | p99 | CPU µs/req (min–max) | CPU/req vs nginx-policy | req/s vs nginx-policy "
+            "| proxy core busy | load core busy | errors |")
+    if big:
+        head = head.replace("| errors |", "| MiB/s | errors |")
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for name in order:
+        s = summary.get(name)
+        if not s:
+            continue
+        row = (f"| {name} | {s['rps']:,.0f} | {fmt_us(s['p50'])} | {fmt_us(s['p99'])} | "
+               f"{s['cpu']:.1f} ({s['cpu_lo']:.1f}–{s['cpu_hi']:.1f}) | "
+               f"{ratio(s['cpu'], base['cpu']) if base else 'n/a'} | {ratio(s['rps'], base['rps']) if base else 'n/a'} | "
+               f"{s['util'] * 100:.0f}% | {s['load_busy'] * 100:.0f}% |")
+        if big:
+            row += f" {s['mbps']:,.0f} |"
+        row += f" {s['errors']} |"
+        lines.append(row)
+    return lines
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} × {model}, Linux {os.uname().release}"
+
+
+def versions() -> str:
+    def first(argv):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    wrk_v = " ".join(first(["wrk", "-v"]).split()[:2])
+    return "; ".join([first(["nginx", "-v"]).replace("nginx version: ", ""), " ".join(first(["haproxy", "-v"]).split()[:3]),
+                      wrk_v, first(["h2load", "--version"]), first(["rustc", "--version"]),
+                      "Pingora 0.9.1 (Cargo.lock)"])
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3, help="HTTP/1.1 rounds (each proxy once per round)")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--h2-rounds", type=int, default=2)
+    ap.add_argument("--big-rounds", type=int, default=2, help="1 MiB response rounds")
+    ap.add_argument("--idle-connections", type=int, default=10_000)
+    ap.add_argument("--skip", default="", help="comma list of steps to skip: h1,h2,big,half,rss")
+    ap.add_argument("--palisade", action="append", default=[], metavar="NAME=BINARY",
+                    help="an extra Palisade build to measure beside target/release/palisade (A/B runs)")
+    ap.add_argument("--palisade-env", action="append", default=[], metavar="NAME=VAR=VALUE,...",
+                    help="an extra Palisade contender: the default binary with these environment variables")
+    ap.add_argument("--with-bare-palisade", action="store_true",
+                    help="also measure Palisade with an empty policy and telemetry off")
+    ap.add_argument("--profile", action="append", default=[], metavar="PROXY",
+                    help="after the HTTP/1.1 rounds, record a perf profile (software clock) of PROXY under "
+                         "the same load into --profile-dir")
+    ap.add_argument("--profile-dir", type=Path, default=REPO / "target/peers-profile")
+    ap.add_argument("--target-dir", type=Path, default=REPO / "target",
+                    help="where the release binaries are (with --no-build, e.g. a build of another tree)")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin proxies and load to separate cores")
+    ap.add_argument("--no-write", action="store_true", help="print the results only")
+    ap.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument("--readme", type=Path, default=REPO / "README.md")
+    ap.add_argument("--keep-tmp", action="store_true")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    atexit.register(PROCS.stop_all)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < args.idle_connections + 1000 and "rss" not in skip:
+        log(f"open-file limit {hard} is too low for {args.idle_connections} idle connections; "
+            f"using {hard - 1000}")
+        args.idle_connections = hard - 1000
+
+    if not args.no_install:
+        ensure_packages(os.environ.get("PEER_BENCH_PACKAGES", DEFAULT_PACKAGES).split())
+    if not args.no_build:
+        build()
+    palisade_bin = args.target_dir / "release/palisade"
+    stock_bin = args.target_dir / "release/examples/stock_pingora"
+    for b in (palisade_bin, stock_bin):
+        if not b.exists():
+            raise SystemExit(f"{b} is missing: build it (or run without --no-build)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="palisade-peers-"))
+    if not args.keep_tmp:
+        atexit.register(shutil.rmtree, tmp, True)
+    log(f"working directory {tmp}")
+    setup = Setup(args, tmp)
+    setup.write_files()
+    started = datetime.datetime.now().astimezone()
+
+    proxies = [setup.nginx_proxy(False), setup.nginx_proxy(True), setup.haproxy_proxy(False),
+               setup.haproxy_proxy(True), setup.stock_pingora(stock_bin), setup.palisade("palisade", palisade_bin)]
+    if args.with_bare_palisade:
+        proxies.append(setup.palisade("palisade-bare", palisade_bin, policy=False))
+    for spec in args.palisade:
+        name, _, path = spec.partition("=")
+        proxies.append(setup.palisade(name, Path(path).resolve()))
+    for spec in args.palisade_env:
+        name, _, vars_ = spec.partition("=")
+        env = dict(v.split("=", 1) for v in vars_.split(",") if v)
+        proxies.append(setup.palisade(name, palisade_bin, env=env))
+    order = [p.name for p in proxies]
+
+    origin = setup.start_origin()
+    for px in proxies:
+        setup.start_proxy(px)
+        sanity(px)
+    log("every proxy answers; policy variants refuse the denied client with 403")
+    if setup.load_cpus is not None:
+        log("pinning: proxies on CPU 0; origin and load generators on CPU 1")
+
+    h1: dict[str, list[Sample]] = {n: [] for n in order}
+    h2: dict[str, list[Sample]] = {n: [] for n in order}
+    big: dict[str, list[Sample]] = {n: [] for n in order}
+    half: dict[str, Sample] = {}
+    rss: dict[str, dict] = {}
+    D, C = args.duration, args.connections
+
+    def truncate_logs():
+        for px in proxies:
+            for lf in px.logs:
+                if lf.exists():
+                    os.truncate(lf, 0)
+
+    if "h1" not in skip:
+        log("warm-up: 2 s of wrk per proxy")
+        for px in proxies:
+            wrk(px.port, "/", 2, C, setup.load_cpus)
+        for r in range(args.rounds):
+            rot = order[r % len(order):] + order[:r % len(order)]
+            for name in rot:
+                px = next(p for p in proxies if p.name == name)
+                truncate_logs()
+                s = run_loadgen(setup, origin, px.proc.pid, lambda: wrk(px.port, "/", D, C, setup.load_cpus))
+                h1[name].append(s)
+                time.sleep(1.2)  # let buffered access logs flush before they are measured
+                log_bytes = sum(lf.stat().st_size for lf in px.logs if lf.exists())
+                if px.logs and log_bytes < 100 * s.requests:
+                    log(f"warning: {name} wrote only {log_bytes} log bytes for {s.requests} requests")
+                log(f"h1 round {r + 1}/{args.rounds} {name:16} {s.rps:9,.0f} req/s  p99 {fmt_us(s.p99_us):>9}  "
+                    f"{s.cpu_us_per_req:5.1f} µs/req  proxy {s.proxy_util * 100:3.0f}%  "
+                    f"load core {s.load_core_busy * 100:3.0f}%  others {s.other_cores:.2f} cores  err {s.errors}")
+
+    for name in args.profile:
+        px = next((p for p in proxies if p.name == name), None)
+        if px is None:
+            log(f"--profile {name}: no such proxy")
+            continue
+        profile(px, setup, args.profile_dir, lambda: wrk(px.port, "/", D, C, setup.load_cpus))
+
+    if "h2" not in skip:
+        for r in range(args.h2_rounds):
+            rot = order[r % len(order):] + order[:r % len(order)]
+            for name in rot:
+                px = next(p for p in proxies if p.name == name)
+                truncate_logs()
+                url = f"https://127.0.0.1:{px.tls_port}/"
+                s = run_loadgen(setup, origin, px.proc.pid,
+                                lambda: h2load(url, D, 16, 8, setup.load_cpus, tmp / "h2.log"))
+                h2[name].append(s)
+                log(f"h2 round {r + 1}/{args.h2_rounds} {name:16} {s.rps:9,.0f} req/s  p99 {fmt_us(s.p99_us):>9}  "
+                    f"{s.cpu_us_per_req:5.1f} µs/req  proxy {s.proxy_util * 100:3.0f}%  err {s.errors}")
+
+    if "big" not in skip:
+        for r in range(args.big_rounds):
+            rot = order[r % len(order):] + order[:r % len(order)]
+            for name in rot:
+                px = next(p for p in proxies if p.name == name)
+                truncate_logs()
+                s = run_loadgen(setup, origin, px.proc.pid, lambda: wrk(px.port, "/1m", D, 16, setup.load_cpus))
+                big[name].append(s)
+                log(f"1MiB round {r + 1}/{args.big_rounds} {name:16} {s.rps:7,.0f} req/s  {s.mbps:6,.0f} MiB/s  "
+                    f"{s.cpu_us_per_req:6.1f} µs/req  proxy {s.proxy_util * 100:3.0f}%  err {s.errors}")
+
+    h1s = summarize({k: v for k, v in h1.items() if v})
+    half_rate = 0.0
+    if "half" not in skip and "palisade" in h1s:
+        half_rate = h1s["palisade"]["rps"] / 2
+        per_client = half_rate / C
+        log(f"half load: {half_rate:,.0f} req/s (half of Palisade's maximum), {C} clients, h2load --rps")
+        targets = [("origin (direct)", setup.origin_port, None)] + [(p.name, p.port, p.proc.pid) for p in proxies]
+        for name, port, pid in targets:
+            truncate_logs()
+            s = run_loadgen(setup, origin, pid,
+                            lambda: h2load(f"http://127.0.0.1:{port}/", D, C, 1, setup.load_cpus, tmp / "half.log",
+                                           ["--h1", f"--rps={per_client:.2f}"]))
+            half[name] = s
+            log(f"half {name:16} {s.rps:9,.0f} req/s  p50 {fmt_us(s.p50_us):>9}  p99 {fmt_us(s.p99_us):>9}  "
+                f"err {s.errors}")
+
+    for px in proxies:
+        setup.stop_proxy(px)
+    if "rss" not in skip:
+        n = args.idle_connections
+        for px in proxies:
+            rss[px.name] = idle_rss(setup, px, n)
+            r = rss[px.name]
+            log(f"idle {px.name:16} {r['before_mib']:7.1f} MiB before, {r['during_mib']:7.1f} MiB with "
+                f"{r['opened']} idle connections ({r['failed']} failed)")
+
+    # -- report ------------------------------------------------------------------------------
+    h2s = summarize({k: v for k, v in h2.items() if v})
+    bigs = summarize({k: v for k, v in big.items() if v})
+    out = [f"# Peer benchmark results", "",
+           f"Generated by `make bench-peers` (benches/peers/bench.py) on {started:%Y-%m-%d %H:%M %Z}.",
+           f"Machine: {machine()}.", f"Software: {versions()}.", "",
+           "Every proxy has one worker (nginx `worker_processes 1`, HAProxy `nbthread 1`, Pingora "
+           "`threads: 1`) and is pinned to CPU 0; the origin (nginx, `return 200`, one worker) and the "
+           "load generators share CPU 1." if setup.load_cpus is not None else
+           "Every proxy has one worker; nothing is pinned (fewer than two cores, or --no-pin).",
+           "CPU µs/req is utime+stime of all the proxy's processes and threads over the measurement, "
+           "divided by the requests completed; the median over rounds is shown with the range. "
+           "Ratios are against nginx-policy, measured in the same run. Read ratios, not absolute "
+           "numbers: the machine is shared.", ""]
+    if h1s:
+        out += [f"## HTTP/1.1 keep-alive, small response ({args.rounds} rounds × {D} s, wrk, {C} connections)", ""]
+        out += table(h1s, order)
+        others = med([s.other_cores for v in h1.values() for s in v])
+        out += ["", f"Noise: CPU used by processes other than these during the rounds: median {others:.2f} "
+                    f"cores (of {os.cpu_count()}).", ""]
+    if h2s:
+        out += [f"## HTTP/2 over TLS, small response ({args.h2_rounds} rounds × {D} s, h2load, 16 connections × "
+                f"8 streams)", ""]
+        out += table(h2s, order) + [""]
+    if bigs:
+        out += [f"## 1 MiB response ({args.big_rounds} rounds × {D} s, wrk, 16 connections)", ""]
+        out += table(bigs, order, big=True) + [""]
+    if half:
+        base = half.get("origin (direct)")
+        out += [f"## Latency at half load ({half_rate:,.0f} req/s = half of Palisade's maximum, "
+                f"h2load --h1 --rps, {C} connections, {D} s)", "",
+                "Added p99 = the proxy's p99 minus the origin's own p99 at the same rate.", "",
+                "| target | req/s | p50 | p99 | added p99 | errors |", "|---|---|---|---|---|---|"]
+        for name, s in half.items():
+            added = s.p99_us - base.p99_us if base and name != "origin (direct)" else float("nan")
+            out.append(f"| {name} | {s.rps:,.0f} | {fmt_us(s.p50_us)} | {fmt_us(s.p99_us)} | "
+                       f"{fmt_us(added) if added == added else '—'} | {s.errors} |")
+        out.append("")
+    if rss:
+        out += [f"## Memory with {args.idle_connections:,} idle keep-alive connections", "",
+                "Each proxy is started afresh; each connection sends one request, reads the answer and stays "
+                "open. RSS is VmRSS summed over the proxy's processes, 3 s after the last connection opened.", "",
+                "| proxy | RSS before | RSS with idle connections | per connection | opened | failed |",
+                "|---|---|---|---|---|---|"]
+        for name, r in rss.items():
+            per = (r["during_mib"] - r["before_mib"]) * 1024 / max(r["opened"], 1)
+            out.append(f"| {name} | {r['before_mib']:.1f} MiB | {r['during_mib']:.1f} MiB | {per:.1f} KiB | "
+                       f"{r['opened']} | {r['failed']} |")
+        out.append("")
+    out += targets_section(h1s, half, rss)
+    text = "\n".join(out) + "\n"
+    print(text)
+    if not args.no_write:
+        args.results.write_text(text)
+        log(f"wrote {args.results}")
+        update_readme(args.readme, readme_block(started, h1s, h2s, half, rss, order, args))
+    return 0
+
+
+def targets_section(h1s, half, rss) -> list[str]:
+    out = ["## Issue 5 targets", "", "| target | measured | met |", "|---|---|---|"]
+    p, n, s = h1s.get("palisade"), h1s.get(BASELINE), h1s.get("stock-pingora")
+    yes = lambda ok: "yes" if ok else "**no**"
+    if p and n:
+        out.append(f"| Palisade CPU/req ≤ nginx-policy | {p['cpu']:.1f} vs {n['cpu']:.1f} µs "
+                   f"({p['cpu'] / n['cpu']:.2f}×) | {yes(p['cpu'] <= n['cpu'])} |")
+        out.append(f"| Palisade req/s ≥ nginx-policy | {p['rps']:,.0f} vs {n['rps']:,.0f} "
+                   f"({p['rps'] / n['rps']:.2f}×) | {yes(p['rps'] >= n['rps'])} |")
+    if p and s:
+        out.append(f"| interim: Palisade CPU/req ≤ 1.10× stock Pingora | {p['cpu']:.1f} vs {s['cpu']:.1f} µs "
+                   f"({p['cpu'] / s['cpu']:.2f}×) | {yes(p['cpu'] <= 1.10 * s['cpu'])} |")
+    if "palisade" in half and "origin (direct)" in half:
+        added = half["palisade"].p99_us - half["origin (direct)"].p99_us
+        out.append(f"| p99 added latency ≤ 1 ms at half load | {fmt_us(added)} | {yes(added <= 1000)} |")
+    if "palisade" in rss:
+        r = rss["palisade"]["during_mib"]
+        out.append(f"| RSS ≤ 100 MB with 10k idle keep-alive connections | {r:.0f} MiB | "
+                   f"{yes(r * 1.048576 <= 100)} |")
+    return out + [""]
+
+
+def readme_block(started, h1s, h2s, half, rss, order, args) -> str:
+    base = h1s.get(BASELINE) or {}
+    lines = [f"Measured by `make bench-peers` on {started:%Y-%m-%d} ({machine()}); one worker per proxy, "
+             f"HTTP/1.1 keep-alive through wrk with {args.connections} connections, the median of "
+             f"{args.rounds} rounds. Ratios are against nginx with the same security work, measured in the "
+             "same run; full results, the HTTP/2 + TLS and 1 MiB rounds and the method are in "
+             "[benches/peers/RESULTS.md](benches/peers/RESULTS.md).", "",
+             "| proxy | req/s | CPU µs/request | CPU vs nginx-policy | p99 at half load | RSS, 10k idle conns |",
+             "|---|---|---|---|---|---|"]
+    for name in order:
+        s = h1s.get(name)
+        if not s:
+            continue
+        hp = fmt_us(half[name].p99_us) if name in half else "—"
+        rs = f"{rss[name]['during_mib']:.0f} MiB" if name in rss else "—"
+        lines.append(f"| {name} | {s['rps']:,.0f} | {s['cpu']:.1f} | "
+                     f"{ratio(s['cpu'], base.get('cpu', 0))} | {hp} | {rs} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, block: str) -> None:
+    text = readme.read_text()
+    a, b = text.find(MARK_BEGIN), text.find(MARK_END)
+    if a < 0 or b < 0 or b < a:
+        log(f"warning: {readme} has no {MARK_BEGIN} … {MARK_END} markers; README not updated")
+        return
+    new = text[: a + len(MARK_BEGIN)] + "\n" + block + "\n" + text[b:]
+    readme.write_text(new)
+    log(f"updated the table between the markers in {readme}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "_idle":
+        idle_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+        sys.exit(0)
+    sys.exit(main())
