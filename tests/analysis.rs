@@ -20,7 +20,10 @@ limits:
 fn recorded() -> (Proxy, Origin, Vec<String>) {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let p = Proxy::start(
-        &format!("trusted_proxies: [127.0.0.1]\npolicies: [live.yaml]\n{}", single_pool(&origin)),
+        &format!(
+            "trusted_proxies: [127.0.0.1]\npolicies: [live.yaml]\n{}",
+            single_pool(&origin)
+        ),
         &[("live.yaml", LIVE)],
     );
     let c = client();
@@ -79,7 +82,11 @@ fn offenders_ranks_clients_rules_and_minutes_with_filters() {
     assert_eq!(top[0]["decisions"], serde_json::json!({"block": 3, "throttle": 2}));
     assert_eq!(top[1]["client"], "198.51.100.4");
     assert_eq!(top[1]["not_allowed"], 1);
-    assert_eq!(top.as_array().map(Vec::len), Some(2), "clients never refused are not offenders");
+    assert_eq!(
+        top.as_array().map(Vec::len),
+        Some(2),
+        "clients never refused are not offenders"
+    );
     let rules: Vec<(&str, u64)> = r["rules"]
         .as_array()
         .expect("rules")
@@ -97,20 +104,51 @@ fn offenders_ranks_clients_rules_and_minutes_with_filters() {
     assert_eq!(minutes, 13, "every request is in a minute bucket");
 
     // Filters: one network, one rule, a time range that excludes everything.
-    let r = json(&palisade(&["offenders", "--telemetry", &file, "--json", "--ip", "198.51.100.0/24"]));
+    let r = json(&palisade(&[
+        "offenders",
+        "--telemetry",
+        &file,
+        "--json",
+        "--ip",
+        "198.51.100.0/24",
+    ]));
     assert_eq!((r["requests"].as_u64(), r["not_allowed"].as_u64()), (Some(3), Some(1)));
-    let r = json(&palisade(&["offenders", "--telemetry", &file, "--json", "--rule", "no-git"]));
+    let r = json(&palisade(&[
+        "offenders",
+        "--telemetry",
+        &file,
+        "--json",
+        "--rule",
+        "no-git",
+    ]));
     assert_eq!(r["requests"], 3);
-    let r = json(&palisade(&["offenders", "--telemetry", &file, "--json", "--until", "1h"]));
+    let r = json(&palisade(&[
+        "offenders",
+        "--telemetry",
+        &file,
+        "--json",
+        "--until",
+        "1h",
+    ]));
     assert_eq!(r["requests"], 0);
-    let r = json(&palisade(&["offenders", "--telemetry", &file, "--json", "--since", "1h"]));
+    let r = json(&palisade(&[
+        "offenders",
+        "--telemetry",
+        &file,
+        "--json",
+        "--since",
+        "1h",
+    ]));
     assert_eq!(r["requests"], 13);
 
     // The text report names the same things.
     let out = palisade(&["offenders", "--telemetry", &file, "--top", "1"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("203.0.113.9") && !text.contains("198.51.100.4  "), "{text}");
+    assert!(
+        text.contains("203.0.113.9") && !text.contains("198.51.100.4  "),
+        "{text}"
+    );
     assert!(text.contains("Hits per rule") && text.contains("no-git"), "{text}");
 
     let bad = palisade(&["offenders", "--telemetry", &file, "--ip", "not-a-net"]);
@@ -140,7 +178,10 @@ fn replay_reports_what_a_candidate_policy_changes() {
     assert_eq!(r["requests"], 13);
     // Newly refused: 2 /admin requests, and one more login for each of the two clients.
     assert_eq!(r["newly_refused"]["count"], 4, "{r:#}");
-    assert_eq!(r["newly_refused"]["by_rule"], serde_json::json!({"no-admin": 2, "login-burst": 2}));
+    assert_eq!(
+        r["newly_refused"]["by_rule"],
+        serde_json::json!({"no-admin": 2, "login-burst": 2})
+    );
     let examples: Vec<&str> = r["newly_refused"]["examples"]
         .as_array()
         .expect("examples")
@@ -155,7 +196,11 @@ fn replay_reports_what_a_candidate_policy_changes() {
     assert_eq!(r["matrix"]["block -> allow"], 3);
 
     // A candidate naming a route the traffic never used is refused like `palisade check` would.
-    std::fs::write(&candidate, "rules:\n  - {id: x, match: {routes: [nowhere]}, action: block}\n").expect("write");
+    std::fs::write(
+        &candidate,
+        "rules:\n  - {id: x, match: {routes: [nowhere]}, action: block}\n",
+    )
+    .expect("write");
     let out = palisade(&["replay", "--policy", &cand, "--telemetry", &file]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no route named \"nowhere\""));

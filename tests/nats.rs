@@ -194,7 +194,11 @@ fn events_are_published_to_the_stream_and_read_back() {
     let got = consume(&nats.url());
     assert_eq!(got.len(), 8, "{got:#?}");
     for (msg_id, ev) in &got {
-        assert_eq!(msg_id, ev["event"]["id"].as_str().expect("event.id"), "Nats-Msg-Id is the event id");
+        assert_eq!(
+            msg_id,
+            ev["event"]["id"].as_str().expect("event.id"),
+            "Nats-Msg-Id is the event id"
+        );
     }
     let requests: Vec<&str> = got
         .iter()
@@ -252,7 +256,11 @@ fn a_nats_restart_mid_traffic_loses_and_duplicates_nothing() {
             (ids, slowest)
         })
     };
-    let at = |n: usize| eventually(&format!("{n} requests sent"), || (sent.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(()));
+    let at = |n: usize| {
+        eventually(&format!("{n} requests sent"), || {
+            (sent.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(())
+        })
+    };
     at(40);
     nats.kill();
     at(100);
@@ -265,7 +273,10 @@ fn a_nats_restart_mid_traffic_loses_and_duplicates_nothing() {
     assert!(slowest < Duration::from_secs(1), "a request took {slowest:?}");
     settled(&p, 180.0);
     assert_eq!(dropped(&p, "spill_budget") + dropped(&p, "queue_full"), 0.0);
-    assert!(metric(&p, "palisade_telemetry_replayed_total") > 0.0, "the spill was replayed");
+    assert!(
+        metric(&p, "palisade_telemetry_replayed_total") > 0.0,
+        "the spill was replayed"
+    );
 
     let got = consume(&nats.url());
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -305,7 +316,11 @@ fn past_the_spill_budget_events_are_dropped_and_counted() {
     nats.run();
     settled(&p, 40.0);
     let got = consume(&nats.url());
-    assert_eq!(got.len() as f64, 40.0 - lost, "every event is in the stream or counted as dropped");
+    assert_eq!(
+        got.len() as f64,
+        40.0 - lost,
+        "every event is in the stream or counted as dropped"
+    );
     // What was kept is the oldest, in order, each once.
     let order: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(order, ids[..got.len()].iter().map(String::as_str).collect::<Vec<_>>());

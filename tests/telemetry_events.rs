@@ -46,7 +46,12 @@ fn a_refusal_yields_a_request_event_and_an_alert() {
     assert_eq!(events.len(), 4, "{events:#?}");
     let kinds: Vec<(&str, &str)> = events
         .iter()
-        .map(|e| (e["event"]["kind"].as_str().expect("kind"), e["event"]["id"].as_str().expect("id")))
+        .map(|e| {
+            (
+                e["event"]["kind"].as_str().expect("kind"),
+                e["event"]["id"].as_str().expect("id"),
+            )
+        })
         .collect();
     let alert_id = format!("{}.alert", ids[2]);
     assert_eq!(
@@ -74,7 +79,10 @@ fn indicators_describe_the_client_behaviour() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let p = start(
         "  indicator_actors: 1024\n",
-        &format!("trusted_proxies: [127.0.0.1]\npolicies: [open.yaml]\n{}", single_pool(&origin)),
+        &format!(
+            "trusted_proxies: [127.0.0.1]\npolicies: [open.yaml]\n{}",
+            single_pool(&origin)
+        ),
         &[("open.yaml", "rules: []\n")],
     );
     let c = client();
@@ -94,7 +102,10 @@ fn indicators_describe_the_client_behaviour() {
     let ev = p.event_for(&last);
     let ind = &ev["palisade"]["indicators"];
     assert_eq!(ind["requests_60s"], 5, "{ind}");
-    assert!(ind["requests_1s"].as_u64().is_some_and(|n| (1..=5).contains(&n)), "{ind}");
+    assert!(
+        ind["requests_1s"].as_u64().is_some_and(|n| (1..=5).contains(&n)),
+        "{ind}"
+    );
     assert_eq!(ind["distinct_paths_60s"], 5, "{ind}");
     assert_eq!(ind["ratio_4xx"], 0.2, "{ind}");
     assert_eq!(ind["ratio_5xx"], 0.0, "{ind}");
@@ -104,7 +115,10 @@ fn indicators_describe_the_client_behaviour() {
     assert!(ind["first_seen_s"].as_u64().is_some_and(|s| s < 10), "{ind}");
     // Another client has its own indicators.
     let other = &p.event_for(&quiet)["palisade"]["indicators"];
-    assert_eq!((other["requests_60s"].as_u64(), other["distinct_paths_60s"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (other["requests_60s"].as_u64(), other["distinct_paths_60s"].as_u64()),
+        (Some(1), Some(1))
+    );
 }
 
 #[test]
@@ -125,7 +139,11 @@ fn strikes_and_bans_show_in_the_indicators() {
     let banned = c.get(p.url("/fine")).send().expect("request");
     assert_eq!(banned.status(), 403);
     let ind = p.event_for(&first)["palisade"]["indicators"].clone();
-    assert_eq!((ind["ban"].as_str(), ind["strike_score"].as_f64()), (Some("none"), Some(1.0)), "{ind}");
+    assert_eq!(
+        (ind["ban"].as_str(), ind["strike_score"].as_f64()),
+        (Some("none"), Some(1.0)),
+        "{ind}"
+    );
     let ind = p.event_for(&request_id(&banned))["palisade"]["indicators"].clone();
     assert_eq!(ind["ban"], "banned", "{ind}");
 }
@@ -151,7 +169,11 @@ fn sampling_drops_allowed_requests_but_never_refusals() {
         .filter(|e| e["event"]["kind"] == "event")
         .map(|e| e["event"]["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(recorded, [ids[2].as_str(), ids[3].as_str()], "allowed requests sampled out");
+    assert_eq!(
+        recorded,
+        [ids[2].as_str(), ids[3].as_str()],
+        "allowed requests sampled out"
+    );
     let emitted = p.metric("palisade_telemetry_emitted_total{sink=\"file\"}");
     assert_eq!(emitted, Some(4.0), "two request events and two alerts");
 }
@@ -201,7 +223,9 @@ fn credential_headers_are_refused_unless_explicitly_allowed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("palisade.yaml:11:") && err.contains("field `telemetry.headers[1]`") && err.contains("credentials"),
+        err.contains("palisade.yaml:11:")
+            && err.contains("field `telemetry.headers[1]`")
+            && err.contains("credentials"),
         "{err}"
     );
     assert!(err.contains("field `telemetry.headers[2]`"), "{err}");
@@ -229,7 +253,9 @@ fn telemetry_settings_are_validated_together() {
     // An unknown key is an error like any other.
     assert!(err.contains("spill_budgets"), "{err}");
     let path = dir.path().join("palisade.yaml");
-    let text = std::fs::read_to_string(&path).expect("read").replace("    spill_budgets: 1MiB\n", "");
+    let text = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("    spill_budgets: 1MiB\n", "");
     std::fs::write(&path, text).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["check", "-c", &path.display().to_string()])
@@ -243,7 +269,10 @@ fn telemetry_settings_are_validated_together() {
         "telemetry.nats.stream",
         "telemetry.nats.batch_size",
     ] {
-        assert!(err.contains(&format!("field `{field}`")), "{field} not reported:\n{err}");
+        assert!(
+            err.contains(&format!("field `{field}`")),
+            "{field} not reported:\n{err}"
+        );
     }
     assert!(err.contains("configuration has 5 error(s)"), "{err}");
 }

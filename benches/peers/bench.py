@@ -353,7 +353,7 @@ http {{
 master_process on;
 http {{
     {self.nginx_temp_paths()}
-    access_log off;
+    {"" if policy else "access_log off;"}
     keepalive_requests 1000000000;
     keepalive_timeout 600s;
     upstream origin {{

@@ -60,7 +60,10 @@ fn output<R: serde::Serialize>(r: &R, json: bool, bad: usize, render: fn(&R) -> 
 pub enum Source {
     File(PathBuf),
     /// `nats://HOST:PORT/STREAM`: every message of the stream at the time of reading.
-    Nats { url: String, stream: String },
+    Nats {
+        url: String,
+        stream: String,
+    },
 }
 
 impl std::str::FromStr for Source {
@@ -70,10 +73,12 @@ impl std::str::FromStr for Source {
             return Ok(Source::File(PathBuf::from(s)));
         };
         match rest.split_once('/') {
-            Some((host, stream)) if !host.is_empty() && !stream.is_empty() && !stream.contains('/') => Ok(Source::Nats {
-                url: format!("nats://{host}"),
-                stream: stream.to_string(),
-            }),
+            Some((host, stream)) if !host.is_empty() && !stream.is_empty() && !stream.contains('/') => {
+                Ok(Source::Nats {
+                    url: format!("nats://{host}"),
+                    stream: stream.to_string(),
+                })
+            }
             _ => Err(format!("{s:?}: write nats://HOST:PORT/STREAM")),
         }
     }
@@ -195,10 +200,13 @@ impl Filter {
         let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         self.since.is_none_or(|s| e.ms >= ms(s))
             && self.until.is_none_or(|u| e.ms < ms(u))
-            && self.ip.is_none_or(|net| e.client.ip.is_some_and(|ip| net.contains(&ip)))
-            && self.rule.as_ref().is_none_or(|r| {
-                e.palisade.decision.rule.as_ref() == Some(r) || e.palisade.decision.also.contains(r)
-            })
+            && self
+                .ip
+                .is_none_or(|net| e.client.ip.is_some_and(|ip| net.contains(&ip)))
+            && self
+                .rule
+                .as_ref()
+                .is_none_or(|r| e.palisade.decision.rule.as_ref() == Some(r) || e.palisade.decision.also.contains(r))
             && self.route.as_ref().is_none_or(|r| e.palisade.route.as_ref() == Some(r))
     }
 }
@@ -309,7 +317,10 @@ mod tests {
         assert!("nats://127.0.0.1:4222".parse::<Source>().is_err());
         assert_eq!("t.jsonl".parse::<Source>(), Ok(Source::File("t.jsonl".into())));
         let t = parse_time("2026-01-31T12:00:00Z").expect("time");
-        assert_eq!(minute(t.duration_since(UNIX_EPOCH).expect("epoch").as_millis() as u64 + 59_000), "2026-01-31T12:00");
+        assert_eq!(
+            minute(t.duration_since(UNIX_EPOCH).expect("epoch").as_millis() as u64 + 59_000),
+            "2026-01-31T12:00"
+        );
         assert!(parse_time("yesterday-ish").is_err());
         assert!(parse_time("15m").expect("age") < SystemTime::now());
     }

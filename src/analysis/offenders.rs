@@ -201,7 +201,11 @@ mod tests {
         ];
         let r = report(&events, &Filter::default(), 10);
         assert_eq!((r.requests, r.not_allowed), (6, 4));
-        let top: Vec<_> = r.top_offenders.iter().map(|o| (o.client.as_str(), o.not_allowed, o.requests)).collect();
+        let top: Vec<_> = r
+            .top_offenders
+            .iter()
+            .map(|o| (o.client.as_str(), o.not_allowed, o.requests))
+            .collect();
         assert_eq!(top, [("203.0.113.9", 3, 3), ("198.51.100.1", 1, 2)]);
         assert_eq!(r.top_offenders[0].rules.get("deny"), Some(&2));
         assert_eq!(r.per_minute.len(), 2);

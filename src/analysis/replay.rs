@@ -175,7 +175,11 @@ pub fn replay(policy: &mut PolicySet, events: &[Event], filter: &Filter, example
 /// The report as text for people.
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Replayed {} request(s) through candidate policy {}", r.requests, r.policy);
+    let _ = writeln!(
+        out,
+        "Replayed {} request(s) through candidate policy {}",
+        r.requests, r.policy
+    );
     for (title, d) in [
         ("Refused by the candidate, not by the live policy", &r.newly_refused),
         ("Refused by the live policy, not by the candidate", &r.no_longer_refused),
@@ -237,7 +241,10 @@ mod tests {
     #[test]
     fn candidate_limits_count_on_recorded_time_and_rules_are_compared() {
         let yaml = "rules:\n  - {id: no-admin, match: {path_prefix: [/admin]}, action: block}\nlimits:\n  - {id: per-ip, requests: 3, per: 10s}\n";
-        let mut p = compile(&[policy_from_str("candidate.yaml", yaml, &["app"]).expect("policy")], None);
+        let mut p = compile(
+            &[policy_from_str("candidate.yaml", yaml, &["app"]).expect("policy")],
+            None,
+        );
         let mut events = Vec::new();
         // 5 requests a second apart from one client: at most 3 in any 10 s window, so the 4th
         // and 5th are throttled; the live policy allowed all of them.

@@ -190,7 +190,10 @@ fn telemetry(t: &super::file::TelemetrySection, c: &mut Collector<'_>) {
                 "telemetry.ip_hash_key_file",
                 format!("{}: the key must be at least 16 bytes", f.display()),
             ),
-            Err(e) => c.field("telemetry.ip_hash_key_file", format!("cannot read {}: {e}", f.display())),
+            Err(e) => c.field(
+                "telemetry.ip_hash_key_file",
+                format!("cannot read {}: {e}", f.display()),
+            ),
         }
     }
     match (&t.nats, t.sink) {
@@ -200,20 +203,32 @@ fn telemetry(t: &super::file::TelemetrySection, c: &mut Collector<'_>) {
     }
     if let Some(n) = &t.nats {
         if n.url.parse::<async_nats::ServerAddr>().is_err() {
-            c.field("telemetry.nats.url", format!("{:?} is not a NATS address (nats://HOST:PORT)", n.url));
+            c.field(
+                "telemetry.nats.url",
+                format!("{:?} is not a NATS address (nats://HOST:PORT)", n.url),
+            );
         }
         let token = |s: &str| !s.is_empty() && !s.contains(|ch: char| ch.is_whitespace() || ch == '>' || ch == '*');
         if !token(&n.subject) {
-            c.field("telemetry.nats.subject", "must be a subject without spaces or wildcards");
+            c.field(
+                "telemetry.nats.subject",
+                "must be a subject without spaces or wildcards",
+            );
         }
         if !token(&n.stream) || n.stream.contains('.') {
-            c.field("telemetry.nats.stream", "must be a name without spaces, dots or wildcards");
+            c.field(
+                "telemetry.nats.stream",
+                "must be a name without spaces, dots or wildcards",
+            );
         }
         if n.batch_size == 0 {
             c.field("telemetry.nats.batch_size", "must be at least 1");
         }
         if n.ack_timeout.0.is_zero() || n.reconnect_max_delay.0.is_zero() {
-            c.field("telemetry.nats", "ack_timeout and reconnect_max_delay must be longer than zero");
+            c.field(
+                "telemetry.nats",
+                "ack_timeout and reconnect_max_delay must be longer than zero",
+            );
         }
     }
 }

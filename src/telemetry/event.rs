@@ -156,7 +156,11 @@ impl EventView<'_> {
                 address: alias,
                 port,
             },
-            None => Address { ip, address: None, port },
+            None => Address {
+                ip,
+                address: None,
+                port,
+            },
         }
     }
 }

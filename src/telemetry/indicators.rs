@@ -174,12 +174,7 @@ impl ActorTable {
     /// Count one request. `struck` says this request was refused or struck; `penalties` is
     /// called, outside the shard lock, only for actors that were ever struck, to read their
     /// strike score and ban state.
-    pub fn observe(
-        &self,
-        o: &Observation<'_>,
-        struck: bool,
-        penalties: impl FnOnce(bool) -> Penalties,
-    ) -> Indicators {
+    pub fn observe(&self, o: &Observation<'_>, struck: bool, penalties: impl FnOnce(bool) -> Penalties) -> Indicators {
         let h = self.hasher.hash_one(o.ip);
         let shard = &self.shards[(h as usize) & (SHARDS - 1)];
         let set = ((h >> 6) as usize) % self.sets_per_shard;
@@ -231,7 +226,11 @@ fn update(s: &mut Slot, o: &Observation<'_>, path_hash: u64, ua_hash: u64, struc
     s.per_second.cur = s.per_second.cur.saturating_add(1);
     let minute = now / MINUTE_MS;
     if minute != s.per_minute.index {
-        s.paths_prev = if minute == s.per_minute.index + 1 { s.paths_now } else { 0.0 };
+        s.paths_prev = if minute == s.per_minute.index + 1 {
+            s.paths_now
+        } else {
+            0.0
+        };
         s.paths = [0; HLL_REGISTERS];
         s.paths_now = 0.0;
     }
@@ -370,7 +369,13 @@ mod tests {
         let t = ActorTable::new(1024);
         let mut last = Indicators::default();
         for i in 0..40u64 {
-            let status = if i % 4 == 0 { 404 } else if i % 10 == 1 { 503 } else { 200 };
+            let status = if i % 4 == 0 {
+                404
+            } else if i % 10 == 1 {
+                503
+            } else {
+                200
+            };
             let ua = if i < 20 { "scanner/1" } else { "Mozilla/5.0" };
             last = t.observe(
                 &obs("203.0.113.7", &format!("/probe/{i}"), ua, status, T0 + i),

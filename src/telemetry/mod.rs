@@ -413,7 +413,10 @@ fn add(batch: &mut Batch, rec: &Record, pseudonyms: Option<&mut Pseudonyms>, met
         failed += 1;
     }
     if failed > 0 {
-        log::error!("telemetry: {failed} event(s) of request {} could not be encoded", rec.request_id);
+        log::error!(
+            "telemetry: {failed} event(s) of request {} could not be encoded",
+            rec.request_id
+        );
         metrics.dropped_encode_error.inc_by(failed);
     }
 }

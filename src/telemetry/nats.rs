@@ -110,7 +110,11 @@ impl NatsSink {
         });
         match result {
             Ok(_) => {
-                log::info!("telemetry: publishing to NATS stream {} ({})", self.cfg.stream, self.cfg.subject);
+                log::info!(
+                    "telemetry: publishing to NATS stream {} ({})",
+                    self.cfg.stream,
+                    self.cfg.subject
+                );
                 self.stream_ok = true;
                 self.backoff = FIRST_BACKOFF;
             }
@@ -157,7 +161,9 @@ impl NatsSink {
     }
 
     fn spill<'a>(&mut self, events: impl Iterator<Item = (&'a str, &'a [u8])>, n: usize) {
-        let taken = self.spill.push(events.map(|(id, line)| (id, line.strip_suffix(b"\n").unwrap_or(line))));
+        let taken = self
+            .spill
+            .push(events.map(|(id, line)| (id, line.strip_suffix(b"\n").unwrap_or(line))));
         self.metrics.spilled.inc_by(taken as u64);
         if taken < n {
             log::warn!("telemetry: spill queue full, {} events dropped", n - taken);

@@ -290,7 +290,11 @@ mod tests {
         let ids = drain(&mut s);
         assert_eq!(ids, (0..15).map(|i| format!("id-{i:03}")).collect::<Vec<_>>());
         assert!(s.is_empty());
-        assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 0, "delivered segments are deleted");
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("dir").count(),
+            0,
+            "delivered segments are deleted"
+        );
     }
 
     #[test]
@@ -315,7 +319,11 @@ mod tests {
         let mut s = Spill::open(dir.path(), 1 << 20).expect("open");
         push(&mut s, &events(0..3));
         drop(s);
-        let seg = fs::read_dir(dir.path()).expect("dir").next().expect("segment").expect("entry");
+        let seg = fs::read_dir(dir.path())
+            .expect("dir")
+            .next()
+            .expect("segment")
+            .expect("entry");
         let f = OpenOptions::new().append(true).open(seg.path()).expect("open");
         f.set_len(seg.metadata().expect("meta").len() - 3).expect("truncate");
         let mut s = Spill::open(dir.path(), 1 << 20).expect("reopen");
