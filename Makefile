@@ -7,6 +7,8 @@
 #   make bench           criterion benchmarks of the decision path and the policy engine
 #   make check-policies  `palisade check` on every configuration under deploy/
 #   make lint            rustfmt check and clippy with warnings as errors
+#   make fuzz            cargo-fuzz targets, FUZZ_SECS each (default 30; needs nightly, installed if missing)
+#   make soak            mixed load, reloads and a hot upgrade for SOAK_SECS (default 600)
 #   make clean-run       delete the demo's run/ directory (telemetry, pid file, socket)
 #   make bench-peers     side-by-side benchmark against nginx, HAProxy and stock Pingora
 #                        (benches/peers/bench.py; about 10 minutes; not part of CI)
@@ -18,8 +20,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 # Packages the build needs on Debian: cmake and a C compiler build vendored C libraries
 # (zlib-ng, zstd, OpenSSL), perl drives OpenSSL's build, curl is for the demo and rustup,
-# nats-server (with JetStream) is started by the telemetry tests (tests/nats.rs).
-DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server
+# nats-server (with JetStream) is started by the telemetry tests (tests/nats.rs), slowhttptest
+# drives the slow-client test (tests/slow_clients.rs).
+DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server slowhttptest
 
 # Packages only `make bench-peers` needs (never CI): the peers, the load generators (wrk; h2load
 # from nghttp2-client) and openssl for the benchmark's self-signed certificate.
@@ -29,7 +32,11 @@ DEMO_CONFIG := deploy/demo/palisade.yaml
 DEMO_ORIGIN_ADDR := 127.0.0.1:8081
 RUN_DIR := run
 
-.PHONY: setup build run test bench bench-peers check-policies lint clean-run
+FUZZ_SECS ?= 30
+FUZZ_TARGETS := config policy matchers framing
+SOAK_SECS ?= 600
+
+.PHONY: setup build run test bench bench-peers check-policies lint clean-run fuzz soak
 
 setup:
 	@missing=""; \
@@ -120,6 +127,23 @@ check-policies: setup
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+# Coverage-guided fuzzing (libFuzzer via cargo-fuzz, nightly only). Each target starts from
+# fuzz/seeds/TARGET and keeps what it learns in fuzz/corpus/TARGET; a crash stops the run and
+# leaves its input in fuzz/artifacts/TARGET.
+fuzz: setup
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECS)s"; \
+		cargo +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
+
+# Ten minutes (SOAK_SECS) of mixed load with policy reloads and a hot upgrade; see tests/soak.rs.
+soak: setup
+	SOAK_SECS=$(SOAK_SECS) cargo test --test soak -- --ignored --nocapture
 
 clean-run:
 	rm -rf $(RUN_DIR)

@@ -38,6 +38,10 @@ pub struct Snapshot {
     pub trust_incoming_request_id: bool,
     pub redaction: Arc<Redaction>,
     pub client_keepalive_secs: u64,
+    /// Request size and rate limits (`limits:`); routes may override them.
+    pub limits: crate::proxy::limits::Limits,
+    /// Header timeout and per-address connection cap, read when a connection is accepted.
+    pub conn_limits: crate::proxy::limits::ConnLimits,
     /// Config and policy files, watched for changes.
     pub files: Vec<PathBuf>,
     /// The configuration it was built from, to tell which changes need a restart.
@@ -91,6 +95,8 @@ impl Snapshot {
                 .server
                 .client_keepalive
                 .map_or(DEFAULT_CLIENT_KEEPALIVE_SECS, |d| d.0.as_secs().max(1)),
+            limits: crate::proxy::limits::Limits::new(&cfg.limits),
+            conn_limits: crate::proxy::limits::ConnLimits::new(&cfg.limits),
             files: loaded.files.clone(),
             loaded,
         })

@@ -87,3 +87,54 @@ fn operators_ban_and_unban_at_runtime() {
         400
     );
 }
+
+#[test]
+fn refused_calls_are_counted_by_reason() {
+    let (_origin, p, admin) = start();
+    let c = client();
+    let refusals = |reason: &str| {
+        p.metric(&format!("palisade_admin_refusals_total{{reason=\"{reason}\"}}"))
+            .unwrap_or(0.0)
+    };
+    assert_eq!(c.post(format!("{admin}/reload")).send().expect("admin").status(), 401);
+    for _ in 0..2 {
+        let r = c
+            .delete(format!("{admin}/bans?ip=127.0.0.1"))
+            .bearer_auth("not-the-token-at-all")
+            .send()
+            .expect("admin");
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(refusals("missing_token"), 1.0);
+    assert_eq!(refusals("wrong_token"), 2.0);
+    // Reads need no token and are not refusals.
+    assert_eq!(c.get(format!("{admin}/bans")).send().expect("admin").status(), 200);
+    assert_eq!(refusals("missing_token"), 1.0);
+}
+
+#[test]
+fn check_refuses_a_remote_admin_address_without_allow_remote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |admin: &str| {
+        let cfg = format!(
+            "listeners:\n  - address: 127.0.0.1:8080\nupstreams:\n  app: {{backends: [\"127.0.0.1:9000\"]}}\nroutes:\n  - {{name: app, upstream: app}}\ntelemetry: {{sink: off}}\n{admin}"
+        );
+        std::fs::write(dir.path().join("palisade.yaml"), cfg).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["check", "-c"])
+            .arg(dir.path().join("palisade.yaml"))
+            .output()
+            .expect("check");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = write("admin:\n  address: 0.0.0.0:9101\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(":9:") && err.contains("field `admin.address`") && err.contains("allow_remote"),
+        "{err}"
+    );
+    let (code, err) = write("admin:\n  address: 0.0.0.0:9101\n  allow_remote: true\n");
+    assert_eq!(code, Some(0), "an explicit allow_remote is accepted: {err}");
+    let (code, err) = write("admin:\n  address: \"[::1]:9101\"\n");
+    assert_eq!(code, Some(0), "IPv6 loopback needs no allow_remote: {err}");
+}

@@ -1,7 +1,8 @@
 //! Telemetry to NATS JetStream with the real nats-server (Debian package `nats-server`, run with
 //! JetStream on a loopback port picked at run time): events published through a running
 //! Palisade are read back from the stream; a server killed mid-traffic and restarted loses
-//! nothing and duplicates nothing; past the spill budget, events are dropped and counted.
+//! nothing and duplicates nothing; events spilled before a crash are sent by the next process;
+//! past the spill budget, events are dropped and counted.
 //! nats-server must be installed (CI installs it): these tests fail, not skip, without it.
 
 mod common;
@@ -324,4 +325,35 @@ fn past_the_spill_budget_events_are_dropped_and_counted() {
     // What was kept is the oldest, in order, each once.
     let order: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(order, ids[..got.len()].iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn events_spilled_before_a_crash_are_sent_by_the_next_process() {
+    let port = free_addr().port();
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let mut p = proxy(&origin, &format!("nats://127.0.0.1:{port}"), "");
+    let c = client();
+    let ids: Vec<String> = (0..10).map(|i| send(&p, &c, &format!("/limited/{i}"))).collect();
+    eventually("10 events spilled", || {
+        (metric(&p, "palisade_telemetry_spilled_total") == 10.0).then_some(())
+    });
+    // A crash: no chance to deliver anything.
+    if let Some(mut child) = p.child.take() {
+        child.kill().expect("kill palisade");
+        child.wait().expect("reap palisade");
+    }
+    let config = p.config.display().to_string();
+    p.child = Some(p.spawn(&["run", "-c", &config], &[]));
+    p.wait_ready();
+    let mut nats = Nats {
+        child: None,
+        port,
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    nats.run();
+    eventually("the new process replays the old one's events", || {
+        (metric(&p, "palisade_telemetry_replayed_total") == 10.0).then_some(())
+    });
+    let got: Vec<String> = consume(&nats.url()).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, ids);
 }

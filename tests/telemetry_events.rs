@@ -106,7 +106,7 @@ fn indicators_describe_the_client_behaviour() {
         ind["requests_1s"].as_u64().is_some_and(|n| (1..=5).contains(&n)),
         "{ind}"
     );
-    assert_eq!(ind["distinct_paths_60s"], 5, "{ind}");
+    assert_eq!(ind["distinct_paths_60s"], 5, "exact for a few paths: {ind}");
     assert_eq!(ind["ratio_4xx"], 0.2, "{ind}");
     assert_eq!(ind["ratio_5xx"], 0.0, "{ind}");
     assert_eq!(ind["user_agent_changes"], 1, "{ind}");

@@ -841,6 +841,8 @@ def main() -> int:
                     help="an extra Palisade build to measure beside target/release/palisade (A/B runs)")
     ap.add_argument("--palisade-env", action="append", default=[], metavar="NAME=VAR=VALUE,...",
                     help="an extra Palisade contender: the default binary with these environment variables")
+    ap.add_argument("--only", default="", metavar="NAME,...",
+                    help="measure only these contenders (A/B runs); the README is then left alone")
     ap.add_argument("--with-bare-palisade", action="store_true",
                     help="also measure Palisade with an empty policy and telemetry off")
     ap.add_argument("--profile", action="append", default=[], metavar="PROXY",
@@ -898,6 +900,10 @@ def main() -> int:
         name, _, vars_ = spec.partition("=")
         env = dict(v.split("=", 1) for v in vars_.split(",") if v)
         proxies.append(setup.palisade(name, palisade_bin, env=env))
+    if args.only:
+        keep = set(args.only.split(","))
+        proxies = [p for p in proxies if p.name in keep]
+        args.no_write = True
     order = [p.name for p in proxies]
 
     origin = setup.start_origin()
@@ -1010,7 +1016,22 @@ def main() -> int:
            "CPU µs/req is utime+stime of all the proxy's processes and threads over the measurement, "
            "divided by the requests completed; the median over rounds is shown with the range. "
            "Ratios are against nginx-policy, measured in the same run. Read ratios, not absolute "
-           "numbers: the machine is shared.", ""]
+           "numbers: the machine is shared.", "",
+           "The contenders (configurations are written by the script; `--keep-tmp` keeps them):", "",
+           "- **nginx**, **haproxy**: plain reverse proxies with upstream keep-alive.",
+           "- **nginx-policy**: a 10,000-CIDR `geo` deny list, `limit_req` per client address (1M r/s, never "
+           "triggers), a JSON `access_log` line per request (buffered 64 KiB, flushed every second), "
+           "X-Forwarded-For/-Proto and a request id upstream and back.",
+           "- **haproxy-policy**: the same list as an ACL from a file, a stick table tracking each source's "
+           "request rate (deny above 100M/s, never), a JSON `log-format` line per request written by "
+           "`log stdout format raw` (the script sends HAProxy's stdout to a file: one write per line), "
+           "`option forwardfor` and a `unique-id` request id.",
+           "- **stock-pingora**: examples/stock_pingora.rs, a minimal `ProxyHttp`, same Pingora, release "
+           "profile and allocator (mimalloc) as Palisade: the floor.",
+           "- **palisade**: the same deny list as a policy list file, a per-address limit (100M per second), "
+           "repeat-offender tracking (`offenders:`), telemetry of every request to the file sink, "
+           "`threads: 1`, default metrics.",
+           "- Other `palisade-*` rows are A/B builds or settings given with `--palisade`/`--palisade-env`.", ""]
     if h1s:
         out += [f"## HTTP/1.1 keep-alive, small response ({args.rounds} rounds × {D} s, wrk, {C} connections)", ""]
         out += table(h1s, order)

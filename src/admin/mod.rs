@@ -16,6 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::enforce::offenders::{now_ms, Actor};
+use crate::metrics::METRICS;
 use crate::reload::Reloader;
 use crate::state::Store;
 
@@ -59,7 +60,9 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 impl AdminApp {
     /// `None` when the request carries the right token, else the refusal to send.
     fn refusal(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+        let refused = |reason: &str| METRICS.admin_refusals.with_label_values(&[reason]).inc();
         let Some(expected) = &self.token_digest else {
+            refused("no_token_configured");
             return Some(reply(
                 StatusCode::FORBIDDEN,
                 json!({"error": "no admin token is configured; state changes are off"}),
@@ -74,7 +77,12 @@ impl AdminApp {
             .map(digest);
         match given {
             Some(d) if constant_time_eq(&d, expected) => None,
-            _ => {
+            other => {
+                refused(if other.is_some() {
+                    "wrong_token"
+                } else {
+                    "missing_token"
+                });
                 let peer = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
                 log::warn!(
                     "admin: refused {} {} from {peer}: missing or wrong token",

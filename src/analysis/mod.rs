@@ -38,6 +38,8 @@ pub fn run_replay(args: &crate::cli::ReplayArgs) -> Result<String, String> {
     let source = std::fs::read_to_string(&args.policy).map_err(|e| format!("{path}: {e}"))?;
     let loaded = crate::config::load::policy_from_str(&path, &source, &routes).map_err(|e| e.to_string())?;
     let mut policy = crate::policy::compile(&[loaded], None);
+    // The simulated bans would each log a warning meant for a live proxy's operator.
+    log::set_max_level(log::LevelFilter::Error);
     let r = replay::replay(&mut policy, &events, &args.input.filter(), args.examples);
     output(&r, args.input.json, bad, replay::render)
 }

@@ -33,6 +33,8 @@ pub struct ConfigFile {
     pub reload: ReloadSection,
     /// Where strikes and bans are saved so they survive restarts and hot upgrades.
     pub state: StateSection,
+    /// What one client may send, and how slowly (sizes, body rate, header timeout, connections).
+    pub limits: super::limits::LimitsSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -196,6 +198,9 @@ pub struct RouteSection {
     #[serde(default)]
     pub timeouts: TimeoutsSection,
     pub response_headers: Option<HeaderRulesSection>,
+    /// Overrides of the request-level `limits:` for this route.
+    #[serde(default)]
+    pub limits: Option<super::limits::RouteLimitsSection>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -278,7 +283,7 @@ pub const DEFAULT_TELEMETRY_KEEP_FILES: usize = 5;
 pub const DEFAULT_TELEMETRY_QUEUE_CAPACITY: usize = 65_536;
 /// Default of `telemetry.sample_allowed`: every allowed request is recorded.
 pub const DEFAULT_SAMPLE_ALLOWED: f64 = 1.0;
-/// Default of `telemetry.indicator_actors`: about 12 MiB of indicator state.
+/// Default of `telemetry.indicator_actors`: about 14 MiB of indicator state.
 pub const DEFAULT_INDICATOR_ACTORS: usize = 65_536;
 
 impl Default for TelemetrySection {

@@ -146,6 +146,7 @@ pub fn policy_from_str(name: &str, source: &str, routes: &[&str]) -> Result<Load
                 preserve_host: true,
                 timeouts: Default::default(),
                 response_headers: None,
+                limits: None,
             })
             .collect(),
         ..ConfigFile::default()
@@ -223,6 +224,7 @@ fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
             preserve_host: true,
             timeouts: Default::default(),
             response_headers: None,
+            limits: None,
         }];
     }
     match o.telemetry.as_deref() {

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod file;
+pub mod limits;
 pub mod load;
 pub mod locate;
 pub mod types;

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub policy_info: IntGaugeVec,
     pub active_bans: IntGauge,
     pub shadow_disagreements: IntCounterVec,
+    pub request_refusals: IntCounterVec,
+    pub connection_refusals: IntCounterVec,
+    pub admin_refusals: IntCounterVec,
+    pub upstream_retries: IntCounterVec,
 }
 
 // Registration only fails on a duplicate name, which is a programming error caught by tests.
@@ -126,6 +130,30 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             SHADOW_DISAGREEMENTS_TOTAL,
             "Requests the shadow policy would decide differently, by live and shadow decision.",
             &["live", "shadow"]
+        )
+        .expect("metric"),
+        request_refusals: register_int_counter_vec!(
+            REQUEST_REFUSALS_TOTAL,
+            "Requests refused for ambiguous framing or a size or rate limit, by reason.",
+            &["reason"]
+        )
+        .expect("metric"),
+        connection_refusals: register_int_counter_vec!(
+            CONNECTION_REFUSALS_TOTAL,
+            "Connections refused (per-address cap) or closed (header timeout) before a request, by reason.",
+            &["reason"]
+        )
+        .expect("metric"),
+        admin_refusals: register_int_counter_vec!(
+            ADMIN_REFUSALS_TOTAL,
+            "Admin API calls refused, by reason.",
+            &["reason"]
+        )
+        .expect("metric"),
+        upstream_retries: register_int_counter_vec!(
+            UPSTREAM_RETRIES_TOTAL,
+            "Requests tried again on a backend after a failure, by pool and phase.",
+            &["pool", "phase"]
         )
         .expect("metric"),
     }

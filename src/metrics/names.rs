@@ -17,3 +17,11 @@ pub const POLICY_INFO: &str = "palisade_policy_info";
 pub const ACTIVE_BANS: &str = "palisade_active_bans";
 pub const SHADOW_DISAGREEMENTS_TOTAL: &str = "palisade_shadow_disagreements_total";
 pub const BUILD_INFO: &str = "palisade_build_info";
+/// Requests refused for their framing or size, by reason (`proxy::framing`, `proxy::limits`).
+pub const REQUEST_REFUSALS_TOTAL: &str = "palisade_request_refusals_total";
+/// Connections refused or closed before a request: `too_many_connections`, `header_timeout`.
+pub const CONNECTION_REFUSALS_TOTAL: &str = "palisade_connection_refusals_total";
+/// Admin calls refused: `missing_token`, `wrong_token`, `no_token_configured`.
+pub const ADMIN_REFUSALS_TOTAL: &str = "palisade_admin_refusals_total";
+/// Requests sent again to a backend after a failure, by pool and phase (`connect`, `proxy`).
+pub const UPSTREAM_RETRIES_TOTAL: &str = "palisade_upstream_retries_total";

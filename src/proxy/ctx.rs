@@ -37,6 +37,8 @@ pub struct RequestCtx {
     pub slots: crate::enforce::inflight::Slots,
     /// Why Palisade answered with an error, for telemetry (`no_route`, `upstream_timeout`, …).
     pub error: Option<&'static str>,
+    /// Body bytes and WebSocket frames counted against the request's limits.
+    pub intake: super::limits::Intake,
 }
 
 impl RequestCtx {
@@ -58,6 +60,7 @@ impl RequestCtx {
             slots: Default::default(),
             shadow: None,
             error: None,
+            intake: Default::default(),
         }
     }
 

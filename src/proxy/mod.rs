@@ -7,9 +7,13 @@
 //! headers) → logging (telemetry, metrics). fail_to_proxy turns upstream failures into
 //! 502/503/504 answers.
 
+pub mod conn_guard;
 pub mod ctx;
 pub mod facts;
+pub mod framing;
+pub mod limits;
 pub mod respond;
+pub mod retry;
 pub mod routes;
 pub mod tls;
 pub mod upstream;
@@ -18,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -26,14 +31,10 @@ use pingora::{ErrorSource, ErrorType};
 use pingora_proxy::FailToProxy;
 
 use crate::enforce::{self, RequestFacts};
-use crate::state::Store;
+use crate::state::{Snapshot, Store};
 use crate::telemetry::Telemetry;
 pub use ctx::RequestCtx;
 use respond::{status_line, Answer};
-
-/// Connection attempts per request (the first and one retry on another backend); nothing has
-/// been sent upstream when a connect fails, so the retry is safe for any method.
-const MAX_CONNECT_TRIES: u8 = 2;
 
 /// Requests a tarpit may hold at once; more are answered without delay.
 const MAX_TARPITS: usize = 1024;
@@ -57,6 +58,70 @@ fn peer_of(addr: Option<&PingoraAddr>) -> Option<std::net::SocketAddr> {
     addr.and_then(|a| a.as_inet()).copied()
 }
 
+/// The strict framing and size check of the head (`framing`), and the target in origin form
+/// when the client sent it in absolute form.
+fn inspect_head(session: &Session, limits: &limits::Limits) -> Result<Option<http::Uri>, framing::Refusal> {
+    match session.as_downstream().as_http1() {
+        Some(h1) => {
+            let raw = h1.get_headers_raw_bytes();
+            let head = framing::check_head(&raw, &limits.head)?;
+            head.origin_form
+                .map(|t| t.parse::<http::Uri>().map_err(|_| framing::BAD_TARGET))
+                .transpose()
+        }
+        None => {
+            let req = session.req_header();
+            let bytes = req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+            framing::check_sizes(req.raw_path().len(), req.headers.len(), bytes, &limits.head).map(|()| None)
+        }
+    }
+}
+
+impl Palisade {
+    /// Answer a request refused for its framing or a limit, and close the connection: after a
+    /// framing refusal, nothing more on it can be trusted to be framed as the client meant.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        snap: &Snapshot,
+        refusal: framing::Refusal,
+    ) -> Result<bool> {
+        ctx.error = Some(refusal.reason);
+        crate::metrics::METRICS
+            .request_refusals
+            .with_label_values(&[refusal.reason])
+            .inc();
+        session.set_keepalive(None);
+        Answer {
+            status: refusal.status,
+            body: format!(
+                "{}\nRequest refused ({}). Reference: {}\n",
+                status_line(refusal.status),
+                refusal.reason.replace('_', " "),
+                ctx.request_id
+            ),
+            request_id: &ctx.request_id,
+            request_id_header: &snap.request_id_header,
+            headers: Some(snap.routes.default_headers()),
+            retry_after: None,
+            location: None,
+        }
+        .send(session)
+        .await?;
+        Ok(true)
+    }
+
+    fn count_retry(&self, ctx: &RequestCtx, phase: retry::Phase) {
+        if let Some(route) = ctx.route() {
+            crate::metrics::METRICS
+                .upstream_retries
+                .with_label_values(&[&route.pool.name, phase.label()])
+                .inc();
+        }
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Palisade {
     type CTX = RequestCtx;
@@ -68,7 +133,16 @@ impl ProxyHttp for Palisade {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.store.load_full();
         session.set_keepalive(Some(snap.client_keepalive_secs));
+        if let Some(conn) = conn_guard::GuardedStream::of(session.as_downstream().stream()) {
+            conn.clock.started();
+        }
         ctx.peer = peer_of(session.client_addr());
+        let head = inspect_head(session, &snap.limits);
+        if let Ok(Some(origin_form)) = &head {
+            // Absolute form, already checked to name the same host as `Host`: route, decide
+            // and forward on the one target everybody agrees on.
+            session.req_header_mut().set_uri(origin_form.clone());
+        }
         let req = session.req_header();
         // Without a socket address (not possible on TCP listeners) the client is 0.0.0.0,
         // which only matches rules written for it: fail open on identity, closed on limits.
@@ -97,6 +171,9 @@ impl ProxyHttp for Palisade {
             .unwrap_or("");
         ctx.host = crate::host::normalize(raw_host);
         ctx.snap = Some(snap.clone());
+        if let Err(refusal) = head {
+            return self.refuse(session, ctx, &snap, refusal).await;
+        }
 
         if let Some(port) = self.listener.redirect_https {
             let port = if port == 443 { String::new() } else { format!(":{port}") };
@@ -151,7 +228,19 @@ impl ProxyHttp for Palisade {
         }
         let headers = route.map_or_else(|| snap.routes.default_headers(), |r| &*r.response_headers);
         if !ctx.verdict.enforced() {
-            if route.is_some() {
+            if let Some(route) = route {
+                ctx.intake = limits::Intake::new(snap.limits.with(route.limits.as_ref()), Instant::now());
+                if let Err(refusal) = ctx.intake.check_declared(facts.content_length) {
+                    return self.refuse(session, ctx, &snap, refusal).await;
+                }
+                let has_body =
+                    facts.content_length.is_some_and(|n| n > 0) || req.headers.contains_key(header::TRANSFER_ENCODING);
+                if has_body && !session.is_upgrade_req() {
+                    // The minimum body rate is enforced as the time each read may take.
+                    if let Some(t) = ctx.intake.first_read_timeout() {
+                        session.set_read_timeout(Some(t));
+                    }
+                }
                 return Ok(false);
             }
             ctx.error = Some("no_route");
@@ -234,6 +323,35 @@ impl ProxyHttp for Palisade {
         Ok(Box::new(peer))
     }
 
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(chunk) = body.as_ref() else { return Ok(()) };
+        // After a 101 these are the client's WebSocket frames, not a request body.
+        let verdict = if session.was_upgraded() {
+            ctx.intake.on_tunnel(chunk).map(|()| None)
+        } else {
+            ctx.intake.on_body(chunk.len(), Instant::now())
+        };
+        match verdict {
+            Ok(Some(next_read)) => session.set_read_timeout(Some(next_read)),
+            Ok(None) => {}
+            Err(refusal) => {
+                ctx.error = Some(refusal.reason);
+                crate::metrics::METRICS
+                    .request_refusals
+                    .with_label_values(&[refusal.reason])
+                    .inc();
+                return Err(Error::explain(ErrorType::HTTPStatus(refusal.status), refusal.reason));
+            }
+        }
+        Ok(())
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -241,8 +359,58 @@ impl ProxyHttp for Palisade {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let several = ctx.route().is_some_and(|r| r.pool.backends.len() > 1);
-        e.set_retry(several && ctx.tries < MAX_CONNECT_TRIES);
+        let retry = retry::should_retry(&retry::Failure {
+            phase: retry::Phase::Connect,
+            tries: ctx.tries,
+            backends: ctx.route().map_or(0, |r| r.pool.backends.len()),
+            idempotent: false,
+            replayable: false,
+            response_started: false,
+            broken_connection: true,
+        });
+        if retry {
+            self.count_retry(ctx, retry::Phase::Connect);
+        }
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // Pingora marks a failure on a reused connection (the origin closed it while idle)
+        // as retryable; a reset or close of a fresh one by the origin is just as safe to retry.
+        // A client that went away is not a reason to send the request again.
+        let pingora_retry = {
+            let mut probe = e.retry;
+            probe.decide_reuse(client_reused);
+            probe.retry()
+        };
+        let broken = pingora_retry
+            || (*e.esource() == ErrorSource::Upstream
+                && matches!(
+                    e.etype(),
+                    ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                ));
+        let retry = retry::should_retry(&retry::Failure {
+            phase: retry::Phase::Proxy,
+            tries: ctx.tries,
+            backends: ctx.route().map_or(0, |r| r.pool.backends.len()),
+            idempotent: session.req_header().method.is_idempotent(),
+            replayable: !session.as_ref().retry_buffer_truncated(),
+            response_started: session.response_written().is_some(),
+            broken_connection: broken,
+        });
+        if retry {
+            self.count_retry(ctx, retry::Phase::Proxy);
+        }
+        e.set_retry(retry);
         e
     }
 
@@ -324,15 +492,24 @@ impl ProxyHttp for Palisade {
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {
+                    // The read timeout of a body is the minimum body rate (`limits`).
+                    ErrorType::ReadTimedout => 408,
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
                     _ => 400,
                 },
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
+        if code == 408 && ctx.error.is_none() {
+            crate::metrics::METRICS
+                .request_refusals
+                .with_label_values(&[limits::BODY_TOO_SLOW.reason])
+                .inc();
+        }
         if ctx.error.is_none() {
             ctx.error = Some(match code {
                 504 => "upstream_timeout",
+                408 => limits::BODY_TOO_SLOW.reason,
                 0 => "client_gone",
                 400 => "bad_request",
                 500 => "internal_error",
@@ -377,6 +554,9 @@ impl ProxyHttp for Palisade {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(conn) = conn_guard::GuardedStream::of(session.as_downstream().stream()) {
+            conn.clock.finished();
+        }
         let snap = ctx.snap.clone().unwrap_or_else(|| self.store.load_full());
         ctx::record(session, ctx, &snap, &self.telemetry);
     }

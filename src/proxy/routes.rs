@@ -74,6 +74,8 @@ pub struct Route {
     pub preserve_host: bool,
     pub timeouts: Timeouts,
     pub response_headers: Arc<HeaderRules>,
+    /// Overrides of the global request limits.
+    pub limits: Option<crate::config::limits::RouteLimitsSection>,
 }
 
 pub struct RouteTable {
@@ -108,6 +110,7 @@ impl RouteTable {
                         .response_headers
                         .as_ref()
                         .map_or_else(|| defaults.clone(), |h| Arc::new(HeaderRules::new(h))),
+                    limits: r.limits.clone(),
                 })
             })
             .collect();

@@ -224,10 +224,20 @@ impl Serialize for EventView<'_> {
 struct Rfc3339(SystemTime);
 
 impl Serialize for Rfc3339 {
+    /// `2026-11-23T17:19:46.289445953Z`: UTC, always nine fractional digits, written straight
+    /// into the output (no intermediate string; this runs for every event).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let dt = time::OffsetDateTime::from(self.0);
-        let f = time::format_description::well_known::Rfc3339;
-        s.serialize_str(&dt.format(&f).unwrap_or_default())
+        s.collect_str(&format_args!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second(),
+            dt.nanosecond()
+        ))
     }
 }
 
@@ -291,25 +301,23 @@ impl Serialize for RequestView<'_> {
         m.serialize_entry("id", &r.request_id)?;
         m.serialize_entry("method", r.method.as_str())?;
         m.serialize_entry("bytes", &r.bytes_in)?;
-        let valid: Vec<(&str, &str)> = r
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-            .collect();
-        if !valid.is_empty() {
-            m.serialize_entry("headers", &HeadersView(&valid))?;
+        if r.headers.iter().any(|(_, v)| v.to_str().is_ok()) {
+            m.serialize_entry("headers", &HeadersView(&r.headers))?;
         }
         m.end()
     }
 }
 
-struct HeadersView<'a>(&'a [(&'a str, &'a str)]);
+/// The recorded headers whose values are text.
+struct HeadersView<'a>(&'a [(HeaderName, HeaderValue)]);
 
 impl Serialize for HeadersView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
+        let mut m = s.serialize_map(None)?;
         for (k, v) in self.0 {
-            m.serialize_entry(k, v)?;
+            if let Ok(v) = v.to_str() {
+                m.serialize_entry(k.as_str(), v)?;
+            }
         }
         m.end()
     }
@@ -468,6 +476,15 @@ pub fn redact_query(query: Option<&str>, mode: QueryMode, allow: &[String]) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_nanoseconds() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_795_454_386, 289_445_953);
+        let json = serde_json::to_string(&Rfc3339(t)).expect("encode");
+        assert_eq!(json, "\"2026-11-23T17:19:46.289445953Z\"");
+        let parsed = humantime::parse_rfc3339(json.trim_matches('"')).expect("parse");
+        assert_eq!(parsed, t);
+    }
 
     #[test]
     fn query_redaction_keeps_allowed_names_only() {

@@ -8,8 +8,8 @@
 //! documented in docs/telemetry.md:
 //! - rates over 1 s and 60 s are sliding-window estimates from two fixed buckets (current and
 //!   previous), the previous one weighted by the share of it still inside the window;
-//! - distinct paths use a 64-register HyperLogLog per bucket (about 13% standard error, exact
-//!   enough below a few dozen paths thanks to linear counting);
+//! - distinct paths are exact up to 7 (a small set of path hashes), then estimated by a
+//!   64-register HyperLogLog per bucket (about 13% standard error);
 //! - an evicted actor starts afresh when it comes back (its first-seen age restarts).
 //!
 //! The clock is a parameter (`now_ms`), so tests drive time without sleeping.
@@ -25,6 +25,8 @@ use serde::Serialize;
 const SHARDS: usize = 64;
 /// Slots per set: an actor can live in any of them.
 const WAYS: usize = 8;
+/// Distinct paths counted exactly before the HyperLogLog takes over.
+const EXACT_PATHS: usize = 8;
 /// HyperLogLog registers per bucket (2^6).
 const HLL_REGISTERS: usize = 64;
 const HLL_BITS: u32 = 6;
@@ -111,6 +113,9 @@ struct Slot {
     /// The actor was refused or struck at least once: only then is its strike score looked up.
     struck: bool,
     paths: [u8; HLL_REGISTERS],
+    /// The first `EXACT_PATHS` distinct paths of the minute (32-bit hashes), counted exactly.
+    exact: [u32; EXACT_PATHS],
+    exact_len: u8,
     /// Estimate of `paths`, kept current as registers change.
     paths_now: f32,
     /// Final estimate of the previous minute's paths.
@@ -130,6 +135,8 @@ impl Slot {
         user_agent_changes: 0,
         struck: false,
         paths: [0; HLL_REGISTERS],
+        exact: [0; EXACT_PATHS],
+        exact_len: 0,
         paths_now: 0.0,
         paths_prev: 0.0,
     };
@@ -232,6 +239,7 @@ fn update(s: &mut Slot, o: &Observation<'_>, path_hash: u64, ua_hash: u64, struc
             0.0
         };
         s.paths = [0; HLL_REGISTERS];
+        s.exact_len = 0;
         s.paths_now = 0.0;
     }
     for b in [&mut s.per_minute, &mut s.status_4xx, &mut s.status_5xx] {
@@ -245,9 +253,22 @@ fn update(s: &mut Slot, o: &Observation<'_>, path_hash: u64, ua_hash: u64, struc
     }
     let register = (path_hash & (HLL_REGISTERS as u64 - 1)) as usize;
     let rank = ((path_hash >> HLL_BITS).trailing_zeros() + 1).min(64 - HLL_BITS + 1) as u8;
+    let short = (path_hash >> 32) as u32;
+    let known = s.exact[..s.exact_len as usize].contains(&short);
+    if !known && (s.exact_len as usize) < EXACT_PATHS {
+        s.exact[s.exact_len as usize] = short;
+        s.exact_len += 1;
+    }
     if rank > s.paths[register] {
         s.paths[register] = rank;
-        s.paths_now = hll_estimate(&s.paths) as f32;
+    }
+    if !known {
+        // Exact while the small set has room; past it, the HyperLogLog (never below the set).
+        s.paths_now = if (s.exact_len as usize) < EXACT_PATHS {
+            f32::from(s.exact_len)
+        } else {
+            (hll_estimate(&s.paths) as f32).max(EXACT_PATHS as f32)
+        };
     }
     let w_sec = 1.0 - (now % SECOND_MS) as f64 / SECOND_MS as f64;
     let w_min = 1.0 - (now % MINUTE_MS) as f64 / MINUTE_MS as f64;
@@ -418,6 +439,12 @@ mod tests {
             }
             assert!(total_err / 10.0 < 0.15, "n={n}: mean error {}", total_err / 10.0);
         }
+    }
+
+    #[test]
+    fn a_slot_stays_small() {
+        // docs/configuration.md quotes about 220 bytes per actor.
+        assert!(std::mem::size_of::<Slot>() <= 224, "{}", std::mem::size_of::<Slot>());
     }
 
     #[test]

@@ -33,6 +33,11 @@ use crate::metrics::METRICS;
 
 /// Bytes of serialized events gathered before one write to a file or stdout.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Pause of the writer after each batch. Under load, records gather in the queue meanwhile and
+/// the request threads never find the writer blocked: each record queued for a blocked writer
+/// cost the request thread a futex wake and a context switch, a third of Palisade's CPU per
+/// request in benches/peers (docs/performance.md). Telemetry lags by at most this much more.
+const WRITER_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 /// Pseudonyms remembered by the writer before its cache is cleared.
 const PSEUDONYM_CACHE: usize = 65_536;
 
@@ -370,18 +375,22 @@ fn write_loop(mut parts: WriterParts) {
     let max_events = parts.sink.batch_events();
     let mut wait = parts.sink.tick();
     loop {
-        let first = match wait {
-            Some(t) => match parts.rx.recv_timeout(t) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => {
-                    wait = parts.sink.tick();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-            None => match parts.rx.recv() {
-                Ok(r) => r,
-                Err(_) => break,
+        // Block only when nothing is queued (see WRITER_PAUSE).
+        let first = match parts.rx.try_recv() {
+            Ok(r) => r,
+            Err(_) => match wait {
+                Some(t) => match parts.rx.recv_timeout(t) {
+                    Ok(r) => r,
+                    Err(RecvTimeoutError::Timeout) => {
+                        wait = parts.sink.tick();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match parts.rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
             },
         };
         let mut next = Some(first);
@@ -398,6 +407,7 @@ fn write_loop(mut parts: WriterParts) {
             batch.clear();
         }
         wait = parts.sink.tick();
+        thread::sleep(WRITER_PAUSE);
     }
     // Last chance for pending work (e.g. a spill replay) before the thread ends.
     parts.sink.tick();

@@ -29,6 +29,9 @@ const POLL: Duration = Duration::from_millis(50);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Spill batches replayed per tick before new events get a turn at the queue.
 const REPLAY_BATCHES_PER_TICK: usize = 8;
+/// How often the spill directory is searched for segments a finished process left (the one a
+/// hot upgrade replaced, while NATS was away).
+const ADOPT_EVERY: Duration = Duration::from_secs(10);
 
 struct Bus {
     rt: tokio::runtime::Runtime,
@@ -45,6 +48,7 @@ pub struct NatsSink {
     next_check: Instant,
     backoff: Duration,
     spill: Spill,
+    last_adopt: Instant,
     metrics: SinkMetrics,
 }
 
@@ -67,6 +71,7 @@ impl NatsSink {
             next_check: Instant::now(),
             backoff: FIRST_BACKOFF,
             spill,
+            last_adopt: Instant::now(),
             metrics,
         })
     }
@@ -227,15 +232,22 @@ impl Sink for NatsSink {
     }
 
     fn tick(&mut self) -> Option<Duration> {
+        if self.last_adopt.elapsed() >= ADOPT_EVERY {
+            self.last_adopt = Instant::now();
+            if let Err(e) = self.spill.adopt() {
+                log::warn!("telemetry: cannot look for spilled events of finished processes: {e}");
+            }
+        }
         // Also connects at the writer's start, so the first events need not wait for it.
         if !self.ready() {
             return Some(POLL);
         }
         if self.spill.is_empty() {
-            return None;
+            // Nothing pending: wake up now and then only to look for orphaned segments.
+            return Some(ADOPT_EVERY);
         }
         match (self.replay(), self.spill.is_empty()) {
-            (_, true) => None,
+            (_, true) => Some(ADOPT_EVERY),
             // More to replay: come back at once, after a look at the queue.
             (true, false) => Some(Duration::ZERO),
             (false, false) => Some(POLL),

@@ -4,8 +4,12 @@
 //! bytes of undelivered events; past it, `push` refuses and the caller counts a drop.
 //!
 //! Record format, little-endian: `u32 id length, id, u32 payload length, payload`. A record cut
-//! short by a crash is ignored with the rest of its segment. Segments left by an earlier run
-//! are found at start and replayed first.
+//! short by a crash is ignored with the rest of its segment.
+//!
+//! Segment files are named `SEQ-PID.spill`, so two processes sharing the directory during a hot
+//! upgrade never write to the same file. Segments of processes no longer running (a crash, or
+//! the process a hot upgrade replaced) are adopted: at start, and whenever `adopt` is called.
+//! Segments of a live process are left to it.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -17,7 +21,8 @@ pub const SEGMENT_BYTES: u64 = 8 << 20;
 const SUFFIX: &str = ".spill";
 
 struct Segment {
-    seq: u64,
+    /// Unique within this queue (sequence numbers are only unique per process).
+    id: u64,
     path: PathBuf,
     /// Bytes written.
     len: u64,
@@ -39,42 +44,95 @@ pub struct Spill {
     /// Undelivered bytes.
     pending: u64,
     tail: Option<File>,
-    /// The open segment being read: its sequence number, the read position, the reader.
+    /// The open segment being read: its id, the read position, the reader.
     reader: Option<(u64, u64, BufReader<File>)>,
+    pid: u32,
+    /// Sequence number of this process's next segment.
+    next_seq: u64,
+    next_id: u64,
+}
+
+/// `SEQ-PID.spill` → (seq, pid).
+fn parse_name(name: &str) -> Option<(u64, u32)> {
+    let (seq, pid) = name.strip_suffix(SUFFIX)?.split_once('-')?;
+    Some((seq.parse().ok()?, pid.parse().ok()?))
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Spill {
-    /// Open the queue in `dir`, taking in segments an earlier run left there.
+    /// Open the queue in `dir`, taking in segments that earlier runs left there.
     pub fn open(dir: &Path, budget: u64) -> io::Result<Self> {
+        Self::open_as(dir, budget, std::process::id())
+    }
+
+    /// `open` for process `pid` (tests play several processes).
+    pub fn open_as(dir: &Path, budget: u64, pid: u32) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
-        let mut segments = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(seq) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(SUFFIX))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            segments.push(Segment {
-                seq,
-                path: entry.path(),
-                len: entry.metadata()?.len(),
-            });
-        }
-        segments.sort_by_key(|s| s.seq);
-        let pending = segments.iter().map(|s| s.len).sum();
-        Ok(Spill {
+        let mut spill = Spill {
             dir: dir.to_path_buf(),
             budget,
-            segments: segments.into(),
+            segments: VecDeque::new(),
             head: 0,
-            pending,
+            pending: 0,
             tail: None,
             reader: None,
-        })
+            pid,
+            next_seq: 1,
+            next_id: 0,
+        };
+        // Files under our own pid belong to an earlier process that had it: adopt them too.
+        spill.adopt_where(|p| p == pid || !alive(p))?;
+        Ok(spill)
+    }
+
+    /// Adopt, after what is queued, the segments of processes no longer running. Returns the
+    /// bytes taken in.
+    pub fn adopt(&mut self) -> io::Result<u64> {
+        let me = self.pid;
+        self.adopt_where(|p| p != me && !alive(p))
+    }
+
+    fn adopt_where(&mut self, orphan: impl Fn(u32) -> bool) -> io::Result<u64> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some((seq, pid)) = entry.file_name().to_str().and_then(parse_name) else {
+                continue;
+            };
+            let path = entry.path();
+            if !orphan(pid) || self.segments.iter().any(|s| s.path == path) {
+                continue;
+            }
+            found.push((pid, seq, path, entry.metadata()?.len()));
+        }
+        // One process's segments in its order; processes one after another.
+        found.sort();
+        let mut bytes = 0;
+        for (pid, seq, path, len) in found {
+            if pid == self.pid {
+                self.next_seq = self.next_seq.max(seq + 1);
+            }
+            self.segments.push_back(Segment {
+                id: self.next_id,
+                path,
+                len,
+            });
+            self.next_id += 1;
+            bytes += len;
+        }
+        if bytes > 0 {
+            // What we append next goes after the adopted segments.
+            self.tail = None;
+            self.pending += bytes;
+            log::info!(
+                "telemetry spill: adopted {bytes} bytes of spilled events in {}",
+                self.dir.display()
+            );
+        }
+        Ok(bytes)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -123,10 +181,16 @@ impl Spill {
             _ => true,
         };
         if need_new {
-            let seq = self.segments.back().map_or(1, |s| s.seq + 1);
-            let path = self.dir.join(format!("{seq:016}{SUFFIX}"));
+            let seq = self.next_seq;
+            let path = self.dir.join(format!("{seq:016}-{}{SUFFIX}", self.pid));
             self.tail = Some(OpenOptions::new().create(true).append(true).open(&path)?);
-            self.segments.push_back(Segment { seq, path, len: 0 });
+            self.segments.push_back(Segment {
+                id: self.next_id,
+                path,
+                len: 0,
+            });
+            self.next_seq += 1;
+            self.next_id += 1;
         }
         if let (Some(f), Some(last)) = (self.tail.as_mut(), self.segments.back_mut()) {
             f.write_all(buf)?;
@@ -152,7 +216,7 @@ impl Spill {
                 continue;
             }
             let reader = match &mut self.reader {
-                Some((seq, pos, r)) if *seq == seg.seq => {
+                Some((id, pos, r)) if *id == seg.id => {
                     if *pos != mark.offset {
                         r.seek(SeekFrom::Start(mark.offset))?;
                     }
@@ -161,7 +225,7 @@ impl Spill {
                 slot => {
                     let mut r = BufReader::new(File::open(&seg.path)?);
                     r.seek(SeekFrom::Start(mark.offset))?;
-                    &mut slot.insert((seg.seq, mark.offset, r)).2
+                    &mut slot.insert((seg.id, mark.offset, r)).2
                 }
             };
             let size = match read_record(reader, seg.len - mark.offset) {
@@ -203,7 +267,7 @@ impl Spill {
             if let Err(e) = fs::remove_file(&seg.path) {
                 log::warn!("telemetry spill: cannot delete {}: {e}", seg.path.display());
             }
-            if self.reader.as_ref().is_some_and(|(s, _, _)| *s == seg.seq) {
+            if self.reader.as_ref().is_some_and(|(id, _, _)| *id == seg.id) {
                 self.reader = None;
             }
             if self.segments.is_empty() {
@@ -311,6 +375,26 @@ mod tests {
         s.commit(mark);
         assert_eq!(push(&mut s, &ev[20..]), 5, "delivered events free the budget");
         assert_eq!(drain(&mut s).len(), 10);
+    }
+
+    #[test]
+    fn a_live_process_keeps_its_segments_and_orphans_are_adopted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // This test process is alive: its queue is its own.
+        let mut live = Spill::open_as(dir.path(), 1 << 20, std::process::id()).expect("open");
+        push(&mut live, &events(0..3));
+        // A process that no longer exists left two segments' worth (pid beyond any pid_max).
+        let gone = u32::MAX - 1;
+        let mut dead = Spill::open_as(dir.path(), 1 << 20, gone).expect("open");
+        push(&mut dead, &events(10..12));
+        drop(dead);
+        // The next process (another pid) takes in only the dead one's events.
+        let mut next = Spill::open_as(dir.path(), 1 << 20, u32::MAX - 2).expect("open");
+        push(&mut next, &events(20..21));
+        assert_eq!(drain(&mut next), vec!["id-010", "id-011", "id-020"]);
+        assert_eq!(next.adopt().expect("adopt"), 0, "nothing new to adopt");
+        assert_eq!(drain(&mut live), vec!["id-000", "id-001", "id-002"]);
+        assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 0);
     }
 
     #[test]

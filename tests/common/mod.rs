@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bad_origin;
 pub mod origin;
 pub mod raw;
 
@@ -173,10 +174,11 @@ impl Proxy {
             .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
     }
 
-    /// Telemetry events written so far.
+    /// Telemetry events written so far (a line still being written is left for the next call).
     pub fn events(&self) -> Vec<serde_json::Value> {
-        fs::read_to_string(&self.telemetry)
-            .unwrap_or_default()
+        let text = fs::read_to_string(&self.telemetry).unwrap_or_default();
+        text.rsplit_once('\n')
+            .map_or("", |(complete, _)| complete)
             .lines()
             .map(|l| serde_json::from_str(l).expect("telemetry line is JSON"))
             .collect()

@@ -44,7 +44,9 @@ pub fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Reply {
     // The proxy may answer and close before reading everything (e.g. an oversized header):
     // a failed write is then expected, and the answer is still there to read.
     let _ = s.write_all(bytes);
-    Reply { text: read_response(&mut s) }
+    Reply {
+        text: read_response(&mut s),
+    }
 }
 
 /// Read one response: up to a complete Content-Length body, or until close or timeout.

@@ -1,0 +1,559 @@
+//! Request framing (request_filter, first thing after the head is read): the raw HTTP/1 request
+//! head is re-parsed strictly, and anything two HTTP implementations could read differently is
+//! refused before routing, policy or any upstream contact. Pure functions over bytes.
+//!
+//! Pingora's own parser (httparse) is lenient in places an origin may not be: it accepts bare LF
+//! line endings, and Pingora keeps a duplicate `Content-Length` whose copies agree. An edge proxy
+//! that lets such a request through hands the origin a chance to frame it differently, which is
+//! how request smuggling works. docs/security.md lists every rule and why.
+
+/// Why a request head is refused, and the status of the answer. `reason` is a bounded label: it
+/// names the metric sample and the telemetry `event.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+const fn bad(reason: &'static str) -> Refusal {
+    Refusal { status: 400, reason }
+}
+
+pub const BAD_REQUEST_LINE: Refusal = bad("bad_request_line");
+pub const BAD_TARGET: Refusal = bad("bad_target");
+pub const URI_TOO_LONG: Refusal = Refusal {
+    status: 414,
+    reason: "uri_too_long",
+};
+pub const BARE_CR_OR_LF: Refusal = bad("bare_cr_or_lf");
+pub const OBS_FOLD: Refusal = bad("obs_fold");
+pub const BAD_HEADER_NAME: Refusal = bad("bad_header_name");
+pub const BAD_HEADER_VALUE: Refusal = bad("bad_header_value");
+pub const HEADERS_TOO_LARGE: Refusal = Refusal {
+    status: 431,
+    reason: "headers_too_large",
+};
+pub const TOO_MANY_HEADERS: Refusal = Refusal {
+    status: 431,
+    reason: "too_many_headers",
+};
+pub const CL_AND_TE: Refusal = bad("content_length_and_transfer_encoding");
+pub const DUPLICATE_CL: Refusal = bad("duplicate_content_length");
+pub const BAD_CL: Refusal = bad("bad_content_length");
+pub const BAD_TE: Refusal = bad("bad_transfer_encoding");
+pub const TE_HTTP10: Refusal = bad("transfer_encoding_http10");
+pub const BODY_ON_GET: Refusal = bad("body_on_get");
+pub const LOOKALIKE: Refusal = bad("framing_header_lookalike");
+pub const MISSING_HOST: Refusal = bad("missing_host");
+pub const DUPLICATE_HOST: Refusal = bad("duplicate_host");
+pub const BAD_HOST: Refusal = bad("bad_host");
+pub const HOST_MISMATCH: Refusal = bad("host_mismatch");
+
+/// Every reason `check_head` can give, for metric pre-registration and docs tests.
+pub const REASONS: &[Refusal] = &[
+    BAD_REQUEST_LINE,
+    BAD_TARGET,
+    URI_TOO_LONG,
+    BARE_CR_OR_LF,
+    OBS_FOLD,
+    BAD_HEADER_NAME,
+    BAD_HEADER_VALUE,
+    HEADERS_TOO_LARGE,
+    TOO_MANY_HEADERS,
+    CL_AND_TE,
+    DUPLICATE_CL,
+    BAD_CL,
+    BAD_TE,
+    TE_HTTP10,
+    BODY_ON_GET,
+    LOOKALIKE,
+    MISSING_HOST,
+    DUPLICATE_HOST,
+    BAD_HOST,
+    HOST_MISMATCH,
+];
+
+/// Size limits that apply to the head (the rest of `limits:` applies to bodies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Bytes of the request target.
+    pub max_uri: usize,
+    /// Bytes of all header lines together, line endings included; the request line is not
+    /// counted (it has `max_uri`).
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+/// What a well-formed head says about how the request is framed and addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head<'a> {
+    /// The target was in absolute form (`GET http://host/path`); `origin_form` is its path and
+    /// query, which is what the origin is sent.
+    pub origin_form: Option<&'a str>,
+    pub content_length: Option<u64>,
+    pub chunked: bool,
+}
+
+/// Check one raw HTTP/1 request head, from the request line through the empty line.
+pub fn check_head<'a>(raw: &'a [u8], limits: &HeadLimits) -> Result<Head<'a>, Refusal> {
+    check_line_endings(raw)?;
+    let mut lines = raw.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let request_line = lines.next().ok_or(BAD_REQUEST_LINE)?;
+    let line = parse_request_line(request_line, limits)?;
+
+    let mut fields = Fields::default();
+    let mut count = 0usize;
+    let mut bytes = 0usize;
+    for l in lines {
+        if l.is_empty() {
+            break;
+        }
+        count += 1;
+        bytes += l.len() + 2;
+        if count > limits.max_headers {
+            return Err(TOO_MANY_HEADERS);
+        }
+        if bytes > limits.max_header_bytes {
+            return Err(HEADERS_TOO_LARGE);
+        }
+        fields.add(l)?;
+    }
+
+    let mut head = Head::default();
+    match (fields.content_length.len(), fields.transfer_encoding.len()) {
+        (0, 0) => {}
+        (_, 0) if fields.content_length.len() > 1 => return Err(DUPLICATE_CL),
+        (1, 0) => head.content_length = Some(parse_content_length(fields.content_length[0])?),
+        (0, 1) => {
+            if line.version == Version::Http10 {
+                return Err(TE_HTTP10);
+            }
+            if !is_plain_chunked(fields.transfer_encoding[0]) {
+                return Err(BAD_TE);
+            }
+            head.chunked = true;
+        }
+        (0, _) => return Err(BAD_TE),
+        _ => return Err(CL_AND_TE),
+    }
+    if matches!(line.method, b"GET" | b"HEAD") && (head.chunked || head.content_length.is_some_and(|n| n > 0)) {
+        return Err(BODY_ON_GET);
+    }
+
+    let host = match fields.host.as_slice() {
+        [] if line.version == Version::Http11 => return Err(MISSING_HOST),
+        [] => None,
+        [h] => Some(trim_ows(h)),
+        _ => return Err(DUPLICATE_HOST),
+    };
+    if let Some(h) = host {
+        if !valid_authority(h) {
+            return Err(BAD_HOST);
+        }
+    }
+    if let Target::Absolute { authority, path } = line.target {
+        if !valid_authority(authority) {
+            return Err(BAD_TARGET);
+        }
+        if host.is_some_and(|h| !h.eq_ignore_ascii_case(authority)) {
+            return Err(HOST_MISMATCH);
+        }
+        head.origin_form = Some(path);
+    }
+    Ok(head)
+}
+
+/// The size limits alone, for heads that arrive already parsed (HTTP/2): target length, field
+/// count, and the bytes of `name: value\r\n` lines they would take in HTTP/1.
+pub fn check_sizes(target_len: usize, fields: usize, field_bytes: usize, limits: &HeadLimits) -> Result<(), Refusal> {
+    if target_len > limits.max_uri {
+        return Err(URI_TOO_LONG);
+    }
+    if fields > limits.max_headers {
+        return Err(TOO_MANY_HEADERS);
+    }
+    if field_bytes > limits.max_header_bytes {
+        return Err(HEADERS_TOO_LARGE);
+    }
+    Ok(())
+}
+
+/// Every line ends in CRLF: a CR not followed by LF, or an LF not preceded by CR, is refused.
+fn check_line_endings(raw: &[u8]) -> Result<(), Refusal> {
+    for (i, b) in raw.iter().enumerate() {
+        match b {
+            b'\r' if raw.get(i + 1) != Some(&b'\n') => return Err(BARE_CR_OR_LF),
+            b'\n' if i == 0 || raw[i - 1] != b'\r' => return Err(BARE_CR_OR_LF),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Http10,
+    Http11,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target<'a> {
+    Origin,
+    Absolute {
+        authority: &'a str,
+        path: &'a str,
+    },
+    /// `*` for OPTIONS, `host:port` for CONNECT.
+    Other,
+}
+
+struct RequestLine<'a> {
+    method: &'a [u8],
+    target: Target<'a>,
+    version: Version,
+}
+
+fn parse_request_line<'a>(l: &'a [u8], limits: &HeadLimits) -> Result<RequestLine<'a>, Refusal> {
+    let mut parts = l.split(|b| *b == b' ');
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        // Also catches double spaces, which split into an empty part.
+        return Err(if l.len() > limits.max_uri {
+            URI_TOO_LONG
+        } else {
+            BAD_REQUEST_LINE
+        });
+    };
+    if method.is_empty() || !method.iter().all(|b| is_tchar(*b)) {
+        return Err(BAD_REQUEST_LINE);
+    }
+    let version = match version {
+        b"HTTP/1.1" => Version::Http11,
+        b"HTTP/1.0" => Version::Http10,
+        _ => return Err(BAD_REQUEST_LINE),
+    };
+    if target.len() > limits.max_uri {
+        return Err(URI_TOO_LONG);
+    }
+    // Visible ASCII only: no controls, no DEL, no raw non-ASCII, and no fragment.
+    if target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b) && *b != b'#') {
+        return Err(BAD_TARGET);
+    }
+    // Checked to be ASCII just above.
+    let t = std::str::from_utf8(target).map_err(|_| BAD_TARGET)?;
+    let target = if t.starts_with('/') {
+        Target::Origin
+    } else if (method == b"OPTIONS" && t == "*") || method == b"CONNECT" {
+        Target::Other
+    } else {
+        let (scheme, rest) = t.split_once("://").ok_or(BAD_TARGET)?;
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(BAD_TARGET);
+        }
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        if authority.is_empty() || path.starts_with('?') {
+            return Err(BAD_TARGET);
+        }
+        Target::Absolute {
+            authority,
+            path: if path.is_empty() { "/" } else { path },
+        }
+    };
+    Ok(RequestLine {
+        method,
+        target,
+        version,
+    })
+}
+
+/// The header fields that decide framing and addressing, as raw values.
+#[derive(Default)]
+struct Fields<'a> {
+    content_length: Vec<&'a [u8]>,
+    transfer_encoding: Vec<&'a [u8]>,
+    host: Vec<&'a [u8]>,
+}
+
+impl<'a> Fields<'a> {
+    fn add(&mut self, l: &'a [u8]) -> Result<(), Refusal> {
+        if l[0] == b' ' || l[0] == b'\t' {
+            return Err(OBS_FOLD);
+        }
+        let colon = l.iter().position(|b| *b == b':').ok_or(BAD_HEADER_NAME)?;
+        let (name, value) = (&l[..colon], &l[colon + 1..]);
+        if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
+            return Err(BAD_HEADER_NAME);
+        }
+        if !value
+            .iter()
+            .all(|b| *b == b'\t' || (0x20..0x7f).contains(b) || *b >= 0x80)
+        {
+            return Err(BAD_HEADER_VALUE);
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.content_length.push(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding.push(value);
+        } else if name.eq_ignore_ascii_case(b"host") {
+            self.host.push(value);
+        } else if name.eq_ignore_ascii_case(b"content_length") || name.eq_ignore_ascii_case(b"transfer_encoding") {
+            // Some stacks (CGI, PHP, WSGI) read `_` as `-`: to them this is a framing header.
+            return Err(LOOKALIKE);
+        }
+        Ok(())
+    }
+}
+
+fn trim_ows(v: &[u8]) -> &str {
+    let start = v.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(start, |e| e + 1);
+    std::str::from_utf8(&v[start..end]).unwrap_or("\u{0}")
+}
+
+/// 1 to 19 digits, surrounded by optional whitespace; no sign, no list, no hex.
+fn parse_content_length(v: &[u8]) -> Result<u64, Refusal> {
+    let t = trim_ows(v);
+    if t.is_empty() || t.len() > 19 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BAD_CL);
+    }
+    t.parse().map_err(|_| BAD_CL)
+}
+
+/// Exactly `chunked` (any case), with at most one space before it and nothing after. Every
+/// other coding, list or spacing is refused: it is where implementations disagree.
+fn is_plain_chunked(v: &[u8]) -> bool {
+    let v = v.strip_prefix(b" ").unwrap_or(v);
+    v.eq_ignore_ascii_case(b"chunked")
+}
+
+/// `host`, `host:port` or `[v6]:port`, without userinfo, path or whitespace.
+pub fn valid_authority(a: &str) -> bool {
+    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => ("", port),
+                None => return false,
+            },
+        }
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, p)) => (h, p),
+            None => (a, ""),
+        }
+    };
+    let port_ok = port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    port_ok && host_ok && (!host.is_empty() || a.starts_with('['))
+}
+
+/// RFC 9110 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_uri: 64,
+        max_header_bytes: 256,
+        max_headers: 8,
+    };
+
+    fn check(raw: &str) -> Result<Head<'_>, Refusal> {
+        check_head(raw.as_bytes(), &LIMITS)
+    }
+
+    fn refused(raw: &str) -> &'static str {
+        match check(raw) {
+            Err(r) => r.reason,
+            Ok(h) => panic!("{raw:?} was accepted: {h:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_requests_pass() {
+        let h = check("GET /a?b=c HTTP/1.1\r\nHost: a.test\r\nX-A:\tv \r\n\r\n").expect("ok");
+        assert_eq!(h, Head::default());
+        let h = check("POST / HTTP/1.1\r\nHost: a.test:8080\r\nContent-Length: 12\r\n\r\n").expect("ok");
+        assert_eq!(h.content_length, Some(12));
+        let h = check("POST / HTTP/1.1\r\nHost: [::1]:80\r\nTransfer-Encoding: Chunked\r\n\r\n").expect("ok");
+        assert!(h.chunked);
+        check("GET / HTTP/1.0\r\n\r\n").expect("HTTP/1.0 needs no Host");
+        check("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").expect("asterisk form");
+        check("GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\u{e9}\r\n\r\n").expect("obs-text");
+        check("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").expect("empty body on GET");
+    }
+
+    #[test]
+    fn absolute_form_must_agree_with_host() {
+        let h = check("GET http://A.test/x?y HTTP/1.1\r\nHost: a.test\r\n\r\n").expect("ok");
+        assert_eq!(h.origin_form, Some("/x?y"));
+        let h = check("GET https://a.test HTTP/1.1\r\nHost: a.test\r\n\r\n").expect("ok");
+        assert_eq!(h.origin_form, Some("/"));
+        assert_eq!(
+            refused("GET http://b.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+            "host_mismatch"
+        );
+        assert_eq!(refused("GET http://a.test/x HTTP/1.1\r\n\r\n"), "missing_host");
+        for t in [
+            "ftp://a.test/",
+            "http://u@a.test/",
+            "http:///x",
+            "a.test:80",
+            "*",
+            "http://a.test?x",
+        ] {
+            assert_eq!(
+                refused(&format!("GET {t} HTTP/1.1\r\nHost: a.test\r\n\r\n")),
+                "bad_target",
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn framing_headers() {
+        let r = |h: &str| refused(&format!("POST / HTTP/1.1\r\nHost: a\r\n{h}\r\n\r\n"));
+        assert_eq!(r("Content-Length: 1\r\nTransfer-Encoding: chunked"), CL_AND_TE.reason);
+        assert_eq!(r("Transfer-Encoding: chunked\r\nContent-Length: 1"), CL_AND_TE.reason);
+        assert_eq!(r("Content-Length: 1\r\nContent-Length: 1"), DUPLICATE_CL.reason);
+        for v in ["1, 1", "+1", "-1", "0x1", "1 2", "", "99999999999999999999"] {
+            assert_eq!(r(&format!("Content-Length: {v}")), BAD_CL.reason, "{v:?}");
+        }
+        for v in [
+            " chunked, identity",
+            " identity, chunked",
+            " gzip, chunked",
+            " xchunked",
+            " chunkedx",
+            "  chunked",
+            "\tchunked",
+            " chunked ",
+            " \u{b}chunked",
+            "",
+        ] {
+            let refusal = r(&format!("Transfer-Encoding:{v}"));
+            assert!(
+                refusal == BAD_TE.reason || refusal == BAD_HEADER_VALUE.reason,
+                "{v:?}: {refusal}"
+            );
+        }
+        assert_eq!(
+            r("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked"),
+            BAD_TE.reason
+        );
+        assert_eq!(r("Transfer_Encoding: chunked"), LOOKALIKE.reason);
+        assert_eq!(r("content_length: 1"), LOOKALIKE.reason);
+        assert_eq!(
+            refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            TE_HTTP10.reason
+        );
+        assert_eq!(
+            refused("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            BODY_ON_GET.reason
+        );
+        assert_eq!(
+            refused("HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"),
+            BODY_ON_GET.reason
+        );
+    }
+
+    #[test]
+    fn line_structure() {
+        assert_eq!(refused("GET / HTTP/1.1\nHost: a\n\n"), BARE_CR_OR_LF.reason);
+        assert_eq!(refused("GET / HTTP/1.1\r\nHost: a\r\n\n"), BARE_CR_OR_LF.reason);
+        assert_eq!(refused("GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"), BARE_CR_OR_LF.reason);
+        assert_eq!(
+            refused("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n"),
+            OBS_FOLD.reason
+        );
+        assert_eq!(refused("GET / HTTP/1.1\r\n\tHost: a\r\n\r\n"), OBS_FOLD.reason);
+        assert_eq!(refused("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), BAD_HEADER_NAME.reason);
+        assert_eq!(
+            refused("GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n"),
+            BAD_HEADER_NAME.reason
+        );
+        assert_eq!(
+            refused("GET / HTTP/1.1\r\nHost: a\r\n: v\r\n\r\n"),
+            BAD_HEADER_NAME.reason
+        );
+        for c in ["\u{0}", "\u{1}", "\u{7f}"] {
+            assert_eq!(
+                refused(&format!("GET / HTTP/1.1\r\nHost: a\r\nX: a{c}b\r\n\r\n")),
+                BAD_HEADER_VALUE.reason
+            );
+        }
+        for l in [
+            "GET  / HTTP/1.1",
+            "GET /  HTTP/1.1",
+            "GET\t/ HTTP/1.1",
+            "G(T / HTTP/1.1",
+            "GET / HTTP/1.7",
+            "GET / http/1.1",
+            "GET / HTTP/2.0",
+            "GET /",
+        ] {
+            assert_eq!(
+                refused(&format!("{l}\r\nHost: a\r\n\r\n")),
+                BAD_REQUEST_LINE.reason,
+                "{l}"
+            );
+        }
+        for t in ["/a#b", "/caf\u{e9}", "/a\u{1}b"] {
+            assert_eq!(
+                refused(&format!("GET {t} HTTP/1.1\r\nHost: a\r\n\r\n")),
+                BAD_TARGET.reason,
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let r = |h: &str| refused(&format!("GET / HTTP/1.1\r\n{h}\r\n\r\n"));
+        assert_eq!(r("X: 1"), MISSING_HOST.reason);
+        assert_eq!(r("Host: a\r\nHost: a"), DUPLICATE_HOST.reason);
+        for h in ["evil@a", "a/b", "a b", "a:port", "[::1", "[nope]:80", ":80", "a\\b"] {
+            assert_eq!(r(&format!("Host: {h}")), BAD_HOST.reason, "{h}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(64));
+        assert_eq!(check_head(long.as_bytes(), &LIMITS), Err(URI_TOO_LONG));
+        let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X: 1\r\n".repeat(8));
+        assert_eq!(check_head(many.as_bytes(), &LIMITS), Err(TOO_MANY_HEADERS));
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(250));
+        assert_eq!(check_head(big.as_bytes(), &LIMITS), Err(HEADERS_TOO_LARGE));
+        let fits = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(200));
+        assert!(check_head(fits.as_bytes(), &LIMITS).is_ok());
+    }
+
+    #[test]
+    fn reasons_are_unique_labels() {
+        let mut seen = std::collections::HashSet::new();
+        for r in REASONS {
+            assert!(seen.insert(r.reason), "{}", r.reason);
+            assert!(r
+                .reason
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        }
+    }
+}
