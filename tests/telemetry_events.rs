@@ -240,7 +240,7 @@ fn telemetry_settings_are_validated_together() {
     let path = dir.path().join("palisade.yaml");
     std::fs::write(
         &path,
-        "listeners:\n  - address: 127.0.0.1:1\nupstreams:\n  app:\n    backends: [\"127.0.0.1:2\"]\nroutes:\n  - name: app\n    upstream: app\ntelemetry:\n  sink: nats\n  sample_allowed: 1.5\n  ip_hash_key_file: short.key\n  nats:\n    url: \"http://[bad\"\n    stream: a.b\n    spill_dir: spill\n    batch_size: 0\n    spill_budgets: 1MiB\n",
+        "listeners:\n  - address: 127.0.0.1:1\nupstreams:\n  app:\n    backends: [\"127.0.0.1:2\"]\nroutes:\n  - name: app\n    upstream: app\ntelemetry:\n  sink: nats\n  headers: [referer, X-Forwarded-For]\n  sample_allowed: 1.5\n  ip_hash_key_file: short.key\n  nats:\n    url: \"http://[bad\"\n    stream: a.b\n    spill_dir: spill\n    batch_size: 0\n    spill_budgets: 1MiB\n",
     )
     .expect("write");
     std::fs::write(dir.path().join("short.key"), "tooshort\n").expect("write key");
@@ -268,11 +268,12 @@ fn telemetry_settings_are_validated_together() {
         "telemetry.nats.url",
         "telemetry.nats.stream",
         "telemetry.nats.batch_size",
+        "telemetry.headers[1]",
     ] {
         assert!(
             err.contains(&format!("field `{field}`")),
             "{field} not reported:\n{err}"
         );
     }
-    assert!(err.contains("configuration has 5 error(s)"), "{err}");
+    assert!(err.contains("configuration has 6 error(s)"), "{err}");
 }

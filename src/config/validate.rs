@@ -171,6 +171,9 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     telemetry(t, c);
 }
 
+/// Request headers that carry client addresses: not recorded when addresses are hashed.
+pub const ADDRESS_HEADERS: &[&str] = &["x-forwarded-for", "forwarded", "x-real-ip", "true-client-ip"];
+
 /// Request headers telemetry never records unless `telemetry.allow_credential_headers` is set.
 pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
@@ -185,6 +188,15 @@ fn telemetry(t: &super::file::TelemetrySection, c: &mut Collector<'_>) {
         c.field("telemetry.max_age", "must be longer than zero");
     }
     if let Some(f) = &t.ip_hash_key_file {
+        // Hashing the addresses is pointless if a header records them in clear.
+        for (i, h) in t.headers.iter().enumerate() {
+            if ADDRESS_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+                c.field(
+                    &format!("telemetry.headers[{i}]"),
+                    format!("{h:?} carries client addresses, which ip_hash_key_file hides"),
+                );
+            }
+        }
         let f = resolve(c.file(), f);
         match std::fs::read(&f) {
             Ok(k) if k.trim_ascii().len() >= 16 => {}
