@@ -42,8 +42,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let mut conf = ServerConf::default();
-    conf.threads = 1;
+    let conf = ServerConf {
+        threads: 1,
+        ..ServerConf::default()
+    };
     let opt = Opt {
         upgrade: false,
         daemon: false,
