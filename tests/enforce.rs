@@ -27,14 +27,6 @@ fn get_as(p: &Proxy, path: &str, xff: &str) -> Response {
         .expect("request")
 }
 
-fn request_id(r: &Response) -> String {
-    r.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("x-request-id")
-        .to_string()
-}
-
 const DENY_LOCALHOST: &str = "\
 lists:
   bad:

@@ -7,26 +7,7 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-use reqwest::blocking::Response;
 use serde_json::json;
-
-/// `BASE` with extra keys in its `telemetry:` section, then `rest`.
-fn start(telemetry: &str, rest: &str, files: &[(&str, &str)]) -> Proxy {
-    let base = BASE.replace(
-        "  path: {DIR}/telemetry.jsonl\n",
-        &format!("  path: {{DIR}}/telemetry.jsonl\n{telemetry}"),
-    );
-    assert_ne!(base, BASE, "the harness telemetry section changed");
-    Proxy::start_with(&format!("{base}{rest}"), files, &[])
-}
-
-fn request_id(r: &Response) -> String {
-    r.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("x-request-id")
-        .to_string()
-}
 
 /// RFC 3339 UTC down to the second, e.g. `2026-01-31T12:00:00`.
 fn utc_seconds(t: time::OffsetDateTime) -> String {
@@ -37,7 +18,7 @@ fn utc_seconds(t: time::OffsetDateTime) -> String {
 #[test]
 fn one_event_per_request_with_the_documented_fields() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let p = start(
+    let p = start_with_telemetry(
         "  query_allowlist: [page]\n  headers: [referer, x-tenant]\n",
         &format!("trusted_proxies: [127.0.0.1]\n{}", single_pool(&origin)),
         &[],
@@ -134,7 +115,7 @@ fn query_strings_are_redacted_by_default_and_can_be_dropped() {
     // The origin still gets the real query: redaction is for telemetry only.
     assert_eq!(origin.seen_path("/q")[0].target, "/q?token=abc&page=2&flag");
 
-    let drop = start("  query: drop\n", &single_pool(&origin), &[]);
+    let drop = start_with_telemetry("  query: drop\n", &single_pool(&origin), &[]);
     let r = client().get(drop.url("/q?token=abc")).send().expect("request");
     let ev = drop.event_for(&request_id(&r));
     assert_eq!(ev["url"]["path"], "/q");

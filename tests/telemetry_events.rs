@@ -7,26 +7,6 @@ use common::*;
 
 use std::process::Command;
 
-use reqwest::blocking::Response;
-
-/// `BASE` with extra keys in its `telemetry:` section, then `rest`.
-fn start(telemetry: &str, rest: &str, files: &[(&str, &str)]) -> Proxy {
-    let base = BASE.replace(
-        "  path: {DIR}/telemetry.jsonl\n",
-        &format!("  path: {{DIR}}/telemetry.jsonl\n{telemetry}"),
-    );
-    assert_ne!(base, BASE, "the harness telemetry section changed");
-    Proxy::start_with(&format!("{base}{rest}"), files, &[])
-}
-
-fn request_id(r: &Response) -> String {
-    r.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("x-request-id")
-        .to_string()
-}
-
 const BURST: &str = "limits:\n  - id: burst\n    requests: 2\n    per: 60s\n";
 
 #[test]
@@ -77,7 +57,7 @@ fn a_refusal_yields_a_request_event_and_an_alert() {
 #[test]
 fn indicators_describe_the_client_behaviour() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let p = start(
+    let p = start_with_telemetry(
         "  indicator_actors: 1024\n",
         &format!(
             "trusted_proxies: [127.0.0.1]\npolicies: [open.yaml]\n{}",
@@ -151,7 +131,7 @@ fn strikes_and_bans_show_in_the_indicators() {
 #[test]
 fn sampling_drops_allowed_requests_but_never_refusals() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let p = start(
+    let p = start_with_telemetry(
         "  sample_allowed: 0\n",
         &format!("policies: [policy.yaml]\n{}", single_pool(&origin)),
         &[("policy.yaml", BURST)],
@@ -182,7 +162,7 @@ fn sampling_drops_allowed_requests_but_never_refusals() {
 fn client_addresses_can_be_replaced_by_keyed_pseudonyms() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let key = "0123456789abcdef-telemetry-key";
-    let p = start(
+    let p = start_with_telemetry(
         "  ip_hash_key_file: ip.key\n",
         &format!("trusted_proxies: [127.0.0.1]\n{}", single_pool(&origin)),
         &[("ip.key", &format!("{key}\n"))],

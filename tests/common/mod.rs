@@ -239,3 +239,22 @@ pub fn single_pool(origin: &Origin) -> String {
         origin.addr.expect("origin addr")
     )
 }
+
+/// The request id Palisade put on a response.
+pub fn request_id(r: &reqwest::blocking::Response) -> String {
+    r.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id")
+        .to_string()
+}
+
+/// Start with `BASE` plus extra keys in its `telemetry:` section, then `rest`.
+pub fn start_with_telemetry(telemetry: &str, rest: &str, files: &[(&str, &str)]) -> Proxy {
+    let base = BASE.replace(
+        "  path: {DIR}/telemetry.jsonl\n",
+        &format!("  path: {{DIR}}/telemetry.jsonl\n{telemetry}"),
+    );
+    assert_ne!(base, BASE, "the harness telemetry section changed");
+    Proxy::start_with(&format!("{base}{rest}"), files, &[])
+}
