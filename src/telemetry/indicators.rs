@@ -424,7 +424,9 @@ mod tests {
             let mut total_err = 0.0;
             for seed in 0..10u64 {
                 let mut regs = [0u8; HLL_REGISTERS];
-                let seed = RandomState::new().hash_one(seed);
+                // Fixed seeds: the test is about the estimator, and must give the same answer
+                // every run.
+                let seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995;
                 for i in 0..n {
                     let h = fast_hash(seed, format!("/p/{i}").as_bytes());
                     let r = (h & 63) as usize;
