@@ -12,7 +12,6 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -246,7 +245,7 @@ fn soak_under_mixed_load_reloads_and_a_hot_upgrade() {
     // The hot upgrade, halfway.
     thread::sleep(total / 2);
     let old_pid = p.pid();
-    let new = upgrade(&mut p);
+    let new = hot_upgrade(&mut p);
     current.0.store(new.id(), Ordering::SeqCst);
     p.child = Some(new);
     let upgraded_at = started.elapsed();
@@ -312,30 +311,4 @@ fn soak_under_mixed_load_reloads_and_a_hot_upgrade() {
     assert!(slow.cut.load(Ordering::SeqCst) > 0, "{report}");
     assert!(reloads_ok >= 1.0, "{report}");
     assert!(problems.is_empty(), "{}\n{report}", problems.join("\n"));
-}
-
-/// Start `palisade run -u` on the same config and hand the sockets over; returns the new
-/// process once the old one has exited cleanly.
-fn upgrade(p: &mut Proxy) -> Child {
-    let config = p.config.display().to_string();
-    let mut new = p.spawn(&["run", "-u", "-c", &config], &[]);
-    let sock = p.dir.path().join("upgrade.sock");
-    eventually("the new process to open upgrade.sock", || {
-        if let Some(s) = new.try_wait().ok().flatten() {
-            panic!("the new process exited with {s}:\n{}", p.log_text());
-        }
-        sock.exists().then_some(())
-    });
-    let mut old = p.child.take().expect("old process");
-    signal(old.id(), "QUIT");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = old.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the old process did not exit");
-        thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "the old process exited with {status}");
-    new
 }

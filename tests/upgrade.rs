@@ -97,40 +97,9 @@ impl Traffic {
     }
 }
 
-/// Start `palisade run -u` on the same config and tell the old process to hand over; returns
-/// the new process once the old one has exited.
+/// The hot upgrade of the harness, with the new process killed if the test fails.
 fn upgrade(p: &mut Proxy) -> Guard {
-    let config = p.config.display().to_string();
-    let mut new = Guard(Some(p.spawn(&["run", "-u", "-c", &config], &[])));
-    // The new process waits in bootstrap for the sockets on upgrade_sock; once it listens there,
-    // SIGQUIT makes the old one send them.
-    let sock = p.dir.path().join("upgrade.sock");
-    eventually("the new process to open upgrade.sock", || {
-        if let Some(s) = new.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            panic!("the new process exited with {s}:\n{}", p.log_text());
-        }
-        sock.exists().then_some(())
-    });
-    let mut old = p.child.take().expect("old process");
-    signal(old.id(), "QUIT");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = old.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the old process did not exit:\n{}",
-            p.log_text()
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "the old process exited with {status}:\n{}",
-        p.log_text()
-    );
-    new
+    Guard(Some(hot_upgrade(p)))
 }
 
 fn status(p: &Proxy, path: &str) -> u16 {

@@ -258,3 +258,38 @@ pub fn start_with_telemetry(telemetry: &str, rest: &str, files: &[(&str, &str)])
     assert_ne!(base, BASE, "the harness telemetry section changed");
     Proxy::start_with(&format!("{base}{rest}"), files, &[])
 }
+
+/// Hot upgrade: start `palisade run -u` on the same config, tell the old process to hand its
+/// sockets over (SIGQUIT), and return the new process once the old one has exited cleanly.
+pub fn hot_upgrade(p: &mut Proxy) -> Child {
+    let config = p.config.display().to_string();
+    let mut new = p.spawn(&["run", "-u", "-c", &config], &[]);
+    // The new process waits in bootstrap for the sockets on upgrade_sock; once it listens there,
+    // SIGQUIT makes the old one send them.
+    let sock = p.dir.path().join("upgrade.sock");
+    eventually("the new process to open upgrade.sock", || {
+        if let Some(s) = new.try_wait().ok().flatten() {
+            panic!("the new process exited with {s}:\n{}", p.log_text());
+        }
+        sock.exists().then_some(())
+    });
+    let mut old = p.child.take().expect("old process");
+    signal(old.id(), "QUIT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = old.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = new.kill();
+            panic!("the old process did not exit:\n{}", p.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "the old process exited with {status}:\n{}",
+        p.log_text()
+    );
+    new
+}
