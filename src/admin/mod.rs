@@ -16,6 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::enforce::offenders::{now_ms, Actor};
+use crate::enforce::rules::query_value;
 use crate::metrics::METRICS;
 use crate::reload::Reloader;
 use crate::state::Store;
@@ -48,13 +49,6 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
         .header(http::header::CACHE_CONTROL, "no-store")
         .body(text)
         .unwrap_or_else(|_| Response::new(Vec::new()))
-}
-
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == name).then_some(v)
-    })
 }
 
 impl AdminApp {
@@ -135,7 +129,7 @@ impl AdminApp {
 
     fn change_ban(&self, session: &ServerSession, add: bool) -> Response<Vec<u8>> {
         let query = session.req_header().uri.query();
-        let actor = match (query_param(query, "ip"), query_param(query, "id")) {
+        let actor = match (query_value(query, "ip"), query_value(query, "id")) {
             (Some(ip), None) => match ip.parse::<IpAddr>() {
                 Ok(ip) => Actor::Ip(ip),
                 Err(_) => return reply(StatusCode::BAD_REQUEST, json!({"error": "ip is not an address"})),
@@ -149,7 +143,7 @@ impl AdminApp {
             }
         };
         let ban = if add {
-            match query_param(query, "for") {
+            match query_value(query, "for") {
                 Some("forever") => Some(None),
                 Some(d) => match humantime::parse_duration(d) {
                     Ok(d) if !d.is_zero() => Some(Some(d)),

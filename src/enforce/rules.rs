@@ -136,7 +136,7 @@ impl Test {
             }),
             Test::Ip(set) => set.contains(f.client_ip),
             Test::Header(name, t) => t.check(f.headers.get(name).map(|v| v.as_bytes())),
-            Test::Query(name, t) => t.check(query_value(f.query, name)),
+            Test::Query(name, t) => t.check(query_value(f.query, name).map(str::as_bytes)),
             Test::PathGlob(globs) => globs.iter().any(|g| g.matches(f.path)),
             Test::PathRegex(set) => set.is_match(f.path),
             Test::All(cs) => cs.iter().all(|c| c.matches(f)),
@@ -169,11 +169,11 @@ impl Test {
     }
 }
 
-/// The value of query parameter `name` (raw, not percent-decoded); `Some(b"")` for a bare name.
-fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a [u8]> {
+/// The value of query parameter `name` (raw, not percent-decoded); `Some("")` for a bare name.
+pub fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v.as_bytes())
+        (k == name).then_some(v)
     })
 }
 
