@@ -366,3 +366,86 @@ limits: {{max_bodyy: 1}}
     assert!(err.contains("unknown field `header_timeout`"), "{err}");
     assert!(err.contains("unknown field `max_bodyy`"), "{err}");
 }
+
+/// Between requests a kept-alive connection is held by Palisade's own wait (not Pingora's
+/// request state machine): the next request's first bytes are read there and handed on.
+/// Whatever arrives that way must reach the origin whole, be timed like any head, and an idle
+/// connection must still be closed after the keep-alive timeout.
+#[test]
+fn kept_alive_connections_between_requests() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let base = BASE.replace("server:\n", "server:\n  client_keepalive: 1s\n");
+    let cfg = config(origin.addr.expect("addr"), "  header_timeout: 600ms\n");
+    let p = Proxy::start_with(&format!("{base}{cfg}"), &[("p.yaml", "rules: []\n")], &[]);
+    let mut buf = [0u8; 256];
+
+    // A second head larger than the first read of the wait (4 KiB) arrives whole, and so does
+    // the body after it.
+    let mut ka = TcpStream::connect(p.addr).expect("connect");
+    ka.set_read_timeout(Some(WAIT)).expect("timeout");
+    ka.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n").expect("write");
+    assert_eq!(
+        Reply {
+            text: read_response(&mut ka)
+        }
+        .status(),
+        200
+    );
+    let padding = "p".repeat(20_000);
+    let second = format!("POST /second HTTP/1.1\r\nHost: a\r\nX-Padding: {padding}\r\nContent-Length: 5\r\n\r\nhello");
+    ka.write_all(second.as_bytes()).expect("write");
+    let r = Reply {
+        text: read_response(&mut ka),
+    };
+    assert_eq!(r.status(), 200, "{r:?}");
+    let seen = origin.seen_path("/second");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers.get("x-padding").map(String::len), Some(20_000));
+    assert_eq!(seen[0].body, b"hello");
+
+    // A request after a pause (the wait parked, then woken by the bytes).
+    std::thread::sleep(Duration::from_millis(300));
+    ka.write_all(b"GET /third HTTP/1.1\r\nHost: a\r\n\r\n").expect("write");
+    assert_eq!(
+        Reply {
+            text: read_response(&mut ka)
+        }
+        .status(),
+        200
+    );
+
+    // A slow head on a kept-alive connection is cut by the header timeout like a first one.
+    let started = Instant::now();
+    let mut cut = false;
+    for b in b"GET /slow-second HTTP/1.1\r\nHost: a\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n" {
+        if ka.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = ka.read(&mut buf);
+    assert!(cut || matches!(got, Ok(0) | Err(_)), "slow head got an answer: {got:?}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(origin.seen_path("/slow-second").is_empty());
+
+    // An idle kept-alive connection is closed after `client_keepalive`, not before.
+    let mut idle = TcpStream::connect(p.addr).expect("connect");
+    idle.set_read_timeout(Some(WAIT)).expect("timeout");
+    idle.write_all(b"GET /before-idle HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
+    assert_eq!(
+        Reply {
+            text: read_response(&mut idle)
+        }
+        .status(),
+        200
+    );
+    let started = Instant::now();
+    assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "idle keep-alive connection closed after {took:?}"
+    );
+}

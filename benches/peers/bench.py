@@ -491,6 +491,9 @@ routes:
 policies: [policy.yaml]
 telemetry: {tele}
 reload: {{ watch: false }}
+# Every benchmark client is 127.0.0.1: the per-address connection cap stays on (its counting
+# is part of the work measured) but high enough for the 10,000 idle connections.
+limits: {{ max_connections_per_ip: 1000000 }}
 """)
         full_env = dict(os.environ, RUST_LOG="warn", **(env or {}))
         return Proxy(name, "pingora", policy, port, tls_port,
@@ -1030,7 +1033,8 @@ def main() -> int:
            "profile and allocator (mimalloc) as Palisade: the floor.",
            "- **palisade**: the same deny list as a policy list file, a per-address limit (100M per second), "
            "repeat-offender tracking (`offenders:`), telemetry of every request to the file sink, "
-           "`threads: 1`, default metrics.",
+           "the per-address connection cap on but set to 1M (every client is 127.0.0.1), "
+           "`threads: 1`, default metrics, default limits otherwise.",
            "- Other `palisade-*` rows are A/B builds or settings given with `--palisade`/`--palisade-env`.", ""]
     if h1s:
         out += [f"## HTTP/1.1 keep-alive, small response ({args.rounds} rounds × {D} s, wrk, {C} connections)", ""]

@@ -7,10 +7,17 @@
 //! owns the connection's slot in the per-address count, which is given back when it closes.
 //! request_filter and logging move the clock through a request (`started`, `finished`).
 //!
+//! `Guarded` also runs the HTTP/1 keep-alive loop itself, so that between two requests a
+//! connection holds only its stream: Pingora's own loop waits for the next request inside its
+//! whole per-request state machine (tens of KiB per idle client). Here the first bytes of the
+//! next request are read into the stream's own small buffer (`next_request`), and Pingora's
+//! request handling starts only once they are there.
+//!
 //! The clock and the admission decision are pure; only `GuardedStream` touches IO.
 
 use std::fmt;
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -20,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use once_cell::sync::Lazy;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::ConnectionFilter;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType, ALPN,
 };
@@ -148,12 +156,16 @@ fn peer_ip(stream: &Stream) -> Option<IpAddr> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let (limits, trusted) = {
+        let (limits, trusted, keepalive) = {
             let snap = self.store.load();
             let ip = peer_ip(&stream);
-            (snap.conn_limits, ip.map(|ip| (ip, snap.trusted_proxies.contains(ip))))
+            (
+                snap.conn_limits,
+                ip.map(|ip| (ip, snap.trusted_proxies.contains(ip))),
+                snap.client_keepalive_secs,
+            )
         };
         let admission = trusted.map(|(ip, trusted)| admit(&OPEN, ip, limits.max_connections_per_ip, trusted));
         let slot = match admission {
@@ -168,21 +180,60 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             Some(Admission::Uncounted) | None => None,
         };
         // An HTTP/2 connection carries many requests at once: its streams are not timed here.
-        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let alpn = stream.selected_alpn_proto();
+        let http1 = matches!(alpn, None | Some(ALPN::H1))
+            && self.app.server_options().is_none_or(|o| !o.h2c && !o.force_custom);
         let now_ms = self.epoch.elapsed().as_millis() as u64;
-        let clock = HeaderClock::new((!h2).then_some(limits.header_timeout), now_ms);
-        let guarded = GuardedStream {
+        let clock = HeaderClock::new(http1.then_some(limits.header_timeout), now_ms);
+        let guarded = Box::new(GuardedStream {
             inner: stream,
             clock,
             epoch: self.epoch,
             timer: None,
+            early: Early::default(),
             _slot: slot,
-        };
-        self.app.process_new(Box::new(guarded), shutdown).await
+        });
+        if !http1 {
+            return self.app.process_new(guarded, shutdown).await;
+        }
+        self.serve_http1(guarded, Duration::from_secs(keepalive), shutdown)
+            .await;
+        None
     }
 
     async fn cleanup(&self) {
         self.app.cleanup().await
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
+    /// One HTTP/1 connection, request after request, as Pingora's own loop does it, except
+    /// that the wait for the next request holds only the stream (see the module comment).
+    async fn serve_http1(self: &Arc<Self>, mut conn: Box<GuardedStream>, idle: Duration, shutdown: &ShutdownWatch) {
+        let mut shutdown = shutdown.clone();
+        let mut session = ServerSession::new_http1(conn);
+        // Pingora's defaults for a fresh connection: 60 s, none while shutting down (the
+        // proxy sets the configured keep-alive for each request it handles).
+        session.set_keepalive((!*shutdown.borrow()).then_some(60));
+        session.set_keepalive_reuses_remaining(self.app.server_options().and_then(|o| o.keepalive_request_limit));
+        loop {
+            let Some(reused) = self.app.process_new_http(session, &shutdown).await else {
+                return;
+            };
+            let (stream, settings) = reused.consume();
+            // The stream handed back is the one given: ours.
+            let Ok(next) = stream.into_any().downcast::<GuardedStream>() else {
+                return;
+            };
+            conn = next;
+            if !conn.next_request(idle, &mut shutdown).await {
+                return;
+            }
+            session = ServerSession::new_http1(conn);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+        }
     }
 }
 
@@ -222,12 +273,24 @@ impl ConnectionFilter for AcceptFilter {
     }
 }
 
+/// Bytes of the next request read while waiting for it (`GuardedStream::next_request`),
+/// served to Pingora's parser before anything else is read from the socket.
+#[derive(Default)]
+struct Early {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+/// The most a wait for the next request reads: Pingora's first read of a head is 4 KiB too.
+const EARLY_READ: usize = 4096;
+
 /// The accepted stream with its header deadline and its connection slot.
 pub struct GuardedStream {
     inner: Stream,
     pub clock: HeaderClock,
     epoch: Instant,
     timer: Option<(u64, Pin<Box<tokio::time::Sleep>>)>,
+    early: Early,
     _slot: Option<Guard>,
 }
 
@@ -235,6 +298,50 @@ impl GuardedStream {
     /// The guard of a downstream stream, when it is one of ours (HTTP/1).
     pub fn of(stream: Option<&Stream>) -> Option<&GuardedStream> {
         stream?.as_any().downcast_ref::<GuardedStream>()
+    }
+}
+
+impl GuardedStream {
+    /// Waits for the next request on a kept-alive connection, holding no buffer meanwhile.
+    /// True when its first bytes have arrived (and are kept for the parser); false when the
+    /// client closed, `idle` passed first, or the server is shutting down.
+    async fn next_request(&mut self, idle: Duration, shutdown: &mut ShutdownWatch) -> bool {
+        if *shutdown.borrow() {
+            return false;
+        }
+        // Under load the next request is often there already: no timer, no shutdown waiter.
+        let first = std::future::poll_fn(|cx| Poll::Ready(self.poll_early(cx))).await;
+        if let Poll::Ready(read) = first {
+            return matches!(read, Ok(n) if n > 0);
+        }
+        tokio::select! {
+            biased;
+            read = std::future::poll_fn(|cx| self.poll_early(cx)) => matches!(read, Ok(n) if n > 0),
+            _ = shutdown.changed() => false,
+            _ = tokio::time::sleep(idle) => false,
+        }
+    }
+
+    /// One read of at most `EARLY_READ` bytes into a stack buffer; what arrived is kept in a
+    /// heap buffer of its own size.
+    fn poll_early(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut space = [MaybeUninit::<u8>::uninit(); EARLY_READ];
+        let mut buf = ReadBuf::uninit(&mut space);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let got = buf.filled();
+                if !got.is_empty() {
+                    self.clock.on_bytes(self.epoch.elapsed().as_millis() as u64);
+                    self.early = Early {
+                        bytes: got.to_vec(),
+                        at: 0,
+                    };
+                }
+                Poll::Ready(Ok(got.len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -247,6 +354,16 @@ impl fmt::Debug for GuardedStream {
 impl AsyncRead for GuardedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        let early = &this.early.bytes[this.early.at..];
+        if !early.is_empty() {
+            let n = early.len().min(buf.remaining());
+            buf.put_slice(&early[..n]);
+            this.early.at += n;
+            if this.early.at == this.early.bytes.len() {
+                this.early = Early::default();
+            }
+            return Poll::Ready(Ok(()));
+        }
         if let Some(deadline) = this.clock.deadline_ms() {
             let now = this.epoch.elapsed().as_millis() as u64;
             let expired = now >= deadline || {

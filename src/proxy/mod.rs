@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
+use http::{header, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -129,6 +129,11 @@ impl ProxyHttp for Palisade {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new(Instant::now())
     }
+
+    /// No downstream modules. Pingora's default installs a response compression module that is
+    /// switched off yet still built and consulted for every request and body chunk; Palisade
+    /// compresses nothing (responses pass through as the origin sent them).
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.store.load_full();
@@ -420,18 +425,23 @@ impl ProxyHttp for Palisade {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(snap) = ctx.snap.clone() else { return Ok(()) };
-        let peer = ctx.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let Some(snap) = ctx.snap.as_deref() else { return Ok(()) };
+        let peer = ctx
+            .peer
+            .map_or(HeaderValue::from_static(""), |p| facts::ip_header_value(p.ip()));
         // Only a trusted proxy's chain is extended; anything else a client sent is replaced.
         let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) if ctx.peer_trusted && !prior.is_empty() => format!("{prior}, {peer}"),
+            Some(prior) if ctx.peer_trusted && !prior.is_empty() => {
+                HeaderValue::try_from(format!("{prior}, {}", peer.to_str().unwrap_or_default()))
+                    .map_err(|_| Error::explain(ErrorType::InternalError, "X-Forwarded-For"))?
+            }
             _ => peer,
         };
         req.insert_header("x-forwarded-for", xff)?;
         // A trusted proxy in front (e.g. a TLS-terminating load balancer) knows the scheme.
-        let proto = match req.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
-            Some(p) if ctx.peer_trusted && (p == "http" || p == "https") => p.to_string(),
-            _ => (if self.listener.tls { "https" } else { "http" }).to_string(),
+        let proto = match req.headers.get("x-forwarded-proto") {
+            Some(p) if ctx.peer_trusted && (p == "http" || p == "https") => p.clone(),
+            _ => HeaderValue::from_static(if self.listener.tls { "https" } else { "http" }),
         };
         req.insert_header("x-forwarded-proto", proto)?;
         req.insert_header(snap.request_id_header.clone(), ctx.request_id.as_str())?;
@@ -464,7 +474,7 @@ impl ProxyHttp for Palisade {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(snap) = ctx.snap.clone() else { return Ok(()) };
+        let Some(snap) = ctx.snap.as_deref() else { return Ok(()) };
         if let Some(route) = ctx.route() {
             for h in &route.response_headers.remove {
                 resp.remove_header(h);

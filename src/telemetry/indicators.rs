@@ -143,6 +143,8 @@ impl Slot {
 }
 
 /// A shard on its own cache line, so two threads on neighbouring shards do not contend.
+/// Its slots are allocated when its first actor arrives: a table sized for many clients costs
+/// nothing until they come.
 #[repr(align(64))]
 struct Shard(Mutex<Box<[Slot]>>);
 
@@ -163,9 +165,7 @@ impl ActorTable {
     /// A table for about `actors` actors (rounded up to fill every set of every shard).
     pub fn new(actors: usize) -> Self {
         let sets_per_shard = actors.div_ceil(SHARDS * WAYS).max(1);
-        let shards = (0..SHARDS)
-            .map(|_| Shard(Mutex::new(vec![Slot::EMPTY; sets_per_shard * WAYS].into_boxed_slice())))
-            .collect();
+        let shards = (0..SHARDS).map(|_| Shard(Mutex::new(Box::default()))).collect();
         ActorTable {
             shards,
             sets_per_shard,
@@ -191,6 +191,9 @@ impl ActorTable {
         let ua_hash = fast_hash(!h, o.user_agent);
         let (mut ind, ever_struck) = {
             let mut slots = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            if slots.is_empty() {
+                *slots = vec![Slot::EMPTY; self.sets_per_shard * WAYS].into_boxed_slice();
+            }
             let ways = &mut slots[set * WAYS..(set + 1) * WAYS];
             let i = ways.iter().position(|s| s.ip == Some(o.ip)).unwrap_or_else(|| {
                 // Not here: take an empty slot, else the least recently seen one.
