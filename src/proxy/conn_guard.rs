@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use once_cell::sync::Lazy;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::ConnectionFilter;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{
@@ -211,16 +211,19 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
     /// that the wait for the next request holds only the stream (see the module comment).
     async fn serve_http1(self: &Arc<Self>, mut conn: Box<GuardedStream>, idle: Duration, shutdown: &ShutdownWatch) {
         let mut shutdown = shutdown.clone();
-        let mut session = ServerSession::new_http1(conn);
-        // Pingora's defaults for a fresh connection: 60 s, none while shutting down (the
-        // proxy sets the configured keep-alive for each request it handles).
-        session.set_keepalive((!*shutdown.borrow()).then_some(60));
-        session.set_keepalive_reuses_remaining(self.app.server_options().and_then(|o| o.keepalive_request_limit));
+        let mut settings = None;
+        let mut first = true;
         loop {
-            let Some(reused) = self.app.process_new_http(session, &shutdown).await else {
-                return;
-            };
-            let (stream, settings) = reused.consume();
+            // The session is built and moved into Pingora's (boxed) request future in one
+            // statement, so this future never has room for a session of its own.
+            let request = self.app.process_new_http(
+                self.session(conn, settings.take(), first, *shutdown.borrow()),
+                &shutdown,
+            );
+            let Some(reused) = request.await else { return };
+            first = false;
+            let (stream, next_settings) = reused.consume();
+            settings = next_settings;
             // The stream handed back is the one given: ours.
             let Ok(next) = stream.into_any().downcast::<GuardedStream>() else {
                 return;
@@ -229,11 +232,27 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
             if !conn.next_request(idle, &mut shutdown).await {
                 return;
             }
-            session = ServerSession::new_http1(conn);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
         }
+    }
+
+    /// The HTTP/1 session of one request: on a fresh connection Pingora's defaults (60 s
+    /// keep-alive, none while shutting down; the proxy then sets the configured one for each
+    /// request), afterwards what the previous request left for the next.
+    fn session(
+        &self,
+        conn: Box<GuardedStream>,
+        settings: Option<HttpPersistentSettings>,
+        first: bool,
+        shutting_down: bool,
+    ) -> ServerSession {
+        let mut session = ServerSession::new_http1(conn);
+        if first {
+            session.set_keepalive((!shutting_down).then_some(60));
+            session.set_keepalive_reuses_remaining(self.app.server_options().and_then(|o| o.keepalive_request_limit));
+        } else if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
+        }
+        session
     }
 }
 
@@ -318,7 +337,7 @@ impl GuardedStream {
             biased;
             read = std::future::poll_fn(|cx| self.poll_early(cx)) => matches!(read, Ok(n) if n > 0),
             _ = shutdown.changed() => false,
-            _ = tokio::time::sleep(idle) => false,
+            _ = pingora_timeout::fast_timeout::fast_sleep(idle) => false,
         }
     }
 
