@@ -474,6 +474,9 @@ pub fn redact_query(query: Option<&str>, mode: QueryMode, allow: &[String]) -> O
 }
 
 #[cfg(test)]
+mod golden;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
