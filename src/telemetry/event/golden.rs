@@ -679,7 +679,9 @@ fn encode(c: &Case) -> String {
         alert: c.alert,
         aliases: c.aliases.as_ref(),
     };
-    serde_json::to_string(&view).expect("encode")
+    let mut out = Vec::new();
+    view.write_json(&mut out);
+    String::from_utf8(out).expect("UTF-8")
 }
 
 #[test]
