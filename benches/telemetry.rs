@@ -231,7 +231,7 @@ fn writer(c: &mut Criterion) {
                 alert: false,
                 aliases: None,
             };
-            serde_json::to_writer(&mut buf, &view).expect("encode");
+            view.write_json(&mut buf);
             black_box(buf.len())
         })
     });

@@ -3,17 +3,18 @@
 //! turns it into JSON: one `event.kind: event` line per request and, for every decision other
 //! than `allow`, one `event.kind: alert` line as well. Field names follow the Elastic Common
 //! Schema where one exists; Palisade's own fields live under `palisade`. The schema is
-//! documented in docs/telemetry.md; bump `SCHEMA_VERSION` on breaking changes.
+//! documented in docs/telemetry.md; bump `SCHEMA_VERSION` on breaking changes. The JSON is
+//! written field by field with json.rs (which says why not serde); event/golden.rs pins every
+//! line byte for byte.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::{HeaderName, HeaderValue, Method, Uri};
-use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
 
 use super::indicators::Indicators;
+use super::json;
 use crate::config::file::QueryMode;
 use crate::enforce::{Mode, Verdict};
 use crate::policy::PolicySet;
@@ -149,355 +150,255 @@ pub struct EventView<'a> {
 }
 
 impl EventView<'_> {
-    fn address<'b>(&'b self, ip: Option<IpAddr>, alias: Option<&'b str>, port: Option<u16>) -> Address<'b> {
-        match self.aliases {
-            Some(_) => Address {
-                ip: None,
-                address: alias,
-                port,
-            },
-            None => Address {
-                ip,
-                address: None,
-                port,
-            },
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Address<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    address: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port: Option<u16>,
-}
-
-impl Serialize for EventView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+    /// Append the event to `out` as one line of compact JSON, without the newline. Keys come in
+    /// the order of docs/telemetry.md; an optional field without a value is left out, never
+    /// written as `null`. Keys are pre-escaped literals, each with the comma before it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         let r = self.record;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("@timestamp", &Rfc3339(r.start))?;
-        m.serialize_entry("schema_version", &SCHEMA_VERSION)?;
-        m.serialize_entry(
-            "event",
-            &EventInfo {
-                id: Id(&r.request_id, self.alert),
-                kind: if self.alert { "alert" } else { "event" },
-                action: r.action(),
-                duration_us: r.duration_us,
-                reason: r.error,
-            },
-        )?;
-        let alias = |f: fn(&Aliases) -> &Option<String>| self.aliases.and_then(|a| f(a).as_deref());
-        m.serialize_entry("client", &self.address(r.client_ip, alias(|a| &a.client), None))?;
-        m.serialize_entry(
-            "source",
-            &self.address(r.peer.map(|p| p.ip()), alias(|a| &a.source), r.peer.map(|p| p.port())),
-        )?;
-        m.serialize_entry("http", &HttpView(r))?;
-        m.serialize_entry(
-            "url",
-            &UrlView {
-                domain: &r.host,
-                path: r.uri.path(),
-                query: redact_query(r.uri.query(), r.redaction.query, &r.redaction.query_allowlist),
-            },
-        )?;
-        m.serialize_entry("user_agent", &UserAgent(r.user_agent.as_ref()))?;
+        out.extend_from_slice(b"{\"@timestamp\":");
+        json::timestamp(out, r.start);
+        uint_field(out, b",\"schema_version\":", SCHEMA_VERSION.into());
+
+        out.extend_from_slice(b",\"event\":{\"id\":\"");
+        json::escaped(out, &r.request_id);
+        if self.alert {
+            json::escaped(out, ALERT_ID_SUFFIX);
+        }
+        out.push(b'"');
+        str_field(out, b",\"kind\":", if self.alert { "alert" } else { "event" });
+        str_field(out, b",\"action\":", r.action());
+        uint_field(out, b",\"duration_us\":", r.duration_us);
+        if let Some(reason) = r.error {
+            str_field(out, b",\"reason\":", reason);
+        }
+        out.push(b'}');
+
+        let client = self.aliases.map(|a| a.client.as_deref());
+        address(out, b",\"client\":", r.client_ip, client, None);
+        let source = self.aliases.map(|a| a.source.as_deref());
+        let (peer, port) = (r.peer.map(|p| p.ip()), r.peer.map(|p| p.port()));
+        address(out, b",\"source\":", peer, source, port);
+
+        write_http(out, r);
+
+        str_field(out, b",\"url\":{\"domain\":", &r.host);
+        str_field(out, b",\"path\":", r.uri.path());
+        let red = &r.redaction;
+        if let Some(q) = r.uri.query().filter(|q| !q.is_empty() && red.query != QueryMode::Drop) {
+            out.extend_from_slice(b",\"query\":\"");
+            redact_query(q, red.query, &red.query_allowlist, |piece| json::escaped(out, piece));
+            out.push(b'"');
+        }
+        out.push(b'}');
+
+        out.extend_from_slice(b",\"user_agent\":{\"original\":");
+        json::string_lossy(out, r.user_agent.as_ref().map_or(b"", |u| u.as_bytes()));
+        out.push(b'}');
+
         if let Some(t) = &r.tls {
-            m.serialize_entry(
-                "tls",
-                &TlsView {
-                    version: &t.version,
-                    server_name: t.server_name.as_deref(),
-                },
-            )?;
-        }
-        m.serialize_entry("palisade", &PalisadeView(r))?;
-        m.end()
-    }
-}
-
-struct Rfc3339(SystemTime);
-
-impl Serialize for Rfc3339 {
-    /// `2026-11-23T17:19:46.289445953Z`: UTC, always nine fractional digits, written straight
-    /// into the output (no intermediate string; this runs for every event).
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let dt = time::OffsetDateTime::from(self.0);
-        s.collect_str(&format_args!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-            dt.year(),
-            u8::from(dt.month()),
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second(),
-            dt.nanosecond()
-        ))
-    }
-}
-
-/// The request id, or the alert's id derived from it.
-struct Id<'a>(&'a str, bool);
-
-impl Serialize for Id<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.1 {
-            s.collect_str(&format_args!("{}{ALERT_ID_SUFFIX}", self.0))
-        } else {
-            s.serialize_str(self.0)
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct EventInfo<'a> {
-    id: Id<'a>,
-    kind: &'static str,
-    action: &'static str,
-    duration_us: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-}
-
-struct HttpView<'a>(&'a Record);
-
-impl Serialize for HttpView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry(
-            "version",
-            match r.version {
-                http::Version::HTTP_09 => "0.9",
-                http::Version::HTTP_10 => "1.0",
-                http::Version::HTTP_2 => "2",
-                http::Version::HTTP_3 => "3",
-                _ => "1.1",
-            },
-        )?;
-        m.serialize_entry("request", &RequestView(r))?;
-        m.serialize_entry(
-            "response",
-            &ResponseView {
-                status_code: r.status,
-                bytes: r.bytes_out,
-            },
-        )?;
-        m.end()
-    }
-}
-
-struct RequestView<'a>(&'a Record);
-
-impl Serialize for RequestView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", &r.request_id)?;
-        m.serialize_entry("method", r.method.as_str())?;
-        m.serialize_entry("bytes", &r.bytes_in)?;
-        if r.headers.iter().any(|(_, v)| v.to_str().is_ok()) {
-            m.serialize_entry("headers", &HeadersView(&r.headers))?;
-        }
-        m.end()
-    }
-}
-
-/// The recorded headers whose values are text.
-struct HeadersView<'a>(&'a [(HeaderName, HeaderValue)]);
-
-impl Serialize for HeadersView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        for (k, v) in self.0 {
-            if let Ok(v) = v.to_str() {
-                m.serialize_entry(k.as_str(), v)?;
+            str_field(out, b",\"tls\":{\"version\":", &t.version);
+            if let Some(name) = &t.server_name {
+                str_field(out, b",\"server_name\":", name);
             }
+            out.push(b'}');
         }
-        m.end()
+
+        write_palisade(out, r);
+        out.push(b'}');
     }
 }
 
-#[derive(Serialize)]
-struct ResponseView {
-    status_code: u16,
-    bytes: u64,
+/// `key` (pre-escaped, with its comma and colon), then `value` as a string.
+fn str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
+    out.extend_from_slice(key);
+    json::string(out, value);
 }
 
-#[derive(Serialize)]
-struct UrlView<'a> {
-    domain: &'a str,
-    path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<String>,
+fn uint_field(out: &mut Vec<u8>, key: &[u8], value: u64) {
+    out.extend_from_slice(key);
+    json::uint(out, value);
 }
 
-struct UserAgent<'a>(Option<&'a HeaderValue>);
+fn float_field(out: &mut Vec<u8>, key: &[u8], value: f32) {
+    out.extend_from_slice(key);
+    json::float(out, value);
+}
 
-impl Serialize for UserAgent<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1))?;
-        let ua = self.0.map(|u| String::from_utf8_lossy(u.as_bytes()));
-        m.serialize_entry("original", ua.as_deref().unwrap_or(""))?;
-        m.end()
+/// `client` or `source` after `key`: the IP, or with hashing on (`alias` is `Some`) its
+/// pseudonym, and the port; `{}` when there is none of them.
+fn address(out: &mut Vec<u8>, key: &[u8], ip: Option<IpAddr>, alias: Option<Option<&str>>, port: Option<u16>) {
+    out.extend_from_slice(key);
+    out.push(b'{');
+    let mut sep: &[u8] = b"";
+    match (alias, ip) {
+        (None, Some(ip)) => {
+            out.extend_from_slice(b"\"ip\":");
+            json::ip(out, ip);
+            sep = b",";
+        }
+        (Some(Some(alias)), _) => {
+            str_field(out, b"\"address\":", alias);
+            sep = b",";
+        }
+        _ => {}
     }
-}
-
-#[derive(Serialize)]
-struct TlsView<'a> {
-    version: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_name: Option<&'a str>,
-}
-
-struct PalisadeView<'a>(&'a Record);
-
-impl Serialize for PalisadeView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let v = &r.verdict;
-        let mut m = s.serialize_map(None)?;
-        if let Some(route) = &r.route {
-            m.serialize_entry("route", &**route)?;
-        }
-        m.serialize_entry(
-            "decision",
-            &DecisionView {
-                action: r.decision(),
-                rule: v.rule.as_deref(),
-                mode: if v.mode == Mode::Monitor { "monitor" } else { "enforce" },
-                matched: v.matched.as_deref(),
-                counter: v.counter,
-                also: v.also.iter().map(|a| &**a).collect(),
-            },
-        )?;
-        if let Some(pool) = &r.pool {
-            m.serialize_entry(
-                "upstream",
-                &UpstreamView {
-                    pool,
-                    address: r.backend,
-                    duration_us: r.upstream_us,
-                },
-            )?;
-        }
-        if let Some((action, rule)) = &r.shadow {
-            m.serialize_entry(
-                "shadow",
-                &ShadowView {
-                    action,
-                    rule: rule.as_deref(),
-                },
-            )?;
-        }
-        m.serialize_entry(
-            "policy",
-            &PolicyView {
-                hash: &r.policy.hash,
-                generation: r.generation,
-                shadow_hash: r.shadow_policy.as_ref().map(|p| p.hash.as_str()),
-            },
-        )?;
-        if let Some(ind) = &r.indicators {
-            m.serialize_entry("indicators", ind)?;
-        }
-        m.end()
+    if let Some(port) = port {
+        out.extend_from_slice(sep);
+        uint_field(out, b"\"port\":", port.into());
     }
+    out.push(b'}');
 }
 
-#[derive(Serialize)]
-struct DecisionView<'a> {
-    action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<&'a str>,
-    mode: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    matched: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    counter: Option<i64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    also: Vec<&'a str>,
+fn write_http(out: &mut Vec<u8>, r: &Record) {
+    let version = match r.version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    str_field(out, b",\"http\":{\"version\":", version);
+    str_field(out, b",\"request\":{\"id\":", &r.request_id);
+    str_field(out, b",\"method\":", r.method.as_str());
+    uint_field(out, b",\"bytes\":", r.bytes_in);
+    // Only the values that are text; the key is left out when there is none.
+    let mut text = r
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name, value.to_str().ok()?)));
+    if let Some((name, value)) = text.next() {
+        str_field(out, b",\"headers\":{", name.as_str());
+        out.push(b':');
+        json::string(out, value);
+        for (name, value) in text {
+            str_field(out, b",", name.as_str());
+            out.push(b':');
+            json::string(out, value);
+        }
+        out.push(b'}');
+    }
+    uint_field(out, b"},\"response\":{\"status_code\":", r.status.into());
+    uint_field(out, b",\"bytes\":", r.bytes_out);
+    out.extend_from_slice(b"}}");
 }
 
-#[derive(Serialize)]
-struct UpstreamView<'a> {
-    pool: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    address: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration_us: Option<u64>,
+fn write_palisade(out: &mut Vec<u8>, r: &Record) {
+    let v = &r.verdict;
+    out.extend_from_slice(b",\"palisade\":{");
+    if let Some(route) = &r.route {
+        str_field(out, b"\"route\":", route);
+        out.push(b',');
+    }
+    str_field(out, b"\"decision\":{\"action\":", r.decision());
+    if let Some(rule) = &v.rule {
+        str_field(out, b",\"rule\":", rule);
+    }
+    let mode = if v.mode == Mode::Monitor { "monitor" } else { "enforce" };
+    str_field(out, b",\"mode\":", mode);
+    if let Some(matched) = &v.matched {
+        str_field(out, b",\"matched\":", matched);
+    }
+    if let Some(counter) = v.counter {
+        out.extend_from_slice(b",\"counter\":");
+        json::int(out, counter);
+    }
+    if let Some((first, rest)) = v.also.split_first() {
+        str_field(out, b",\"also\":[", first);
+        for also in rest {
+            str_field(out, b",", also);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+
+    if let Some(pool) = &r.pool {
+        str_field(out, b",\"upstream\":{\"pool\":", pool);
+        if let Some(backend) = r.backend {
+            out.extend_from_slice(b",\"address\":");
+            json::socket(out, backend);
+        }
+        if let Some(us) = r.upstream_us {
+            uint_field(out, b",\"duration_us\":", us);
+        }
+        out.push(b'}');
+    }
+    if let Some((action, rule)) = &r.shadow {
+        str_field(out, b",\"shadow\":{\"action\":", action);
+        if let Some(rule) = rule {
+            str_field(out, b",\"rule\":", rule);
+        }
+        out.push(b'}');
+    }
+    str_field(out, b",\"policy\":{\"hash\":", &r.policy.hash);
+    uint_field(out, b",\"generation\":", r.generation);
+    if let Some(shadow) = &r.shadow_policy {
+        str_field(out, b",\"shadow_hash\":", &shadow.hash);
+    }
+    out.push(b'}');
+    if let Some(i) = &r.indicators {
+        write_indicators(out, i);
+    }
+    out.push(b'}');
 }
 
-#[derive(Serialize)]
-struct ShadowView<'a> {
-    action: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<&'a str>,
+/// `palisade.indicators`, in the order of the fields of `Indicators`.
+fn write_indicators(out: &mut Vec<u8>, i: &Indicators) {
+    uint_field(out, b",\"indicators\":{\"requests_1s\":", i.requests_1s.into());
+    uint_field(out, b",\"requests_60s\":", i.requests_60s.into());
+    uint_field(out, b",\"distinct_paths_60s\":", i.distinct_paths_60s.into());
+    float_field(out, b",\"ratio_4xx\":", i.ratio_4xx);
+    float_field(out, b",\"ratio_5xx\":", i.ratio_5xx);
+    uint_field(out, b",\"first_seen_s\":", i.first_seen_s);
+    uint_field(out, b",\"user_agent_changes\":", i.user_agent_changes.into());
+    float_field(out, b",\"strike_score\":", i.strike_score);
+    str_field(out, b",\"ban\":", i.ban);
+    out.push(b'}');
 }
 
-#[derive(Serialize)]
-struct PolicyView<'a> {
-    hash: &'a str,
-    generation: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shadow_hash: Option<&'a str>,
-}
-
-/// The query string as telemetry may record it.
-pub fn redact_query(query: Option<&str>, mode: QueryMode, allow: &[String]) -> Option<String> {
-    let q = query.filter(|q| !q.is_empty())?;
+/// The query string as telemetry may record it, handed to `put` piece by piece (so that it is
+/// escaped into the output without an intermediate string). With `Redact`, the value of every
+/// name not in `allow` becomes `REDACTED`; `Drop` records nothing.
+pub fn redact_query(query: &str, mode: QueryMode, allow: &[String], mut put: impl FnMut(&str)) {
     match mode {
-        QueryMode::Keep => Some(q.to_string()),
-        QueryMode::Drop => None,
+        QueryMode::Keep => put(query),
+        QueryMode::Drop => {}
         QueryMode::Redact => {
-            let mut out = String::with_capacity(q.len() + 16);
-            for (i, pair) in q.split('&').enumerate() {
+            for (i, pair) in query.split('&').enumerate() {
                 if i > 0 {
-                    out.push('&');
+                    put("&");
                 }
                 let name = pair.split('=').next().unwrap_or("");
                 if allow.iter().any(|a| a == name) || !pair.contains('=') {
-                    out.push_str(pair);
+                    put(pair);
                 } else {
-                    out.push_str(name);
-                    out.push_str("=REDACTED");
+                    put(name);
+                    put("=REDACTED");
                 }
             }
-            Some(out)
         }
     }
 }
+
+#[cfg(test)]
+mod golden;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_are_rfc3339_utc_with_nanoseconds() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_795_454_386, 289_445_953);
-        let json = serde_json::to_string(&Rfc3339(t)).expect("encode");
-        assert_eq!(json, "\"2026-11-23T17:19:46.289445953Z\"");
-        let parsed = humantime::parse_rfc3339(json.trim_matches('"')).expect("parse");
-        assert_eq!(parsed, t);
-    }
-
-    #[test]
     fn query_redaction_keeps_allowed_names_only() {
         let allow = vec!["page".to_string()];
+        let redacted = |q: &str, mode: QueryMode| {
+            let mut out = String::new();
+            redact_query(q, mode, &allow, |piece| out.push_str(piece));
+            out
+        };
         assert_eq!(
-            redact_query(Some("page=2&token=s3cret&flag"), QueryMode::Redact, &allow).as_deref(),
-            Some("page=2&token=REDACTED&flag")
+            redacted("page=2&token=s3cret&flag", QueryMode::Redact),
+            "page=2&token=REDACTED&flag"
         );
-        assert_eq!(redact_query(Some("a=1"), QueryMode::Drop, &allow), None);
-        assert_eq!(
-            redact_query(Some("a=1"), QueryMode::Keep, &allow).as_deref(),
-            Some("a=1")
-        );
-        assert_eq!(redact_query(None, QueryMode::Keep, &allow), None);
+        assert_eq!(redacted("a=1", QueryMode::Drop), "");
+        assert_eq!(redacted("a=1", QueryMode::Keep), "a=1");
     }
 }

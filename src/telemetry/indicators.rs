@@ -19,8 +19,6 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use serde::Serialize;
-
 /// Shards of the table; a power of two.
 const SHARDS: usize = 64;
 /// Slots per set: an actor can live in any of them.
@@ -46,8 +44,9 @@ pub struct Observation<'a> {
     pub now_ms: u64,
 }
 
-/// The actor's indicators after counting this request, as recorded in telemetry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// The actor's indicators after counting this request, as recorded in telemetry (written by
+/// event.rs, in the order of these fields).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Indicators {
     /// Requests in the last second (sliding estimate), this one included.
     pub requests_1s: u32,

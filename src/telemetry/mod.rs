@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod indicators;
+mod json;
 pub mod nats;
 pub mod sink;
 pub mod spill;
@@ -51,6 +52,8 @@ pub struct SinkMetrics {
     pub dropped_queue_full: IntCounter,
     pub dropped_spill_budget: IntCounter,
     pub dropped_write_error: IntCounter,
+    /// Stays at zero: encoding an event (json.rs) cannot fail. The series is kept because
+    /// docs/telemetry.md lists the reason and alerts may watch it.
     pub dropped_encode_error: IntCounter,
 }
 
@@ -131,7 +134,6 @@ impl Telemetry {
                 rx,
                 sink,
                 pseudonyms: key.map(Pseudonyms::new),
-                metrics: SinkMetrics::new(name),
             })),
         };
         let telemetry = Telemetry {
@@ -151,7 +153,6 @@ impl Telemetry {
                 rx,
                 sink,
                 pseudonyms: None,
-                metrics: metrics.clone(),
             })),
         };
         let telemetry = Telemetry {
@@ -241,18 +242,15 @@ impl Batch {
         self.entries.clear();
     }
 
-    /// Append one event line; `false` when it could not be encoded.
-    fn push(&mut self, rec: &Record, alert: bool, aliases: Option<&event::Aliases>) -> bool {
+    /// Append one event line.
+    fn push(&mut self, rec: &Record, alert: bool, aliases: Option<&event::Aliases>) {
         let start = self.buf.len();
         let view = event::EventView {
             record: rec,
             alert,
             aliases,
         };
-        if serde_json::to_writer(&mut self.buf, &view).is_err() {
-            self.buf.truncate(start);
-            return false;
-        }
+        view.write_json(&mut self.buf);
         self.buf.push(b'\n');
         let id_start = self.ids.len();
         self.ids.push_str(&rec.request_id);
@@ -260,7 +258,6 @@ impl Batch {
             self.ids.push_str(event::ALERT_ID_SUFFIX);
         }
         self.entries.push((id_start..self.ids.len(), start..self.buf.len()));
-        true
     }
 }
 
@@ -333,7 +330,6 @@ struct WriterParts {
     rx: Receiver<Box<Record>>,
     sink: Box<dyn Sink>,
     pseudonyms: Option<Pseudonyms>,
-    metrics: SinkMetrics,
 }
 
 /// The writing half of the pipeline: one thread that serializes and delivers queued records.
@@ -395,7 +391,7 @@ fn write_loop(mut parts: WriterParts) {
         };
         let mut next = Some(first);
         while let Some(rec) = next {
-            add(&mut batch, &rec, parts.pseudonyms.as_mut(), &parts.metrics);
+            add(&mut batch, &rec, parts.pseudonyms.as_mut());
             if batch.buf.len() >= WRITE_BATCH_BYTES || batch.len() >= max_events {
                 parts.sink.deliver(&batch);
                 batch.clear();
@@ -413,20 +409,10 @@ fn write_loop(mut parts: WriterParts) {
     parts.sink.tick();
 }
 
-fn add(batch: &mut Batch, rec: &Record, pseudonyms: Option<&mut Pseudonyms>, metrics: &SinkMetrics) {
+fn add(batch: &mut Batch, rec: &Record, pseudonyms: Option<&mut Pseudonyms>) {
     let aliases = pseudonyms.map(|p| p.aliases(rec));
-    let mut failed = 0;
-    if !batch.push(rec, false, aliases.as_ref()) {
-        failed += 1;
-    }
-    if rec.is_alert() && !batch.push(rec, true, aliases.as_ref()) {
-        failed += 1;
-    }
-    if failed > 0 {
-        log::error!(
-            "telemetry: {failed} event(s) of request {} could not be encoded",
-            rec.request_id
-        );
-        metrics.dropped_encode_error.inc_by(failed);
+    batch.push(rec, false, aliases.as_ref());
+    if rec.is_alert() {
+        batch.push(rec, true, aliases.as_ref());
     }
 }
