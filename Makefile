@@ -103,6 +103,10 @@ test: setup
 bench: setup
 	cargo bench --bench request_filter --bench policy
 
+# ARGS passes options to the script, e.g. ARGS="--rounds 5 --duration 6" (see its --help).
+bench-peers: setup
+	PEER_BENCH_PACKAGES="$(PEER_BENCH_PACKAGES)" python3 benches/peers/bench.py $(ARGS)
+
 # deploy/palisade.yaml names certificates under /etc/palisade/tls/ that do not exist in a
 # checkout: `palisade check` reports them as missing, and only "missing certificate file"
 # reports are tolerated here. Any other error, including a malformed certificate, fails.

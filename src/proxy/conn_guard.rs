@@ -328,6 +328,9 @@ impl GuardedStream {
         if *shutdown.borrow() {
             return false;
         }
+        // The previous head's deadline timer is done with; an idle connection keeps no timer
+        // of its own (the first bytes start a new deadline, and a timer only if it is needed).
+        self.timer = None;
         // Under load the next request is often there already: no timer, no shutdown waiter.
         let first = std::future::poll_fn(|cx| Poll::Ready(self.poll_early(cx))).await;
         if let Poll::Ready(read) = first {
