@@ -367,12 +367,12 @@ pub fn redact_query(query: &str, mode: QueryMode, allow: &[String], mut put: imp
                 if i > 0 {
                     put("&");
                 }
-                let name = pair.split('=').next().unwrap_or("");
-                if allow.iter().any(|a| a == name) || !pair.contains('=') {
-                    put(pair);
-                } else {
-                    put(name);
-                    put("=REDACTED");
+                match pair.split_once('=') {
+                    Some((name, _)) if !allow.iter().any(|a| a == name) => {
+                        put(name);
+                        put("=REDACTED");
+                    }
+                    _ => put(pair),
                 }
             }
         }

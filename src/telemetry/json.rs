@@ -34,26 +34,45 @@ pub fn escaped(out: &mut Vec<u8>, s: &str) {
     let mut done = 0;
     let mut copied = 0;
     for chunk in bytes.chunks_exact(8) {
-        let word = u64::from_le_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]);
-        if needs_escape(word) {
+        if needs_escape(word(chunk)) {
             copied = escape_bytes(out, bytes, copied, done, done + 8);
         }
         done += 8;
     }
-    copied = escape_bytes(out, bytes, copied, done, bytes.len());
+    if last_word(bytes, done).is_some_and(needs_escape) {
+        copied = escape_bytes(out, bytes, copied, done, bytes.len());
+    }
     out.extend_from_slice(&bytes[copied..]);
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
+const SPACES: u64 = ONES * 0x20;
+
+fn word(b: &[u8]) -> u64 {
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// A word holding every byte of `bytes[done..]` (fewer than eight) and otherwise bytes already
+/// checked or spaces, without a loop: the last eight bytes, or two overlapping halves, or the
+/// first, middle and last of up to three. An already checked byte that needed escaping makes
+/// the tail be scanned byte by byte for nothing, which is rare and harmless.
+fn last_word(bytes: &[u8], done: usize) -> Option<u64> {
+    let n = bytes.len();
+    let half = |b: &[u8]| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    match n {
+        _ if n == done => None,
+        8.. => Some(word(&bytes[n - 8..])),
+        4.. => Some(half(bytes) | half(&bytes[n - 4..]) << 32),
+        _ => Some(u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16 | SPACES << 24),
+    }
+}
 
 /// True when one of the eight bytes of `word` is a control byte, `"` or `\`. Exact: the
 /// classic "has a byte less than n" and "has a zero byte" tests never miss a byte and, as only
 /// the whole word's answer is used, their false positives above a true byte do not matter.
 fn needs_escape(word: u64) -> bool {
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+    let below_space = word.wrapping_sub(SPACES) & !word;
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
@@ -63,7 +82,8 @@ fn needs_escape(word: u64) -> bool {
 /// Escape what needs it in `bytes[from..to]`; bytes from `copied` on are not yet written.
 /// Returns the new `copied`.
 fn escape_bytes(out: &mut Vec<u8>, bytes: &[u8], mut copied: usize, from: usize, to: usize) -> usize {
-    for (i, &b) in bytes.iter().enumerate().take(to).skip(from) {
+    for (i, &b) in bytes[from..to].iter().enumerate() {
+        let i = from + i;
         let short = match b {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -95,7 +115,7 @@ pub fn string_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
     for chunk in bytes.utf8_chunks() {
         escaped(out, chunk.valid());
         if !chunk.invalid().is_empty() {
-            out.extend_from_slice(char::REPLACEMENT_CHARACTER.encode_utf8(&mut [0; 4]).as_bytes());
+            out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
     out.push(b'"');
@@ -103,6 +123,10 @@ pub fn string_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Append `n` in decimal.
 pub fn uint(out: &mut Vec<u8>, mut n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     loop {
@@ -152,14 +176,16 @@ struct Timestamp([u8; 32]);
 
 impl Timestamp {
     fn new(year: u32, dt: &time::OffsetDateTime) -> Self {
+        let (_, month, day) = dt.to_calendar_date();
+        let (hour, minute, second, nano) = dt.to_hms_nano();
         let mut b = *b"\"0000-00-00T00:00:00.000000000Z\"";
         digits(&mut b[1..5], year);
-        digits(&mut b[6..8], u32::from(u8::from(dt.month())));
-        digits(&mut b[9..11], u32::from(dt.day()));
-        digits(&mut b[12..14], u32::from(dt.hour()));
-        digits(&mut b[15..17], u32::from(dt.minute()));
-        digits(&mut b[18..20], u32::from(dt.second()));
-        digits(&mut b[21..30], dt.nanosecond());
+        digits(&mut b[6..8], u32::from(u8::from(month)));
+        digits(&mut b[9..11], u32::from(day));
+        digits(&mut b[12..14], u32::from(hour));
+        digits(&mut b[15..17], u32::from(minute));
+        digits(&mut b[18..20], u32::from(second));
+        digits(&mut b[21..30], nano);
         Timestamp(b)
     }
 }
@@ -202,12 +228,25 @@ pub fn socket(out: &mut Vec<u8>, addr: SocketAddr) {
 }
 
 fn ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
+    let mut buf = [0u8; 15];
+    let mut len = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push(b'.');
+            buf[len] = b'.';
+            len += 1;
         }
-        uint(out, octet.into());
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
     }
+    out.extend_from_slice(&buf[..len]);
 }
 
 #[cfg(test)]
