@@ -36,6 +36,10 @@ use crate::telemetry::Telemetry;
 pub use ctx::RequestCtx;
 use respond::{status_line, Answer};
 
+/// Names looked up on every request, parsed once (a `&str` name is parsed at each lookup).
+static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
 /// Requests a tarpit may hold at once; more are answered without delay.
 const MAX_TARPITS: usize = 1024;
 static TARPITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TARPITS);
@@ -155,8 +159,8 @@ impl ProxyHttp for Palisade {
         let client_ip = facts::client_ip(
             peer_ip,
             &snap.trusted_proxies,
-            req.headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()),
-            req.headers.get_all("forwarded").iter().map(|v| v.as_bytes()),
+            req.headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()),
+            req.headers.get_all(header::FORWARDED).iter().map(|v| v.as_bytes()),
         );
         ctx.client_ip = Some(client_ip);
         ctx.peer_trusted = snap.trusted_proxies.contains(peer_ip);
@@ -303,15 +307,13 @@ impl ProxyHttp for Palisade {
         let pool = route.pool.clone();
         let timeouts = route.timeouts;
         ctx.tries += 1;
-        let Some(backend) = pool.select(ctx.client_ip) else {
+        let Some(addr) = pool.select(ctx.client_ip) else {
             ctx.error = Some("no_healthy_backend");
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!("no healthy backend in pool {}", pool.name),
             ));
         };
-        let addr = peer_of(Some(&backend.addr))
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "backend without an inet address"))?;
         let tls = pool.section.tls.as_ref();
         let mut peer = HttpPeer::new(addr, tls.is_some(), tls.map(|t| t.sni.clone()).unwrap_or_default());
         let o = &mut peer.options;
@@ -430,7 +432,7 @@ impl ProxyHttp for Palisade {
             .peer
             .map_or(HeaderValue::from_static(""), |p| facts::ip_header_value(p.ip()));
         // Only a trusted proxy's chain is extended; anything else a client sent is replaced.
-        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let xff = match req.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prior) if ctx.peer_trusted && !prior.is_empty() => {
                 HeaderValue::try_from(format!("{prior}, {}", peer.to_str().unwrap_or_default()))
                     .map_err(|_| Error::explain(ErrorType::InternalError, "X-Forwarded-For"))?
@@ -439,7 +441,7 @@ impl ProxyHttp for Palisade {
         };
         req.insert_header("x-forwarded-for", xff)?;
         // A trusted proxy in front (e.g. a TLS-terminating load balancer) knows the scheme.
-        let proto = match req.headers.get("x-forwarded-proto") {
+        let proto = match req.headers.get(&X_FORWARDED_PROTO) {
             Some(p) if ctx.peer_trusted && (p == "http" || p == "https") => p.clone(),
             _ => HeaderValue::from_static(if self.listener.tls { "https" } else { "http" }),
         };

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,13 @@ pub struct Pool {
     pub section: UpstreamSection,
     balancer: Balancer,
     pub backends: Vec<SocketAddr>,
+    /// Round robin: indices into `backends`, each repeated by its weight, and the next turn.
+    /// Ours rather than pingora-load-balancing's, whose selection hashes every candidate to
+    /// read its health (about 2,000 instructions per request; docs/performance.md).
+    rotation: Vec<usize>,
+    turn: AtomicUsize,
+    /// Health of each of `backends` as of the last check; all up until a check says otherwise.
+    up: Box<[AtomicBool]>,
     health_interval: Option<Duration>,
     /// Milliseconds since `epoch` of the last health check, for scheduling.
     last_check_ms: AtomicU64,
@@ -73,6 +80,14 @@ impl Pool {
             section: section.clone(),
             balancer,
             backends: section.backends.iter().map(|b| b.address()).collect(),
+            rotation: section
+                .backends
+                .iter()
+                .enumerate()
+                .flat_map(|(i, b)| std::iter::repeat_n(i, b.weight().max(1)))
+                .collect(),
+            turn: AtomicUsize::new(0),
+            up: section.backends.iter().map(|_| AtomicBool::new(true)).collect(),
             health_interval: section
                 .health_check
                 .as_ref()
@@ -83,9 +98,15 @@ impl Pool {
     }
 
     /// A healthy backend for this client, or `None` when every backend is down.
-    pub fn select(&self, client: Option<IpAddr>) -> Option<Backend> {
+    pub fn select(&self, client: Option<IpAddr>) -> Option<SocketAddr> {
         match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select(b"", MAX_SELECT_ITERATIONS),
+            Balancer::RoundRobin(_) => {
+                let n = self.rotation.len();
+                (0..n).find_map(|_| {
+                    let i = self.rotation[self.turn.fetch_add(1, Ordering::Relaxed) % n];
+                    self.up[i].load(Ordering::Relaxed).then(|| self.backends[i])
+                })
+            }
             Balancer::Consistent(lb) => {
                 let key = match client {
                     Some(IpAddr::V4(a)) => a.octets().to_vec(),
@@ -93,6 +114,7 @@ impl Pool {
                     None => Vec::new(),
                 };
                 lb.select(&key, MAX_SELECT_ITERATIONS)
+                    .and_then(|b| b.addr.as_inet().copied())
             }
         }
     }
@@ -121,8 +143,9 @@ impl Pool {
         }
         self.last_check_ms.store(now_ms.max(1), Ordering::Relaxed);
         self.backends_ref().run_health_check(true).await;
-        for addr in &self.backends {
+        for (addr, flag) in self.backends.iter().zip(self.up.iter()) {
             let up = self.healthy(*addr);
+            flag.store(up, Ordering::Relaxed);
             METRICS
                 .upstream_healthy
                 .with_label_values(&[&*self.name, &addr.to_string()])
@@ -225,5 +248,39 @@ impl BackgroundService for HealthChecks {
                 _ = tokio::time::sleep(HEALTH_TICK) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::BackendSection;
+
+    fn pool(backends: Vec<BackendSection>) -> Pool {
+        let section = UpstreamSection {
+            backends,
+            selection: Selection::RoundRobin,
+            health_check: None,
+            tls: None,
+            host: None,
+        };
+        Pool::new("app", &section).expect("pool")
+    }
+
+    #[test]
+    fn round_robin_follows_weights_and_skips_backends_that_are_down() {
+        let a: SocketAddr = "192.0.2.1:80".parse().expect("addr");
+        let b: SocketAddr = "192.0.2.2:80".parse().expect("addr");
+        let p = pool(vec![
+            BackendSection::Weighted { address: a, weight: 2 },
+            BackendSection::Address(b),
+        ]);
+        let picks: Vec<SocketAddr> = (0..6).filter_map(|_| p.select(None)).collect();
+        assert_eq!(picks.iter().filter(|x| **x == a).count(), 4, "{picks:?}");
+        assert_eq!(picks.iter().filter(|x| **x == b).count(), 2, "{picks:?}");
+        p.up[0].store(false, Ordering::Relaxed);
+        assert!((0..5).all(|_| p.select(None) == Some(b)));
+        p.up[1].store(false, Ordering::Relaxed);
+        assert_eq!(p.select(None), None, "every backend down");
     }
 }
