@@ -40,6 +40,28 @@ fn metric(p: &Proxy, sample: &str) -> f64 {
     p.metric(sample).unwrap_or(0.0)
 }
 
+/// `GET path` on an open connection: the status of its answer, 0 when none came.
+fn get_on(s: &mut TcpStream, path: &str) -> u16 {
+    if s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return 0;
+    }
+    Reply { text: read_response(s) }.status()
+}
+
+/// Send `bytes` one at a time, 50 ms apart, as a slowloris client does; true when the proxy
+/// cut the connection before the last one.
+fn trickle(s: &mut TcpStream, bytes: &[u8]) -> bool {
+    for b in bytes {
+        if s.write_all(&[*b]).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 #[test]
 fn bodies_over_the_cap_are_refused_before_the_origin_sees_them() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
@@ -210,14 +232,7 @@ fn a_request_head_must_arrive_within_the_header_timeout() {
     let head = b"GET /slowloris HTTP/1.1\r\nHost: a\r\nX-Padding: aaaaaaaaaaaaaaaaaa\r\n\r\n";
     let started = Instant::now();
     let mut s = TcpStream::connect(p.addr).expect("connect");
-    let mut cut = false;
-    for b in head.iter() {
-        if s.write_all(&[*b]).is_err() {
-            cut = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let cut = trickle(&mut s, head);
     s.set_read_timeout(Some(WAIT)).expect("timeout");
     let mut buf = [0u8; 256];
     let got = s.read(&mut buf);
@@ -242,12 +257,7 @@ fn a_request_head_must_arrive_within_the_header_timeout() {
     let mut ka = TcpStream::connect(p.addr).expect("connect");
     ka.set_read_timeout(Some(WAIT)).expect("timeout");
     for i in 0..4 {
-        ka.write_all(format!("GET /ka-{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
-            .expect("write");
-        let r = Reply {
-            text: read_response(&mut ka),
-        };
-        assert_eq!(r.status(), 200, "request {i}: {r:?}");
+        assert_eq!(get_on(&mut ka, &format!("/ka-{i}")), 200, "request {i}");
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(metric(&p, "palisade_connection_refusals_total{reason=\"header_timeout\"}") >= 2.0);
@@ -273,30 +283,22 @@ fn each_address_holds_at_most_its_share_of_connections() {
             s
         })
     };
-    let get = |s: &mut TcpStream, path: &str| -> u16 {
-        if s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
-            .is_err()
-        {
-            return 0;
-        }
-        Reply { text: read_response(s) }.status()
-    };
     let mut held: Vec<TcpStream> = (0..3).map(|_| open("127.0.0.1")).collect();
     for (i, s) in held.iter_mut().enumerate() {
-        assert_eq!(get(s, &format!("/held-{i}")), 200);
+        assert_eq!(get_on(s, &format!("/held-{i}")), 200);
     }
     // A fourth connection from the same address is closed without an answer.
     let mut fourth = open("127.0.0.1");
-    assert_eq!(get(&mut fourth, "/fourth"), 0);
+    assert_eq!(get_on(&mut fourth, "/fourth"), 0);
     assert!(origin.seen_path("/fourth").is_empty());
     // Another address is not affected.
     let mut other = open("127.0.0.2");
-    assert_eq!(get(&mut other, "/other"), 200);
+    assert_eq!(get_on(&mut other, "/other"), 200);
     // Closing one gives its slot back.
     drop(held.pop());
     let again = eventually("a freed slot", || {
         let mut s = open("127.0.0.1");
-        (get(&mut s, "/again") == 200).then_some(s)
+        (get_on(&mut s, "/again") == 200).then_some(s)
     });
     drop(again);
     assert!(
@@ -383,14 +385,7 @@ fn kept_alive_connections_between_requests() {
     // the body after it.
     let mut ka = TcpStream::connect(p.addr).expect("connect");
     ka.set_read_timeout(Some(WAIT)).expect("timeout");
-    ka.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n").expect("write");
-    assert_eq!(
-        Reply {
-            text: read_response(&mut ka)
-        }
-        .status(),
-        200
-    );
+    assert_eq!(get_on(&mut ka, "/first"), 200);
     let padding = "p".repeat(20_000);
     let second = format!("POST /second HTTP/1.1\r\nHost: a\r\nX-Padding: {padding}\r\nContent-Length: 5\r\n\r\nhello");
     ka.write_all(second.as_bytes()).expect("write");
@@ -405,25 +400,14 @@ fn kept_alive_connections_between_requests() {
 
     // A request after a pause (the wait parked, then woken by the bytes).
     std::thread::sleep(Duration::from_millis(300));
-    ka.write_all(b"GET /third HTTP/1.1\r\nHost: a\r\n\r\n").expect("write");
-    assert_eq!(
-        Reply {
-            text: read_response(&mut ka)
-        }
-        .status(),
-        200
-    );
+    assert_eq!(get_on(&mut ka, "/third"), 200);
 
     // A slow head on a kept-alive connection is cut by the header timeout like a first one.
     let started = Instant::now();
-    let mut cut = false;
-    for b in b"GET /slow-second HTTP/1.1\r\nHost: a\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n" {
-        if ka.write_all(&[*b]).is_err() {
-            cut = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let cut = trickle(
+        &mut ka,
+        b"GET /slow-second HTTP/1.1\r\nHost: a\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+    );
     let got = ka.read(&mut buf);
     assert!(cut || matches!(got, Ok(0) | Err(_)), "slow head got an answer: {got:?}");
     assert!(started.elapsed() < Duration::from_secs(4));
@@ -432,15 +416,7 @@ fn kept_alive_connections_between_requests() {
     // An idle kept-alive connection is closed after `client_keepalive`, not before.
     let mut idle = TcpStream::connect(p.addr).expect("connect");
     idle.set_read_timeout(Some(WAIT)).expect("timeout");
-    idle.write_all(b"GET /before-idle HTTP/1.1\r\nHost: a\r\n\r\n")
-        .expect("write");
-    assert_eq!(
-        Reply {
-            text: read_response(&mut idle)
-        }
-        .status(),
-        200
-    );
+    assert_eq!(get_on(&mut idle, "/before-idle"), 200);
     let started = Instant::now();
     assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
     let took = started.elapsed();

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -349,21 +349,16 @@ impl GuardedStream {
     fn poll_early(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         let mut space = [MaybeUninit::<u8>::uninit(); EARLY_READ];
         let mut buf = ReadBuf::uninit(&mut space);
-        match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                let got = buf.filled();
-                if !got.is_empty() {
-                    self.clock.on_bytes(self.epoch.elapsed().as_millis() as u64);
-                    self.early = Early {
-                        bytes: got.to_vec(),
-                        at: 0,
-                    };
-                }
-                Poll::Ready(Ok(got.len()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
+        let got = buf.filled();
+        if !got.is_empty() {
+            self.clock.on_bytes(self.epoch.elapsed().as_millis() as u64);
+            self.early = Early {
+                bytes: got.to_vec(),
+                at: 0,
+            };
         }
+        Poll::Ready(Ok(got.len()))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::enforce::ip::IpSet;
+use crate::enforce::ip::{IpSet, Ipv4Text};
 
 /// The client address. The socket peer, unless the peer is a trusted proxy: then the
 /// right-most address of `X-Forwarded-For` (or, without it, `Forwarded: for=`) that is not
@@ -125,43 +125,17 @@ pub fn acceptable_request_id(v: &[u8]) -> bool {
 
 /// A fresh request id: 128 random bits in hex.
 pub fn new_request_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = fastrand::u128(..);
-    let mut id = String::with_capacity(32);
-    for shift in (0..32).rev() {
-        id.push(HEX[(bits >> (shift * 4)) as usize & 0xf] as char);
-    }
-    id
+    hex::encode(fastrand::u128(..).to_be_bytes())
 }
 
-/// An address as a header value (`X-Forwarded-For`). IPv4, nearly every client, is written
-/// by hand: `core::fmt` costs about a thousand instructions per request here.
+/// An address as a header value (`X-Forwarded-For`); IPv4, nearly every client, without
+/// `core::fmt`.
 pub fn ip_header_value(ip: IpAddr) -> http::HeaderValue {
-    let v4 = match ip {
-        IpAddr::V4(v4) => v4,
-        IpAddr::V6(_) => {
-            return http::HeaderValue::try_from(ip.to_string()).expect("an address is a valid header value")
-        }
-    };
-    let mut out = [0u8; 15];
-    let mut len = 0;
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            out[len] = b'.';
-            len += 1;
-        }
-        if octet >= 100 {
-            out[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            out[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        out[len] = b'0' + octet % 10;
-        len += 1;
+    match ip {
+        IpAddr::V4(v4) => http::HeaderValue::from_bytes(Ipv4Text::new(v4).as_bytes()),
+        IpAddr::V6(_) => http::HeaderValue::try_from(ip.to_string()),
     }
-    http::HeaderValue::from_bytes(&out[..len]).expect("digits and dots are a valid header value")
+    .expect("an address is a valid header value")
 }
 
 #[cfg(test)]
@@ -253,7 +227,6 @@ mod tests {
         let id = new_request_id();
         assert_eq!(id.len(), 32);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        assert_eq!(id.len(), 32);
         assert_ne!(id, new_request_id());
     }
 }

@@ -19,6 +19,8 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
 
+use crate::enforce::ip::Ipv4Text;
+
 /// Append `s` as a JSON string.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
@@ -228,25 +230,7 @@ pub fn socket(out: &mut Vec<u8>, addr: SocketAddr) {
 }
 
 fn ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
-    let mut buf = [0u8; 15];
-    let mut len = 0;
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            buf[len] = b'.';
-            len += 1;
-        }
-        if octet >= 100 {
-            buf[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            buf[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        buf[len] = b'0' + octet % 10;
-        len += 1;
-    }
-    out.extend_from_slice(&buf[..len]);
+    out.extend_from_slice(Ipv4Text::new(ip).as_bytes());
 }
 
 #[cfg(test)]
