@@ -413,10 +413,14 @@ fn kept_alive_connections_between_requests() {
     assert!(started.elapsed() < Duration::from_secs(4));
     assert!(origin.seen_path("/slow-second").is_empty());
 
-    // An idle kept-alive connection is closed after `client_keepalive`, not before.
+    // An idle kept-alive connection is closed after `client_keepalive`, not before, counted
+    // from its last response: the timer armed for the wait before "/after-pause" would fire
+    // about 400 ms into the last wait, and must not close the connection then.
     let mut idle = TcpStream::connect(p.addr).expect("connect");
     idle.set_read_timeout(Some(WAIT)).expect("timeout");
     assert_eq!(get_on(&mut idle, "/before-idle"), 200);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(get_on(&mut idle, "/after-pause"), 200);
     let started = Instant::now();
     assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
     let took = started.elapsed();

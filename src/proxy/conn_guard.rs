@@ -213,6 +213,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
         let mut shutdown = shutdown.clone();
         let mut settings = None;
         let mut first = true;
+        let mut keepalive = KeepAlive::default();
         loop {
             // The session is built and moved into Pingora's (boxed) request future in one
             // statement, so this future never has room for a session of its own.
@@ -229,7 +230,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
                 return;
             };
             conn = next;
-            if !conn.next_request(idle, &mut shutdown).await {
+            if !conn.next_request(&mut keepalive, idle, &mut shutdown).await {
                 return;
             }
         }
@@ -292,6 +293,28 @@ impl ConnectionFilter for AcceptFilter {
     }
 }
 
+/// The keep-alive timer of one connection, armed once and kept across requests: registering a
+/// timer for every wait between two requests cost about 1,000 instructions per request. A
+/// timer armed for an earlier wait fires before the current deadline and is then moved to it,
+/// so a busy connection re-arms about once per keep-alive period instead of once per request.
+#[derive(Default)]
+struct KeepAlive {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl KeepAlive {
+    /// The connection's timer, firing at `deadline` or earlier (never later).
+    fn timer(&mut self, deadline: tokio::time::Instant) -> &mut Pin<Box<tokio::time::Sleep>> {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        sleep
+    }
+}
+
 /// Bytes of the next request read while waiting for it (`GuardedStream::next_request`),
 /// served to Pingora's parser before anything else is read from the socket.
 #[derive(Default)]
@@ -324,23 +347,33 @@ impl GuardedStream {
     /// Waits for the next request on a kept-alive connection, holding no buffer meanwhile.
     /// True when its first bytes have arrived (and are kept for the parser); false when the
     /// client closed, `idle` passed first, or the server is shutting down.
-    async fn next_request(&mut self, idle: Duration, shutdown: &mut ShutdownWatch) -> bool {
+    async fn next_request(&mut self, keepalive: &mut KeepAlive, idle: Duration, shutdown: &mut ShutdownWatch) -> bool {
         if *shutdown.borrow() {
             return false;
         }
         // The previous head's deadline timer is done with; an idle connection keeps no timer
         // of its own (the first bytes start a new deadline, and a timer only if it is needed).
         self.timer = None;
+        let deadline = tokio::time::Instant::now() + idle;
         // Under load the next request is often there already: no timer, no shutdown waiter.
         let first = std::future::poll_fn(|cx| Poll::Ready(self.poll_early(cx))).await;
         if let Poll::Ready(read) = first {
             return matches!(read, Ok(n) if n > 0);
         }
-        tokio::select! {
-            biased;
-            read = std::future::poll_fn(|cx| self.poll_early(cx)) => matches!(read, Ok(n) if n > 0),
-            _ = shutdown.changed() => false,
-            _ = pingora_timeout::fast_timeout::fast_sleep(idle) => false,
+        let timer = keepalive.timer(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                read = std::future::poll_fn(|cx| self.poll_early(cx)) => return matches!(read, Ok(n) if n > 0),
+                _ = shutdown.changed() => return false,
+                () = timer.as_mut() => {
+                    // Armed for an earlier wait: this wait's deadline is later.
+                    if tokio::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+            }
         }
     }
 
