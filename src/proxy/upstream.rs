@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use pingora::lb::discovery::Static;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
-use pingora::lb::selection::{Consistent, RoundRobin};
+use pingora::lb::selection::Consistent;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -27,7 +27,15 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const MAX_SELECT_ITERATIONS: usize = 256;
 
 enum Balancer {
-    RoundRobin(LoadBalancer<RoundRobin>),
+    /// Our own rotation over `Pool::up`: pingora-load-balancing's round robin hashes every
+    /// candidate to read its health (about 2,000 instructions per request;
+    /// docs/performance.md). Its `Backends` still runs the health checks.
+    RoundRobin {
+        backends: Backends,
+        /// Indices into `Pool::backends`, each repeated by its weight.
+        rotation: Vec<usize>,
+        turn: AtomicUsize,
+    },
     Consistent(LoadBalancer<Consistent>),
 }
 
@@ -39,11 +47,6 @@ pub struct Pool {
     pub section: UpstreamSection,
     balancer: Balancer,
     pub backends: Vec<SocketAddr>,
-    /// Round robin: indices into `backends`, each repeated by its weight, and the next turn.
-    /// Ours rather than pingora-load-balancing's, whose selection hashes every candidate to
-    /// read its health (about 2,000 instructions per request; docs/performance.md).
-    rotation: Vec<usize>,
-    turn: AtomicUsize,
     /// Health of each of `backends` as of the last check; all up until a check says otherwise.
     up: Box<[AtomicBool]>,
     health_interval: Option<Duration>,
@@ -63,14 +66,31 @@ impl Pool {
         if let Some(hc) = &section.health_check {
             backends.set_health_check(health_check(hc, section));
         }
-        let balancer = match section.selection {
-            Selection::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
-            Selection::ConsistentHash => Balancer::Consistent(LoadBalancer::from_backends(backends)),
-        };
-        // Static discovery answers at once: load the backend list into the selector now.
-        let updated = match &balancer {
-            Balancer::RoundRobin(lb) => lb.update().now_or_never(),
-            Balancer::Consistent(lb) => lb.update().now_or_never(),
+        // Static discovery answers at once: the backend list (and, for consistent hashing, the
+        // selector) is loaded now.
+        let (balancer, updated) = match section.selection {
+            Selection::RoundRobin => {
+                let updated = backends.update(|_| ()).now_or_never();
+                let rotation = section
+                    .backends
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, b)| std::iter::repeat_n(i, b.weight().max(1)))
+                    .collect();
+                (
+                    Balancer::RoundRobin {
+                        backends,
+                        rotation,
+                        turn: AtomicUsize::new(0),
+                    },
+                    updated,
+                )
+            }
+            Selection::ConsistentHash => {
+                let lb = LoadBalancer::from_backends(backends);
+                let updated = lb.update().now_or_never();
+                (Balancer::Consistent(lb), updated)
+            }
         };
         if !matches!(updated, Some(Ok(()))) {
             return Err(std::io::Error::other(format!("pool {name}: cannot load backends")));
@@ -80,13 +100,6 @@ impl Pool {
             section: section.clone(),
             balancer,
             backends: section.backends.iter().map(|b| b.address()).collect(),
-            rotation: section
-                .backends
-                .iter()
-                .enumerate()
-                .flat_map(|(i, b)| std::iter::repeat_n(i, b.weight().max(1)))
-                .collect(),
-            turn: AtomicUsize::new(0),
             up: section.backends.iter().map(|_| AtomicBool::new(true)).collect(),
             health_interval: section
                 .health_check
@@ -100,10 +113,10 @@ impl Pool {
     /// A healthy backend for this client, or `None` when every backend is down.
     pub fn select(&self, client: Option<IpAddr>) -> Option<SocketAddr> {
         match &self.balancer {
-            Balancer::RoundRobin(_) => {
-                let n = self.rotation.len();
+            Balancer::RoundRobin { rotation, turn, .. } => {
+                let n = rotation.len();
                 (0..n).find_map(|_| {
-                    let i = self.rotation[self.turn.fetch_add(1, Ordering::Relaxed) % n];
+                    let i = rotation[turn.fetch_add(1, Ordering::Relaxed) % n];
                     self.up[i].load(Ordering::Relaxed).then(|| self.backends[i])
                 })
             }
@@ -121,7 +134,7 @@ impl Pool {
 
     fn backends_ref(&self) -> &Backends {
         match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.backends(),
+            Balancer::RoundRobin { backends, .. } => backends,
             Balancer::Consistent(lb) => lb.backends(),
         }
     }
