@@ -5,8 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use http::HeaderValue;
 use pingora::prelude::Session;
 
+use super::facts::RequestId;
 use super::routes::Route;
 use super::tls::ServerName;
 use crate::enforce::offenders::now_ms;
@@ -25,7 +27,9 @@ pub struct RequestCtx {
     pub peer_trusted: bool,
     pub client_ip: Option<IpAddr>,
     pub host: String,
-    pub request_id: String,
+    pub request_id: RequestId,
+    /// `request_id` as the header value sent upstream and to the client; shares its bytes.
+    pub request_id_value: HeaderValue,
     pub verdict: Verdict,
     pub backend: Option<SocketAddr>,
     pub upstream_start: Option<Instant>,
@@ -51,7 +55,8 @@ impl RequestCtx {
             peer_trusted: false,
             client_ip: None,
             host: String::new(),
-            request_id: String::new(),
+            request_id: RequestId::default(),
+            request_id_value: HeaderValue::from_static(""),
             verdict: Verdict::allow(),
             backend: None,
             upstream_start: None,

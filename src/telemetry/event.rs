@@ -18,6 +18,7 @@ use super::json;
 use crate::config::file::QueryMode;
 use crate::enforce::{Mode, Verdict};
 use crate::policy::PolicySet;
+use crate::proxy::facts::RequestId;
 
 /// 2: decision alerts (`event.kind`), `http.request.id`, `palisade.indicators`, hashed
 /// addresses in `client.address`/`source.address`. 1: the first schema.
@@ -44,7 +45,7 @@ pub struct Tls {
 pub struct Record {
     pub start: SystemTime,
     pub duration_us: u64,
-    pub request_id: String,
+    pub request_id: RequestId,
     /// Normalised host.
     pub host: String,
     pub client_ip: Option<IpAddr>,
@@ -87,7 +88,7 @@ impl Record {
         Record {
             start: SystemTime::UNIX_EPOCH,
             duration_us: 0,
-            request_id: String::new(),
+            request_id: RequestId::default(),
             host: String::new(),
             client_ip: None,
             peer: None,
