@@ -87,15 +87,15 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
         .requests
         .with_label_values(&[route_label, status_class(status), decision])
         .inc();
-    METRICS
-        .request_duration
-        .with_label_values(&[route_label])
-        .observe(elapsed.as_secs_f64());
+    match route {
+        Some(r) => r.request_duration().observe(elapsed.as_secs_f64()),
+        None => METRICS
+            .request_duration
+            .with_label_values(&[route_label])
+            .observe(elapsed.as_secs_f64()),
+    }
     if let (Some(r), Some(t)) = (route, ctx.upstream_time) {
-        METRICS
-            .upstream_duration
-            .with_label_values(&[&r.pool.name])
-            .observe(t.as_secs_f64());
+        r.upstream_duration().observe(t.as_secs_f64());
     }
     if let Some(rule) = &ctx.verdict.rule {
         if decision != "allow" {
