@@ -94,7 +94,7 @@ fn record(f: &Fixture, n: u32, (request_id, host): (String, String)) -> Record {
     let mut rec = Record::capture(&f.parts, &f.redaction, &f.policy);
     rec.start = SystemTime::now();
     rec.duration_us = 812;
-    rec.request_id = request_id;
+    rec.request_id = request_id.into();
     rec.host = host;
     rec.client_ip = Some(IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + n % CLIENTS)));
     rec.peer = Some(SocketAddr::from(([10, 0, 0, 7], 48524)));

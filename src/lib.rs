@@ -2,6 +2,7 @@
 //! security decisions in `enforce` and `policy`; observation in `telemetry` and `metrics`.
 
 pub mod admin;
+pub mod allocator;
 pub mod analysis;
 pub mod cli;
 pub mod config;

@@ -8,11 +8,12 @@ use palisade::config;
 use palisade::server::{self, ProcessFlags};
 
 /// mimalloc: about 15% fewer instructions per request than the system allocator
-/// (docs/performance.md). `--features system-allocator` builds with the system one, whose
-/// allocations heap profilers such as valgrind's massif can follow.
+/// (docs/performance.md), called as `palisade::allocator` explains. `--features
+/// system-allocator` builds with the system one, whose allocations heap profilers such as
+/// valgrind's massif can follow.
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: palisade::allocator::Allocator = palisade::allocator::Allocator;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use http::header::HeaderName;
 
 use crate::config::{ConfigError, ConfigErrors, Loaded};
@@ -35,6 +36,9 @@ pub struct Snapshot {
     pub offenders: Arc<Offenders>,
     pub trusted_proxies: IpSet,
     pub request_id_header: HeaderName,
+    /// `request_id_header` as written on the wire; a `Bytes` name is what Pingora's
+    /// `insert_header` takes without copying it.
+    pub request_id_name: Bytes,
     pub trust_incoming_request_id: bool,
     pub redaction: Arc<Redaction>,
     pub client_keepalive_secs: u64,
@@ -66,6 +70,8 @@ impl Snapshot {
         let policy = Arc::new(policy::compile(&loaded.policies, previous.map(|p| &*p.policy)));
         let offenders = previous.map_or_else(|| Arc::new(Offenders::new()), |p| p.offenders.clone());
         let t = &cfg.telemetry;
+        let request_id_header = HeaderName::from_bytes(cfg.request_id.header.to_ascii_lowercase().as_bytes())
+            .unwrap_or(HeaderName::from_static("x-request-id"));
         Ok(Snapshot {
             offenders,
             shadow: (!loaded.shadow.is_empty()).then(|| {
@@ -79,8 +85,8 @@ impl Snapshot {
             pools,
             policy,
             trusted_proxies: IpSet::new(cfg.trusted_proxies.iter().map(|c| c.0)),
-            request_id_header: HeaderName::from_bytes(cfg.request_id.header.to_ascii_lowercase().as_bytes())
-                .unwrap_or(HeaderName::from_static("x-request-id")),
+            request_id_header: request_id_header.clone(),
+            request_id_name: Bytes::copy_from_slice(request_id_header.as_str().as_bytes()),
             trust_incoming_request_id: cfg.request_id.trust_incoming,
             redaction: Arc::new(Redaction {
                 query: t.query,

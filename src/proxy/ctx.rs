@@ -5,8 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use http::HeaderValue;
 use pingora::prelude::Session;
 
+use super::facts::RequestId;
 use super::routes::Route;
 use super::tls::ServerName;
 use crate::enforce::offenders::now_ms;
@@ -25,7 +27,9 @@ pub struct RequestCtx {
     pub peer_trusted: bool,
     pub client_ip: Option<IpAddr>,
     pub host: String,
-    pub request_id: String,
+    pub request_id: RequestId,
+    /// `request_id` as the header value sent upstream and to the client; shares its bytes.
+    pub request_id_value: HeaderValue,
     pub verdict: Verdict,
     pub backend: Option<SocketAddr>,
     pub upstream_start: Option<Instant>,
@@ -51,7 +55,8 @@ impl RequestCtx {
             peer_trusted: false,
             client_ip: None,
             host: String::new(),
-            request_id: String::new(),
+            request_id: RequestId::default(),
+            request_id_value: HeaderValue::from_static(""),
             verdict: Verdict::allow(),
             backend: None,
             upstream_start: None,
@@ -82,15 +87,15 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
         .requests
         .with_label_values(&[route_label, status_class(status), decision])
         .inc();
-    METRICS
-        .request_duration
-        .with_label_values(&[route_label])
-        .observe(elapsed.as_secs_f64());
+    match route {
+        Some(r) => r.request_duration().observe(elapsed.as_secs_f64()),
+        None => METRICS
+            .request_duration
+            .with_label_values(&[route_label])
+            .observe(elapsed.as_secs_f64()),
+    }
     if let (Some(r), Some(t)) = (route, ctx.upstream_time) {
-        METRICS
-            .upstream_duration
-            .with_label_values(&[&r.pool.name])
-            .observe(t.as_secs_f64());
+        r.upstream_duration().observe(t.as_secs_f64());
     }
     if let Some(rule) = &ctx.verdict.rule {
         if decision != "allow" {

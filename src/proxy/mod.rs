@@ -105,8 +105,8 @@ impl Palisade {
                 refusal.reason.replace('_', " "),
                 ctx.request_id
             ),
-            request_id: &ctx.request_id,
-            request_id_header: &snap.request_id_header,
+            request_id: &ctx.request_id_value,
+            request_id_header: &snap.request_id_name,
             headers: Some(snap.routes.default_headers()),
             retry_after: None,
             location: None,
@@ -156,22 +156,34 @@ impl ProxyHttp for Palisade {
         // Without a socket address (not possible on TCP listeners) the client is 0.0.0.0,
         // which only matches rules written for it: fail open on identity, closed on limits.
         let peer_ip = ctx.peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
-        let client_ip = facts::client_ip(
-            peer_ip,
-            &snap.trusted_proxies,
-            req.headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()),
-            req.headers.get_all(header::FORWARDED).iter().map(|v| v.as_bytes()),
-        );
-        ctx.client_ip = Some(client_ip);
         ctx.peer_trusted = snap.trusted_proxies.contains(peer_ip);
-        ctx.request_id = match req.headers.get(&snap.request_id_header) {
-            Some(v)
-                if snap.trust_incoming_request_id && ctx.peer_trusted && facts::acceptable_request_id(v.as_bytes()) =>
-            {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
+        // What only a trusted peer may tell is not even looked up for the others.
+        let client_ip = if ctx.peer_trusted {
+            facts::client_ip(
+                peer_ip,
+                &snap.trusted_proxies,
+                req.headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()),
+                req.headers.get_all(header::FORWARDED).iter().map(|v| v.as_bytes()),
+            )
+        } else {
+            peer_ip
+        };
+        ctx.client_ip = Some(client_ip);
+        let incoming_id = if snap.trust_incoming_request_id && ctx.peer_trusted {
+            req.headers.get(&snap.request_id_header)
+        } else {
+            None
+        };
+        ctx.request_id = match incoming_id {
+            Some(v) if facts::acceptable_request_id(v.as_bytes()) => {
+                facts::RequestId::from(String::from_utf8_lossy(v.as_bytes()).into_owned())
             }
             _ => facts::new_request_id(),
         };
+        ctx.request_id_value = ctx
+            .request_id
+            .header_value()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "request id"))?;
         let raw_host = req
             .uri
             .authority()
@@ -191,8 +203,8 @@ impl ProxyHttp for Palisade {
             let answer = Answer {
                 status: 308,
                 body: format!("{}\nThis site is served over https: {location}\n", status_line(308)),
-                request_id: &ctx.request_id,
-                request_id_header: &snap.request_id_header,
+                request_id: &ctx.request_id_value,
+                request_id_header: &snap.request_id_name,
                 headers: None,
                 retry_after: None,
                 location: Some(location.clone()),
@@ -260,8 +272,8 @@ impl ProxyHttp for Palisade {
                     status_line(404),
                     ctx.request_id
                 ),
-                request_id: &ctx.request_id,
-                request_id_header: &snap.request_id_header,
+                request_id: &ctx.request_id_value,
+                request_id_header: &snap.request_id_name,
                 headers: Some(headers),
                 retry_after: None,
                 location: None,
@@ -289,8 +301,8 @@ impl ProxyHttp for Palisade {
         Answer {
             status,
             body,
-            request_id: &ctx.request_id,
-            request_id_header: &snap.request_id_header,
+            request_id: &ctx.request_id_value,
+            request_id_header: &snap.request_id_name,
             headers: Some(headers),
             retry_after: ctx.verdict.retry_after,
             location: None,
@@ -431,9 +443,15 @@ impl ProxyHttp for Palisade {
         let peer = ctx
             .peer
             .map_or(HeaderValue::from_static(""), |p| facts::ip_header_value(p.ip()));
-        // Only a trusted proxy's chain is extended; anything else a client sent is replaced.
-        let xff = match req.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prior) if ctx.peer_trusted && !prior.is_empty() => {
+        // Only a trusted proxy's chain is extended; anything else a client sent is replaced
+        // (and not looked up).
+        let prior = if ctx.peer_trusted {
+            req.headers.get(&X_FORWARDED_FOR)
+        } else {
+            None
+        };
+        let xff = match prior.and_then(|v| v.to_str().ok()) {
+            Some(prior) if !prior.is_empty() => {
                 HeaderValue::try_from(format!("{prior}, {}", peer.to_str().unwrap_or_default()))
                     .map_err(|_| Error::explain(ErrorType::InternalError, "X-Forwarded-For"))?
             }
@@ -441,12 +459,17 @@ impl ProxyHttp for Palisade {
         };
         req.insert_header("x-forwarded-for", xff)?;
         // A trusted proxy in front (e.g. a TLS-terminating load balancer) knows the scheme.
-        let proto = match req.headers.get(&X_FORWARDED_PROTO) {
-            Some(p) if ctx.peer_trusted && (p == "http" || p == "https") => p.clone(),
+        let prior = if ctx.peer_trusted {
+            req.headers.get(&X_FORWARDED_PROTO)
+        } else {
+            None
+        };
+        let proto = match prior {
+            Some(p) if p == "http" || p == "https" => p.clone(),
             _ => HeaderValue::from_static(if self.listener.tls { "https" } else { "http" }),
         };
         req.insert_header("x-forwarded-proto", proto)?;
-        req.insert_header(snap.request_id_header.clone(), ctx.request_id.as_str())?;
+        req.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
         if let Some(route) = ctx.route() {
             if !route.preserve_host {
                 let host = match (&route.pool.section.host, ctx.backend) {
@@ -485,7 +508,7 @@ impl ProxyHttp for Palisade {
                 resp.insert_header(k.clone(), v.clone())?;
             }
         }
-        resp.insert_header(snap.request_id_header.clone(), ctx.request_id.as_str())?;
+        resp.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
         Ok(())
     }
 
@@ -543,13 +566,11 @@ impl ProxyHttp for Palisade {
             let id_header = ctx
                 .snap
                 .as_ref()
-                .map_or(header::HeaderName::from_static("x-request-id"), |s| {
-                    s.request_id_header.clone()
-                });
+                .map_or(Bytes::from_static(b"x-request-id"), |s| s.request_id_name.clone());
             let answer = Answer {
                 status: code,
                 body: format!("{}\nReference: {}\n", status_line(code), ctx.request_id),
-                request_id: &ctx.request_id,
+                request_id: &ctx.request_id_value,
                 request_id_header: &id_header,
                 headers: ctx.route().map(|r| &*r.response_headers),
                 retry_after: None,

@@ -2,7 +2,7 @@
 //! and upstream failures. Each carries the request id so a support person can trace it.
 
 use bytes::Bytes;
-use http::header::HeaderName;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
@@ -12,8 +12,9 @@ use super::routes::HeaderRules;
 pub struct Answer<'a> {
     pub status: u16,
     pub body: String,
-    pub request_id: &'a str,
-    pub request_id_header: &'a HeaderName,
+    pub request_id: &'a HeaderValue,
+    /// The header's name as written (`Snapshot::request_id_name`).
+    pub request_id_header: &'a Bytes,
     pub headers: Option<&'a HeaderRules>,
     pub retry_after: Option<u32>,
     pub location: Option<String>,
@@ -25,7 +26,7 @@ impl Answer<'_> {
         h.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
         h.insert_header(http::header::CONTENT_LENGTH, self.body.len().to_string())?;
         h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        h.insert_header(self.request_id_header.clone(), self.request_id)?;
+        h.insert_header(self.request_id_header.clone(), self.request_id.clone())?;
         if let Some(secs) = self.retry_after {
             h.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
         }

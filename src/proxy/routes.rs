@@ -2,14 +2,16 @@
 //! per-route timeouts and response header rules (request_filter, upstream_peer, response_filter).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
+use prometheus::Histogram;
 
 use super::upstream::Pool;
 use crate::config::file::{HeaderRulesSection, RouteSection, TimeoutsSection};
 use crate::host::HostPattern;
+use crate::metrics::METRICS;
 
 /// Upstream connect timeout when a route sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,6 +78,24 @@ pub struct Route {
     pub response_headers: Arc<HeaderRules>,
     /// Overrides of the global request limits.
     pub limits: Option<crate::config::limits::RouteLimitsSection>,
+    /// The route's latency series, looked up in their vectors at first use and kept: a label
+    /// lookup hashes the labels and takes a read lock on every request (logging phase).
+    request_duration: OnceLock<Histogram>,
+    upstream_duration: OnceLock<Histogram>,
+}
+
+impl Route {
+    /// `palisade_request_duration_seconds{route}` of this route.
+    pub fn request_duration(&self) -> &Histogram {
+        self.request_duration
+            .get_or_init(|| METRICS.request_duration.with_label_values(&[&self.name]))
+    }
+
+    /// `palisade_upstream_duration_seconds{pool}` of this route's pool.
+    pub fn upstream_duration(&self) -> &Histogram {
+        self.upstream_duration
+            .get_or_init(|| METRICS.upstream_duration.with_label_values(&[&self.pool.name]))
+    }
 }
 
 pub struct RouteTable {
@@ -111,6 +131,8 @@ impl RouteTable {
                         .as_ref()
                         .map_or_else(|| defaults.clone(), |h| Arc::new(HeaderRules::new(h))),
                     limits: r.limits.clone(),
+                    request_duration: OnceLock::new(),
+                    upstream_duration: OnceLock::new(),
                 })
             })
             .collect();

@@ -18,6 +18,7 @@ use super::json;
 use crate::config::file::QueryMode;
 use crate::enforce::{Mode, Verdict};
 use crate::policy::PolicySet;
+use crate::proxy::facts::RequestId;
 
 /// 2: decision alerts (`event.kind`), `http.request.id`, `palisade.indicators`, hashed
 /// addresses in `client.address`/`source.address`. 1: the first schema.
@@ -44,7 +45,7 @@ pub struct Tls {
 pub struct Record {
     pub start: SystemTime,
     pub duration_us: u64,
-    pub request_id: String,
+    pub request_id: RequestId,
     /// Normalised host.
     pub host: String,
     pub client_ip: Option<IpAddr>,
@@ -87,7 +88,7 @@ impl Record {
         Record {
             start: SystemTime::UNIX_EPOCH,
             duration_us: 0,
-            request_id: String::new(),
+            request_id: RequestId::default(),
             host: String::new(),
             client_ip: None,
             peer: None,
@@ -165,11 +166,11 @@ impl EventView<'_> {
             json::escaped(out, ALERT_ID_SUFFIX);
         }
         out.push(b'"');
-        str_field(out, b",\"kind\":", if self.alert { "alert" } else { "event" });
-        str_field(out, b",\"action\":", r.action());
+        word_field(out, b",\"kind\":", if self.alert { "alert" } else { "event" });
+        word_field(out, b",\"action\":", r.action());
         uint_field(out, b",\"duration_us\":", r.duration_us);
         if let Some(reason) = r.error {
-            str_field(out, b",\"reason\":", reason);
+            word_field(out, b",\"reason\":", reason);
         }
         out.push(b'}');
 
@@ -212,6 +213,12 @@ impl EventView<'_> {
 fn str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
     out.extend_from_slice(key);
     json::string(out, value);
+}
+
+/// `key`, then `value`, which needs no escaping (`json::plain`), as a string.
+fn word_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
+    out.extend_from_slice(key);
+    json::plain(out, value);
 }
 
 fn uint_field(out: &mut Vec<u8>, key: &[u8], value: u64) {
@@ -257,9 +264,9 @@ fn write_http(out: &mut Vec<u8>, r: &Record) {
         http::Version::HTTP_3 => "3",
         _ => "1.1",
     };
-    str_field(out, b",\"http\":{\"version\":", version);
+    word_field(out, b",\"http\":{\"version\":", version);
     str_field(out, b",\"request\":{\"id\":", &r.request_id);
-    str_field(out, b",\"method\":", r.method.as_str());
+    word_field(out, b",\"method\":", r.method.as_str());
     uint_field(out, b",\"bytes\":", r.bytes_in);
     // Only the values that are text; the key is left out when there is none.
     let mut text = r
@@ -289,12 +296,12 @@ fn write_palisade(out: &mut Vec<u8>, r: &Record) {
         str_field(out, b"\"route\":", route);
         out.push(b',');
     }
-    str_field(out, b"\"decision\":{\"action\":", r.decision());
+    word_field(out, b"\"decision\":{\"action\":", r.decision());
     if let Some(rule) = &v.rule {
         str_field(out, b",\"rule\":", rule);
     }
     let mode = if v.mode == Mode::Monitor { "monitor" } else { "enforce" };
-    str_field(out, b",\"mode\":", mode);
+    word_field(out, b",\"mode\":", mode);
     if let Some(matched) = &v.matched {
         str_field(out, b",\"matched\":", matched);
     }
@@ -323,7 +330,7 @@ fn write_palisade(out: &mut Vec<u8>, r: &Record) {
         out.push(b'}');
     }
     if let Some((action, rule)) = &r.shadow {
-        str_field(out, b",\"shadow\":{\"action\":", action);
+        word_field(out, b",\"shadow\":{\"action\":", action);
         if let Some(rule) = rule {
             str_field(out, b",\"rule\":", rule);
         }
@@ -351,7 +358,7 @@ fn write_indicators(out: &mut Vec<u8>, i: &Indicators) {
     uint_field(out, b",\"first_seen_s\":", i.first_seen_s);
     uint_field(out, b",\"user_agent_changes\":", i.user_agent_changes.into());
     float_field(out, b",\"strike_score\":", i.strike_score);
-    str_field(out, b",\"ban\":", i.ban);
+    word_field(out, b",\"ban\":", i.ban);
     out.push(b'}');
 }
 

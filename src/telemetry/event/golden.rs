@@ -661,7 +661,7 @@ fn cases() -> Vec<Case> {
         c.push(case(
             name,
             with(bare(), |r| {
-                r.request_id = s.clone();
+                r.request_id = s.as_str().into();
                 r.route = Some(s.as_str().into());
             }),
         ));
