@@ -11,6 +11,8 @@
 //! `paced_load PORT PATH RATE CONNECTIONS SECONDS [WARMUP_SECONDS]` prints one JSON line:
 //! requests, errors, rate achieved, latency percentiles in µs and how late the sends were.
 //! One thread, `ppoll` with 1 ns timer slack; connections to 127.0.0.1 only, kept alive.
+//! With `PACED_LOAD_TRACE=FILE`, each measured request's due time and latency (µs) are written
+//! to FILE, to see when the slow ones happened.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -33,6 +35,8 @@ struct Conn {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
+    /// When each measured request was due, µs after the measurement began (for `--trace`).
+    due_us: Vec<u32>,
     send_lag_us: Vec<u32>,
     errors: u64,
 }
@@ -182,6 +186,7 @@ fn run(port: u16, path: &str, rate: f64, n: usize, seconds: f64, warmup: f64) ->
                     if counted {
                         if ok {
                             tally.latencies_us.push(micros(done - c.due));
+                            tally.due_us.push(micros(c.due - measure_from));
                         } else {
                             tally.errors += 1;
                         }
@@ -222,6 +227,18 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Ok(path) = std::env::var("PACED_LOAD_TRACE") {
+        // One line per measured request, in the order answers came: due (µs), latency (µs).
+        let lines: String = t
+            .due_us
+            .iter()
+            .zip(&t.latencies_us)
+            .map(|(d, l)| format!("{d} {l}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(&path, lines) {
+            eprintln!("paced_load: {path}: {e}");
+        }
+    }
     t.latencies_us.sort_unstable();
     t.send_lag_us.sort_unstable();
     let l = &t.latencies_us;

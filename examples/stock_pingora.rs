@@ -1,7 +1,7 @@
 //! The floor for benches/peers: the smallest useful Pingora proxy, with no policy, no
 //! telemetry and no metrics. Same Pingora version, release profile and global allocator
-//! (mimalloc, as in src/main.rs) as Palisade, so the difference between the two is the cost
-//! of Palisade's own work.
+//! (mimalloc called as `palisade::allocator` does, as in src/main.rs) as Palisade, so the
+//! difference between the two is the cost of Palisade's own work.
 //!
 //! `stock_pingora LISTEN UPSTREAM [TLS_LISTEN CERT KEY]`, e.g.
 //! `stock_pingora 127.0.0.1:8090 127.0.0.1:8081`. One worker thread, as every peer in the
@@ -10,13 +10,12 @@
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
-use mimalloc::MiMalloc;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::server::configuration::{Opt, ServerConf};
 
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: palisade::allocator::Allocator = palisade::allocator::Allocator;
 
 struct Stock {
     upstream: SocketAddr,
