@@ -1169,7 +1169,7 @@ def readme_block(started, h1s, h2s, half, rss, order, args) -> str:
              f"{args.rounds} rounds. Ratios are against nginx with the same security work, measured in the "
              "same run; full results, the HTTP/2 + TLS and 1 MiB rounds and the method are in "
              "[benches/peers/RESULTS.md](benches/peers/RESULTS.md).", "",
-             "| proxy | req/s | CPU µs/request | CPU vs nginx-policy | p99 at half load | RSS, 10k idle conns |",
+             "| proxy | req/s | CPU µs/request | CPU vs nginx-policy | p99 at half load (paced) | RSS, 10k idle conns |",
              "|---|---|---|---|---|---|"]
     for name in order:
         s = h1s.get(name)
