@@ -119,8 +119,15 @@ fn a_stalled_or_trickling_body_is_cut_at_the_minimum_rate() {
     let reply = Reply {
         text: read_response(&mut s),
     };
-    assert_eq!(reply.status(), 408, "{reply:?}");
     let took = started.elapsed();
+    // One CI run saw the connection closed with no answer after about 1.3 s (not reproduced
+    // since): the proxy's log says why, if it happens again.
+    assert_eq!(
+        reply.status(),
+        408,
+        "{reply:?} after {took:?}; proxy log:\n{}",
+        p.log_text()
+    );
     assert!(took < Duration::from_secs(3), "cut after {took:?}");
     // Trickling: one byte every 100 ms is 10 B/s, far below 1 KiB/s.
     let started = Instant::now();
