@@ -257,3 +257,29 @@ fn main() {
         })
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::complete_response;
+
+    #[test]
+    fn a_response_is_complete_once_its_declared_body_is_there() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(complete_response(&head[..20]), Ok(None), "head not finished");
+        let mut buf = head.to_vec();
+        assert_eq!(complete_response(&buf), Ok(None), "body missing");
+        buf.extend_from_slice(b"hel");
+        assert_eq!(complete_response(&buf), Ok(None), "body short");
+        buf.extend_from_slice(b"lo");
+        assert_eq!(complete_response(&buf), Ok(Some((buf.len(), true))));
+    }
+
+    #[test]
+    fn status_and_framing_are_read_from_the_head() {
+        let refused = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(complete_response(refused), Ok(Some((refused.len(), false))));
+        assert!(complete_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert!(complete_response(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n").is_err());
+        assert!(complete_response(b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n").is_err());
+    }
+}
