@@ -902,7 +902,7 @@ def main() -> int:
     palisade_bin = args.target_dir / "release/palisade"
     stock_bin = args.target_dir / "release/examples/stock_pingora"
     paced_bin = args.target_dir / "release/examples/paced_load"
-    for b in (palisade_bin, stock_bin):
+    for b in (palisade_bin, stock_bin, paced_bin):
         if not b.exists():
             raise SystemExit(f"{b} is missing: build it (or run without --no-build)")
 
@@ -1023,7 +1023,7 @@ def main() -> int:
         for name, ss in runs.items():
             half[name] = sorted(ss, key=lambda x: x.p99_us)[(len(ss) - 1) // 2]
         per_client = half_rate / C
-        log(f"bursts: the same rate from h2load --rps (each client's timer fires every 10 ms, together)")
+        log("bursts: the same rate from h2load --rps (each client's timer fires every 10 ms, together)")
         for name, port, pid in targets:
             truncate_logs()
             s = run_loadgen(setup, origin, pid,
@@ -1125,16 +1125,17 @@ def main() -> int:
 
 
 def latency_table(rows: dict[str, Sample], paced: bool) -> list[str]:
+    """Latency per target; "added" is against the origin measured alone at the same rate."""
     base = rows.get("origin (direct)")
     head = "| target | req/s | p50 | p99 | added p99 |" + (" p99.9 | added p99.9 | send lag p99 |" if paced else "")
-    out = [head + " errors |", "|---" * (head.count("|") - 1 + 1) + "|"]
+    head += " errors |"
+    out = [head, "|---" * (head.count("|") - 1) + "|"]
     for name, s in rows.items():
-        added = lambda v, b: fmt_us(v - b) if base and name != "origin (direct)" else "—"
-        line = (f"| {name} | {s.rps:,.0f} | {fmt_us(s.p50_us)} | {fmt_us(s.p99_us)} | "
-                f"{added(s.p99_us, base.p99_us if base else 0)} |")
+        def added(field: str) -> str:
+            return fmt_us(getattr(s, field) - getattr(base, field)) if base and s is not base else "—"
+        line = f"| {name} | {s.rps:,.0f} | {fmt_us(s.p50_us)} | {fmt_us(s.p99_us)} | {added('p99_us')} |"
         if paced:
-            line += (f" {fmt_us(s.p999_us)} | {added(s.p999_us, base.p999_us if base else 0)} | "
-                     f"{fmt_us(s.lag99_us)} |")
+            line += f" {fmt_us(s.p999_us)} | {added('p999_us')} | {fmt_us(s.lag99_us)} |"
         out.append(line + f" {s.errors} |")
     return out
 
