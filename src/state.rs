@@ -71,7 +71,7 @@ impl Snapshot {
         let offenders = previous.map_or_else(|| Arc::new(Offenders::new()), |p| p.offenders.clone());
         let t = &cfg.telemetry;
         let request_id_header = HeaderName::from_bytes(cfg.request_id.header.to_ascii_lowercase().as_bytes())
-            .unwrap_or(HeaderName::from_static("x-request-id"));
+            .unwrap_or(HeaderName::from_static(crate::config::file::DEFAULT_REQUEST_ID_HEADER));
         Ok(Snapshot {
             offenders,
             shadow: (!loaded.shadow.is_empty()).then(|| {

@@ -89,6 +89,10 @@ pub struct CertificateSection {
     pub server_names: Vec<String>,
 }
 
+/// The request id's header when the configuration names none (lower case: it is also the
+/// name as written).
+pub const DEFAULT_REQUEST_ID_HEADER: &str = "x-request-id";
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequestIdSection {
@@ -100,7 +104,7 @@ pub struct RequestIdSection {
 impl Default for RequestIdSection {
     fn default() -> Self {
         RequestIdSection {
-            header: "x-request-id".into(),
+            header: DEFAULT_REQUEST_ID_HEADER.into(),
             trust_incoming: true,
         }
     }

@@ -30,6 +30,7 @@ use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::{ErrorSource, ErrorType};
 use pingora_proxy::FailToProxy;
 
+use crate::config::file::DEFAULT_REQUEST_ID_HEADER;
 use crate::enforce::{self, RequestFacts};
 use crate::state::{Snapshot, Store};
 use crate::telemetry::Telemetry;
@@ -566,7 +567,9 @@ impl ProxyHttp for Palisade {
             let id_header = ctx
                 .snap
                 .as_ref()
-                .map_or(Bytes::from_static(b"x-request-id"), |s| s.request_id_name.clone());
+                .map_or(Bytes::from_static(DEFAULT_REQUEST_ID_HEADER.as_bytes()), |s| {
+                    s.request_id_name.clone()
+                });
             let answer = Answer {
                 status: code,
                 body: format!("{}\nReference: {}\n", status_line(code), ctx.request_id),
