@@ -35,6 +35,9 @@ enum Balancer {
         /// Indices into `Pool::backends`, each repeated by its weight.
         rotation: Vec<usize>,
         turn: AtomicUsize,
+        /// Health of each of `Pool::backends` as of the last check; all up until a check says
+        /// otherwise.
+        up: Box<[AtomicBool]>,
     },
     Consistent(LoadBalancer<Consistent>),
 }
@@ -47,8 +50,6 @@ pub struct Pool {
     pub section: UpstreamSection,
     balancer: Balancer,
     pub backends: Vec<SocketAddr>,
-    /// Health of each of `backends` as of the last check; all up until a check says otherwise.
-    up: Box<[AtomicBool]>,
     health_interval: Option<Duration>,
     /// Milliseconds since `epoch` of the last health check, for scheduling.
     last_check_ms: AtomicU64,
@@ -82,6 +83,7 @@ impl Pool {
                         backends,
                         rotation,
                         turn: AtomicUsize::new(0),
+                        up: section.backends.iter().map(|_| AtomicBool::new(true)).collect(),
                     },
                     updated,
                 )
@@ -100,7 +102,6 @@ impl Pool {
             section: section.clone(),
             balancer,
             backends: section.backends.iter().map(|b| b.address()).collect(),
-            up: section.backends.iter().map(|_| AtomicBool::new(true)).collect(),
             health_interval: section
                 .health_check
                 .as_ref()
@@ -113,11 +114,11 @@ impl Pool {
     /// A healthy backend for this client, or `None` when every backend is down.
     pub fn select(&self, client: Option<IpAddr>) -> Option<SocketAddr> {
         match &self.balancer {
-            Balancer::RoundRobin { rotation, turn, .. } => {
+            Balancer::RoundRobin { rotation, turn, up, .. } => {
                 let n = rotation.len();
                 (0..n).find_map(|_| {
                     let i = rotation[turn.fetch_add(1, Ordering::Relaxed) % n];
-                    self.up[i].load(Ordering::Relaxed).then(|| self.backends[i])
+                    up[i].load(Ordering::Relaxed).then(|| self.backends[i])
                 })
             }
             Balancer::Consistent(lb) => {
@@ -156,9 +157,11 @@ impl Pool {
         }
         self.last_check_ms.store(now_ms.max(1), Ordering::Relaxed);
         self.backends_ref().run_health_check(true).await;
-        for (addr, flag) in self.backends.iter().zip(self.up.iter()) {
+        for (i, addr) in self.backends.iter().enumerate() {
             let up = self.healthy(*addr);
-            flag.store(up, Ordering::Relaxed);
+            if let Balancer::RoundRobin { up: flags, .. } = &self.balancer {
+                flags[i].store(up, Ordering::Relaxed);
+            }
             METRICS
                 .upstream_healthy
                 .with_label_values(&[&*self.name, &addr.to_string()])
@@ -269,6 +272,14 @@ mod tests {
     use super::*;
     use crate::config::file::BackendSection;
 
+    /// Mark backend `i` of a round-robin pool up or down, as a health check would.
+    fn set_up(p: &Pool, i: usize, up: bool) {
+        let Balancer::RoundRobin { up: flags, .. } = &p.balancer else {
+            panic!("round robin")
+        };
+        flags[i].store(up, Ordering::Relaxed);
+    }
+
     fn pool(backends: Vec<BackendSection>) -> Pool {
         let section = UpstreamSection {
             backends,
@@ -291,9 +302,9 @@ mod tests {
         let picks: Vec<SocketAddr> = (0..6).filter_map(|_| p.select(None)).collect();
         assert_eq!(picks.iter().filter(|x| **x == a).count(), 4, "{picks:?}");
         assert_eq!(picks.iter().filter(|x| **x == b).count(), 2, "{picks:?}");
-        p.up[0].store(false, Ordering::Relaxed);
+        set_up(&p, 0, false);
         assert!((0..5).all(|_| p.select(None) == Some(b)));
-        p.up[1].store(false, Ordering::Relaxed);
+        set_up(&p, 1, false);
         assert_eq!(p.select(None), None, "every backend down");
     }
 }
