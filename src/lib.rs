@@ -13,5 +13,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod server;
+pub mod stage;
+pub mod stages;
 pub mod state;
 pub mod telemetry;

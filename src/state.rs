@@ -13,6 +13,7 @@ use crate::config::{ConfigError, ConfigErrors, Loaded};
 use crate::enforce::ip::IpSet;
 use crate::enforce::offenders::Offenders;
 use crate::policy::{self, PolicySet};
+use crate::stage::Pipeline;
 use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::{build_pools, Pool};
 
@@ -34,6 +35,8 @@ pub struct Snapshot {
     pub shadow: Option<Arc<PolicySet>>,
     /// Strikes and bans; carried across reloads.
     pub offenders: Arc<Offenders>,
+    /// The security stages of this policy, in order (`crate::stages`).
+    pub pipeline: Pipeline,
     pub trusted_proxies: IpSet,
     pub request_id_header: HeaderName,
     /// `request_id_header` as written on the wire; a `Bytes` name is what Pingora's
@@ -66,20 +69,24 @@ impl Snapshot {
                 message: e.to_string(),
             }])
         })?;
-        let routes = RouteTable::new(&cfg.routes, &cfg.response_headers, &pools);
+        let limits = crate::proxy::limits::Limits::new(&cfg.limits);
+        let routes = RouteTable::new(&cfg.routes, &cfg.response_headers, &pools, limits);
         let policy = Arc::new(policy::compile(&loaded.policies, previous.map(|p| &*p.policy)));
         let offenders = previous.map_or_else(|| Arc::new(Offenders::new()), |p| p.offenders.clone());
         let t = &cfg.telemetry;
         let request_id_header = HeaderName::from_bytes(cfg.request_id.header.to_ascii_lowercase().as_bytes())
             .unwrap_or(HeaderName::from_static(crate::config::file::DEFAULT_REQUEST_ID_HEADER));
+        let shadow = (!loaded.shadow.is_empty()).then(|| {
+            Arc::new(policy::compile(
+                &loaded.shadow,
+                previous.and_then(|p| p.shadow.as_deref()),
+            ))
+        });
+        let pipeline = crate::stages::build(&policy, shadow.as_ref(), &offenders);
         Ok(Snapshot {
             offenders,
-            shadow: (!loaded.shadow.is_empty()).then(|| {
-                Arc::new(policy::compile(
-                    &loaded.shadow,
-                    previous.and_then(|p| p.shadow.as_deref()),
-                ))
-            }),
+            pipeline,
+            shadow,
             generation,
             routes,
             pools,
@@ -101,7 +108,7 @@ impl Snapshot {
                 .server
                 .client_keepalive
                 .map_or(DEFAULT_CLIENT_KEEPALIVE_SECS, |d| d.0.as_secs().max(1)),
-            limits: crate::proxy::limits::Limits::new(&cfg.limits),
+            limits,
             conn_limits: crate::proxy::limits::ConnLimits::new(&cfg.limits),
             files: loaded.files.clone(),
             loaded,

@@ -135,7 +135,7 @@ pub fn replay(policy: &mut PolicySet, events: &[Event], filter: &Filter, example
             limit.verdict(slot.1)
         });
         let cand = decision.verdict.label();
-        let cand_rule = decision.verdict.rule.as_deref().map(str::to_string);
+        let cand_rule = decision.verdict.rule().map(str::to_string);
         let live = e.palisade.decision.action.as_str();
         *report.matrix.entry(format!("{live} -> {cand}")).or_default() += 1;
         let (diff, rule) = match (refuses(live), refuses(cand)) {

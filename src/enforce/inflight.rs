@@ -8,7 +8,7 @@ use pingora_limits::inflight::{Guard, Inflight};
 
 use super::key::{ActorKey, Keyed};
 use super::rules::Condition;
-use super::verdict::{Action, Mode, Verdict};
+use super::verdict::{Action, Decision, Mode, Source, Verdict};
 use super::RequestFacts;
 
 pub struct Cap {
@@ -60,16 +60,17 @@ pub fn acquire(caps: &[Cap], f: &RequestFacts<'_>) -> (Slots, Option<Verdict>) {
             continue;
         }
         drop(guard);
-        let v = Verdict {
+        let v: Verdict = Decision {
             action: cap.action,
             mode: cap.mode,
-            rule: Some(cap.id.clone()),
+            source: Source::Policy(cap.id.clone()),
             retry_after: (cap.action == Action::Throttle).then_some(1),
             matched: Some(cap.key.to_string().into()),
             counter: Some(count as i64),
-            ..Verdict::allow()
-        };
-        if cap.mode == Mode::Enforce {
+            ..Decision::default()
+        }
+        .into();
+        if v.decision.mode == Mode::Enforce {
             return (Slots::default(), Some(v));
         }
         observed.get_or_insert(v);

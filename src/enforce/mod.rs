@@ -1,5 +1,7 @@
-//! Enforcement: pure decisions over request facts. `evaluate` is the one entry point the proxy
-//! calls from request_filter; nothing here sees a socket or a session.
+//! Enforcement: pure decisions over request facts, and offender state. `evaluate` and `decide`
+//! are the whole request-time decision as functions (offline replay and benchmarks call them);
+//! `stages` offers the same steps to the proxy core as security stages. Nothing here sees a
+//! socket or a session.
 
 pub mod glob;
 pub mod index;
@@ -10,36 +12,18 @@ pub mod offenders;
 pub mod persist;
 pub mod rate;
 pub mod rules;
-pub mod verdict;
-
-use std::net::IpAddr;
-use std::sync::Arc;
+pub mod stages;
 
 use inflight::Slots;
-use offenders::{Actor, Millis, Offenders, Penalty, PenaltyKind, BAN_RULE, THROTTLE_RULE};
+use offenders::{Actor, Millis, Offenders, Penalty, PenaltyKind, THROTTLE_RULE};
 #[cfg(test)]
 use offenders::{BAN_RULE_ID, THROTTLE_RULE_ID};
 use rules::Effect;
 
-pub use verdict::{Action, Mode, Verdict};
+pub use crate::stage::verdict::{self, Action, Decision, Mode, Observations, Source, Verdict};
+pub use crate::stage::RequestFacts;
 
 use crate::policy::PolicySet;
-
-/// What the policy may look at, borrowed from the request.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestFacts<'a> {
-    pub client_ip: IpAddr,
-    pub method: &'a str,
-    /// Lower case, without port.
-    pub host: &'a str,
-    pub path: &'a str,
-    pub route: &'a str,
-    /// Raw query string, without `?`.
-    pub query: Option<&'a str>,
-    pub headers: &'a http::HeaderMap,
-    /// Declared body length; `None` for chunked or absent.
-    pub content_length: Option<u64>,
-}
 
 /// Decide what to do with a request. Rules run in order: the first enforcing match decides
 /// (an `allow` skips the limits too); monitor-mode matches are remembered and evaluation goes on.
@@ -52,57 +36,70 @@ pub fn evaluate(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
 pub fn evaluate_with(
     policy: &PolicySet,
     facts: &RequestFacts<'_>,
-    mut count: impl FnMut(&rate::Limit, &RequestFacts<'_>) -> Option<Verdict>,
+    count: impl FnMut(&rate::Limit, &RequestFacts<'_>) -> Option<Verdict>,
 ) -> Verdict {
-    let mut observed: Option<Verdict> = None;
-    let mut also: Vec<Arc<str>> = Vec::new();
-    let mut strikes = 0;
-    let mut struck_by: Option<Arc<str>> = None;
-    let finish = |mut v: Verdict, also: Vec<Arc<str>>, strikes: u32, struck_by: Option<Arc<str>>| {
-        v.also = also;
-        v.strikes = strikes;
-        v.struck_by = struck_by;
-        v
-    };
+    let mut v = evaluate_rules(policy, facts);
+    if !v.settled() {
+        if let Some(limited) = evaluate_limits(policy, facts, count) {
+            v.merge(limited);
+        }
+    }
+    v
+}
+
+/// The rules alone: the first enforcing match decides; monitor-mode matches and `log`/`strike`
+/// rules are observed on the way.
+pub fn evaluate_rules(policy: &PolicySet, facts: &RequestFacts<'_>) -> Verdict {
+    let mut v = Verdict::allow();
     // Only the rules this request's path, headers and query could satisfy, in rule order.
-    let decided = policy.index.with_candidates(facts, |candidates| {
+    policy.index.with_candidates(facts, |candidates| {
         for i in candidates.iter() {
             let Some(rule) = policy.rules.get(i) else { break };
             if !rule.condition.matches(facts) {
                 continue;
             }
+            let seen = &mut v.observed;
             match (rule.effect, rule.mode) {
-                (Effect::Log, _) | (Effect::Strike, Mode::Monitor) => also.push(rule.id.clone()),
+                (Effect::Log, _) | (Effect::Strike, Mode::Monitor) => seen.also.push(rule.id.clone()),
                 (Effect::Strike, Mode::Enforce) => {
-                    also.push(rule.id.clone());
-                    strikes += 1;
-                    struck_by.get_or_insert_with(|| rule.id.clone());
+                    seen.also.push(rule.id.clone());
+                    seen.strikes += 1;
+                    seen.struck_by.get_or_insert_with(|| rule.id.clone());
                 }
                 (Effect::Decide(Action::Allow), Mode::Monitor) => {}
-                (Effect::Decide(a), Mode::Enforce) => return Some(rule.verdict(a, facts)),
-                (Effect::Decide(a), Mode::Monitor) => {
-                    observed.get_or_insert_with(|| rule.verdict(a, facts));
+                (Effect::Decide(a), mode) => {
+                    v.merge(rule.verdict(a, facts));
+                    if mode == Mode::Enforce {
+                        return;
+                    }
                 }
             }
         }
-        None
     });
-    if let Some(v) = decided {
-        return finish(v, also, strikes, struck_by);
-    }
+    v
+}
+
+/// Every applicable limit counts the request; the first enforcing one over its count decides,
+/// else the first monitor-mode one is reported.
+pub fn evaluate_limits(
+    policy: &PolicySet,
+    facts: &RequestFacts<'_>,
+    mut count: impl FnMut(&rate::Limit, &RequestFacts<'_>) -> Option<Verdict>,
+) -> Option<Verdict> {
+    let mut observed: Option<Verdict> = None;
     for limit in policy.limits.iter().filter(|l| l.applies(facts)) {
         let Some(v) = count(limit, facts) else { continue };
-        if v.mode == Mode::Enforce {
-            return finish(v, also, strikes, struck_by);
+        if v.decision.mode == Mode::Enforce {
+            return Some(v);
         }
         observed.get_or_insert(v);
     }
-    finish(observed.unwrap_or(Verdict::allow()), also, strikes, struck_by)
+    observed
 }
 
-/// A decision and the concurrency slots it holds until the request ends.
+/// A verdict and the concurrency slots it holds until the request ends.
 #[must_use]
-pub struct Decision {
+pub struct Decided {
     pub verdict: Verdict,
     pub slots: Slots,
 }
@@ -110,25 +107,91 @@ pub struct Decision {
 fn penalty_verdict(p: &Penalty, now: Millis) -> Verdict {
     let ban = p.kind == PenaltyKind::Ban;
     let left = p.until.map(|u| u.saturating_sub(now).div_ceil(1000).max(1) as u32);
-    Verdict {
+    Decision {
         action: if ban { Action::Block } else { Action::Throttle },
         mode: Mode::Enforce,
-        rule: Some(if ban { BAN_RULE.clone() } else { THROTTLE_RULE.clone() }),
+        source: if ban { Source::Ban } else { Source::Probation },
         retry_after: if ban { None } else { left },
         matched: Some(p.reason.clone()),
         counter: Some(p.strikes as i64),
-        ..Verdict::allow()
+        ..Decision::default()
+    }
+    .into()
+}
+
+/// The actors a request is counted against: its client address and, when the ban policy names
+/// an identity key, that identity.
+fn actors(policy: &PolicySet, facts: &RequestFacts<'_>) -> Vec<Actor> {
+    let mut a = vec![Actor::Ip(facts.client_ip)];
+    if let Some(id) = identity(policy, facts).and_then(|v| std::str::from_utf8(v).ok()) {
+        a.push(Actor::Id(id.to_string()));
+    }
+    a
+}
+
+fn identity<'a>(policy: &PolicySet, facts: &RequestFacts<'a>) -> Option<&'a [u8]> {
+    policy
+        .bans
+        .as_ref()
+        .and_then(|b| b.identity.as_ref())
+        .and_then(|k| k.value(facts))
+}
+
+/// An actor under penalty is answered first, at the cost of one map lookup. A request refused
+/// on probation is itself a strike, so an actor that keeps going is banned.
+pub fn check_penalty(
+    policy: &PolicySet,
+    offenders: &Offenders,
+    facts: &RequestFacts<'_>,
+    now: Millis,
+) -> Option<Verdict> {
+    let (actor, p) = offenders.check(facts.client_ip, identity(policy, facts), now)?;
+    if let (PenaltyKind::Throttle, Some(bans)) = (p.kind, &policy.bans) {
+        if let Some((a, ban)) = offenders
+            .strike(&actors(policy, facts), &THROTTLE_RULE, bans, 1, now)
+            .filter(|(_, b)| b.kind == PenaltyKind::Ban)
+        {
+            log::warn!("{a}: banned until {:?} ({})", ban.until, ban.reason);
+            return Some(penalty_verdict(&ban, now));
+        }
+    }
+    log::debug!("{actor} refused: {}", p.reason);
+    Some(penalty_verdict(&p, now))
+}
+
+/// Concurrency caps take their slots unless the request is already settled.
+pub fn take_slots(policy: &PolicySet, facts: &RequestFacts<'_>, v: &Verdict) -> (Slots, Option<Verdict>) {
+    if v.settled() || policy.caps.is_empty() {
+        return (Slots::default(), None);
+    }
+    inflight::acquire(&policy.caps, facts)
+}
+
+/// An enforced refusal, and each enforcing `strike` rule, adds strikes against the client and
+/// its identity, when the policy names one. Penalties strike in `check_penalty` instead.
+pub fn record_strikes(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, v: &Verdict, now: Millis) {
+    let Some(bans) = &policy.bans else { return };
+    if v.is_penalty() {
+        return;
+    }
+    let enforced = u32::from(v.enforced());
+    let blamed = if enforced == 1 {
+        v.decision.source.id().cloned()
+    } else {
+        v.observed.struck_by.clone()
+    };
+    if let Some(rule) = blamed.filter(|_| enforced + v.observed.strikes > 0) {
+        if let Some((actor, p)) = offenders.strike(&actors(policy, facts), &rule, bans, enforced + v.observed.strikes, now)
+        {
+            log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
+        }
     }
 }
 
-/// The whole request-time decision.
-///
-/// 1. An actor under penalty is answered first, at the cost of one map lookup. A request
-///    refused on probation is itself a strike, so an actor that keeps going is banned.
-/// 2. Otherwise the policy decides (`evaluate`), then the concurrency caps take their slots.
-/// 3. An enforced refusal, and each enforcing `strike` rule, adds strikes against the client
-///    and its identity, when the policy names one.
-pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Millis) -> Decision {
+/// The whole request-time decision, as the stages in `stages` take it one step at a time:
+/// a standing penalty answers first; otherwise rules, limits and concurrency caps decide, and
+/// refusals and `strike` rules add strikes.
+pub fn decide(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, now: Millis) -> Decided {
     decide_with(policy, offenders, facts, now, |limit, f| limit.observe(f))
 }
 
@@ -139,67 +202,20 @@ pub fn decide_with(
     facts: &RequestFacts<'_>,
     now: Millis,
     count: impl FnMut(&rate::Limit, &RequestFacts<'_>) -> Option<Verdict>,
-) -> Decision {
-    let identity = policy
-        .bans
-        .as_ref()
-        .and_then(|b| b.identity.as_ref())
-        .and_then(|k| k.value(facts));
-    let actors = || {
-        let mut a = vec![Actor::Ip(facts.client_ip)];
-        if let Some(id) = identity.and_then(|v| std::str::from_utf8(v).ok()) {
-            a.push(Actor::Id(id.to_string()));
-        }
-        a
-    };
-    if let Some((actor, p)) = offenders.check(facts.client_ip, identity, now) {
-        if let (PenaltyKind::Throttle, Some(bans)) = (p.kind, &policy.bans) {
-            if let Some((a, ban)) = offenders
-                .strike(&actors(), &THROTTLE_RULE, bans, 1, now)
-                .filter(|(_, b)| b.kind == PenaltyKind::Ban)
-            {
-                log::warn!("{a}: banned until {:?} ({})", ban.until, ban.reason);
-                return Decision {
-                    verdict: penalty_verdict(&ban, now),
-                    slots: Slots::default(),
-                };
-            }
-        }
-        log::debug!("{actor} refused: {}", p.reason);
-        return Decision {
-            verdict: penalty_verdict(&p, now),
+) -> Decided {
+    if let Some(verdict) = check_penalty(policy, offenders, facts, now) {
+        return Decided {
+            verdict,
             slots: Slots::default(),
         };
     }
     let mut v = evaluate_with(policy, facts, count);
-    let mut slots = Slots::default();
-    if !v.enforced() && !v.allowed_by_rule() && !policy.caps.is_empty() {
-        let (held, refused) = inflight::acquire(&policy.caps, facts);
-        slots = held;
-        // An enforced refusal wins; a monitor-only one is kept unless a rule already spoke.
-        if let Some(r) = refused.filter(|r| r.enforced() || v.rule.is_none()) {
-            v = Verdict {
-                also: std::mem::take(&mut v.also),
-                strikes: v.strikes,
-                struck_by: v.struck_by.take(),
-                ..r
-            };
-        }
+    let (slots, refused) = take_slots(policy, facts, &v);
+    if let Some(r) = refused {
+        v.merge(r);
     }
-    if let Some(bans) = &policy.bans {
-        let enforced = u32::from(v.enforced());
-        let blamed = if enforced == 1 {
-            v.rule.clone()
-        } else {
-            v.struck_by.clone()
-        };
-        if let Some(rule) = blamed.filter(|_| enforced + v.strikes > 0) {
-            if let Some((actor, p)) = offenders.strike(&actors(), &rule, bans, enforced + v.strikes, now) {
-                log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
-            }
-        }
-    }
-    Decision { verdict: v, slots }
+    record_strikes(policy, offenders, facts, &v, now);
+    Decided { verdict: v, slots }
 }
 
 #[cfg(test)]
@@ -259,14 +275,14 @@ limits:
     fn rules_decide_in_order() {
         let p = policy(RULES);
         let v = evaluate(&p, &facts("203.0.113.5", "GET", "/", "app"));
-        assert_eq!((v.label(), v.rule.as_deref()), ("block", Some("bad-ip")));
-        assert_eq!(v.matched.as_deref(), Some("ip 203.0.113.0/24"));
+        assert_eq!((v.label(), v.rule()), ("block", Some("bad-ip")));
+        assert_eq!(v.decision.matched.as_deref(), Some("ip 203.0.113.0/24"));
         assert_eq!(evaluate(&p, &facts("2001:db8::7", "GET", "/", "app")).label(), "block");
         // Staff are allowed before anything else looks at them.
         let v = evaluate(&p, &facts("10.1.2.3", "DELETE", "/", "app"));
-        assert_eq!((v.label(), v.rule.as_deref()), ("allow", Some("staff")));
+        assert_eq!((v.label(), v.rule()), ("allow", Some("staff")));
         let v = evaluate(&p, &facts("198.51.100.1", "DELETE", "/x", "app"));
-        assert_eq!((v.label(), v.retry_after, v.status()), ("throttle", Some(30), 429));
+        assert_eq!((v.label(), v.decision.retry_after, v.status()), ("throttle", Some(30), 429));
         let v = evaluate(&p, &facts("198.51.100.1", "GET", "/x", "app"));
         assert_eq!((v.label(), v.rule), ("allow", None));
     }
@@ -277,16 +293,16 @@ limits:
         let f = facts("198.51.100.2", "POST", "/chat", "chat");
         for _ in 0..2 {
             let v = evaluate(&p, &f);
-            assert_eq!((v.label(), v.rule.as_deref()), ("would_block", Some("try-chat-block")));
+            assert_eq!((v.label(), v.rule()), ("would_block", Some("try-chat-block")));
             assert!(!v.enforced());
         }
         // The third post passes the limit, which enforces and wins over the monitor match.
         let v = evaluate(&p, &f);
         assert_eq!(
-            (v.label(), v.rule.as_deref(), v.counter),
+            (v.label(), v.rule(), v.decision.counter),
             ("throttle", Some("chat-posts"), Some(3))
         );
-        assert_eq!(v.retry_after, Some(60));
+        assert_eq!(v.decision.retry_after, Some(60));
         // Another client has its own count.
         assert_eq!(
             evaluate(&p, &facts("198.51.100.3", "POST", "/chat", "chat")).label(),
@@ -310,11 +326,11 @@ limits:
             |yaml: &str, prev: &PolicySet| compile(&[policy_from_str("t.yaml", yaml, &[]).expect("valid")], Some(prev));
         // b's window changed: a keeps its count, b starts fresh.
         let second = reload(&limits("30s"), &first);
-        assert_eq!(evaluate(&second, &get).rule.as_deref(), Some("a"));
+        assert_eq!(evaluate(&second, &get).rule(), Some("a"));
         assert_eq!(evaluate(&second, &post).label(), "allow");
         // Nothing changed: b carries the count it had.
         let third = reload(&limits("30s"), &second);
-        assert_eq!(evaluate(&third, &post).rule.as_deref(), Some("b"));
+        assert_eq!(evaluate(&third, &post).rule(), Some("b"));
     }
 
     #[test]
@@ -325,10 +341,10 @@ limits:
         let bad = facts("198.51.100.20", "GET", "/x", "app");
         let fine = facts("198.51.100.20", "GET", "/fine", "app");
         assert_eq!(decide(&p, &o, &fine, t0).verdict.label(), "allow");
-        assert_eq!(decide(&p, &o, &bad, t0).verdict.rule.as_deref(), Some("x"));
-        assert_eq!(decide(&p, &o, &bad, t0).verdict.rule.as_deref(), Some("x"));
+        assert_eq!(decide(&p, &o, &bad, t0).verdict.rule(), Some("x"));
+        assert_eq!(decide(&p, &o, &bad, t0).verdict.rule(), Some("x"));
         let v = decide(&p, &o, &fine, t0).verdict;
-        assert_eq!((v.label(), v.rule.as_deref()), ("block", Some(BAN_RULE_ID)));
+        assert_eq!((v.label(), v.rule()), ("block", Some(BAN_RULE_ID)));
         assert_eq!(decide(&p, &o, &fine, t0 + 301_000).verdict.label(), "allow");
     }
 
@@ -417,14 +433,14 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
 ",
         );
         let v = evaluate(&p, &facts("198.51.100.30", "GET", "/api/x", "app"));
-        assert_eq!((v.label(), v.also.len(), v.strikes), ("allow", 2, 1));
+        assert_eq!((v.label(), v.observed.also.len(), v.observed.strikes), ("allow", 2, 1));
         assert_eq!(
-            v.also.iter().map(|a| &**a).collect::<Vec<_>>(),
+            v.observed.also.iter().map(|a| &**a).collect::<Vec<_>>(),
             ["note-api", "odd-agent"]
         );
         let v = evaluate(&p, &facts("198.51.100.30", "POST", "/api/login", "app"));
         assert_eq!(
-            (v.label(), v.status(), v.tarpit, v.retry_after),
+            (v.label(), v.status(), v.tarpit, v.decision.retry_after),
             ("tarpit", 429, Some(Duration::from_secs(2)), Some(120))
         );
         let v = evaluate(&p, &facts("198.51.100.30", "GET", "/api/old", "app"));
@@ -443,8 +459,7 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         assert_eq!(
             decide(&p, &o, &facts("198.51.100.31", "GET", "/x", "app"), now)
                 .verdict
-                .rule
-                .as_deref(),
+                .rule(),
             Some(BAN_RULE_ID)
         );
     }
@@ -460,7 +475,7 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         let (_, refused) = inflight::acquire(&p.caps, &f);
         let v = refused.expect("third stream refused");
         assert_eq!(
-            (v.label(), v.rule.as_deref(), v.counter),
+            (v.label(), v.rule(), v.decision.counter),
             ("throttle", Some("streams"), Some(3))
         );
         // Other clients and other paths are not affected.
@@ -499,7 +514,7 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         assert_eq!(evaluate(&p, &alice_a).label(), "allow");
         let v = evaluate(&p, &alice_b);
         assert_eq!(
-            (v.label(), v.matched.as_deref()),
+            (v.label(), v.decision.matched.as_deref()),
             ("throttle", Some("header:x-account")),
             "same account, other address"
         );
@@ -516,17 +531,17 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         let t: Millis = 1_700_000_000_000;
         let bad = facts("198.51.100.60", "GET", "/x", "app");
         let fine = facts("198.51.100.60", "GET", "/fine", "app");
-        assert_eq!(decide(&p, &o, &bad, t).verdict.rule.as_deref(), Some("x"));
-        assert_eq!(decide(&p, &o, &bad, t).verdict.rule.as_deref(), Some("x"));
+        assert_eq!(decide(&p, &o, &bad, t).verdict.rule(), Some("x"));
+        assert_eq!(decide(&p, &o, &bad, t).verdict.rule(), Some("x"));
         // Two strikes: probation. Every request is throttled, and each one is a strike.
         let v = decide(&p, &o, &fine, t).verdict;
         assert_eq!(
-            (v.label(), v.rule.as_deref(), v.retry_after),
+            (v.label(), v.rule(), v.decision.retry_after),
             ("throttle", Some(THROTTLE_RULE_ID), Some(60))
         );
         let v = decide(&p, &o, &fine, t).verdict;
         assert_eq!(
-            (v.label(), v.rule.as_deref()),
+            (v.label(), v.rule()),
             ("block", Some(BAN_RULE_ID)),
             "kept going on probation"
         );
@@ -541,12 +556,12 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         let t: Millis = 1_700_000_000_000;
         let f = facts("198.51.100.61", "GET", "/", "app");
         let first = decide(&p, &o, &f, t);
-        assert_eq!(first.verdict.struck_by.as_deref(), Some("bot"));
+        assert_eq!(first.verdict.observed.struck_by.as_deref(), Some("bot"));
         assert_eq!(o.scores().len(), 1);
         // The slot is still held: the cap refuses, and that refusal is a strike as well
         // (1 from the strike rule + 1 refusal + the first request's 1 = 3: banned).
         let second = decide(&p, &o, &f, t);
-        assert_eq!(second.verdict.rule.as_deref(), Some("one"));
+        assert_eq!(second.verdict.rule(), Some("one"));
         assert_eq!(
             o.check(f.client_ip, None, t).map(|(_, p)| p.kind),
             Some(PenaltyKind::Ban)
@@ -602,7 +617,7 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
                             ..facts("198.51.100.9", "GET", "/", "app")
                         };
                         assert_eq!(
-                            evaluate(&p, &f).rule.map(|r| r.to_string()),
+                            evaluate(&p, &f).rule().map(|r| r.to_string()),
                             naive(&f),
                             "{method} {path} {query:?}"
                         );

@@ -20,14 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::key::ActorKey;
 use crate::metrics::METRICS;
 
-/// The rule id reported for requests refused because their actor is banned.
-pub const BAN_RULE_ID: &str = "repeat-offender-ban";
-/// The rule id reported for requests slowed because their actor is on probation.
-pub const THROTTLE_RULE_ID: &str = "repeat-offender-throttle";
-
-/// The two ids above, allocated once: a banned actor's request allocates nothing for them.
-pub static BAN_RULE: once_cell::sync::Lazy<Arc<str>> = once_cell::sync::Lazy::new(|| Arc::from(BAN_RULE_ID));
-pub static THROTTLE_RULE: once_cell::sync::Lazy<Arc<str>> = once_cell::sync::Lazy::new(|| Arc::from(THROTTLE_RULE_ID));
+pub use crate::stage::verdict::{BAN_RULE, BAN_RULE_ID, THROTTLE_RULE, THROTTLE_RULE_ID};
 /// Rule ids remembered per penalty, most recent last.
 const MAX_RULES_KEPT: usize = 8;
 

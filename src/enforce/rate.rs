@@ -11,7 +11,7 @@ use pingora_limits::rate::Rate;
 
 use super::key::{ActorKey, Keyed};
 use super::rules::Condition;
-use super::verdict::{Action, Mode, Verdict};
+use super::verdict::{Action, Decision, Mode, Source, Verdict};
 use super::RequestFacts;
 
 pub struct Limit {
@@ -57,14 +57,17 @@ impl Limit {
             return None;
         }
         let secs = self.window.as_secs_f64().ceil().max(1.0) as u32;
-        Some(Verdict {
-            action: self.action,
-            mode: self.mode,
-            rule: Some(self.id.clone()),
-            retry_after: (self.action == Action::Throttle).then_some(secs),
-            matched: Some(self.key.to_string().into()),
-            counter: Some(count as i64),
-            ..Verdict::allow()
-        })
+        Some(
+            Decision {
+                action: self.action,
+                mode: self.mode,
+                source: Source::Policy(self.id.clone()),
+                retry_after: (self.action == Action::Throttle).then_some(secs),
+                matched: Some(self.key.to_string().into()),
+                counter: Some(count as i64),
+                ..Decision::default()
+            }
+            .into(),
+        )
     }
 }

@@ -10,7 +10,7 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use super::glob::Glob;
 
 use super::ip::IpSet;
-use super::verdict::{Action, Mode, Verdict};
+use super::verdict::{Action, Decision, Mode, Source, Verdict};
 use super::RequestFacts;
 use crate::host::HostPattern;
 
@@ -247,18 +247,16 @@ impl Rule {
     /// The verdict of a deciding rule for a request it matched.
     pub fn verdict(&self, action: Action, f: &RequestFacts<'_>) -> Verdict {
         let slow = matches!(action, Action::Throttle | Action::Tarpit);
-        Verdict {
+        Decision {
             action,
             mode: self.mode,
-            rule: Some(self.id.clone()),
+            source: Source::Policy(self.id.clone()),
             retry_after: slow.then_some(self.retry_after),
             matched: Some(self.condition.explain(f).into()),
             counter: None,
-            also: Vec::new(),
-            strikes: 0,
             tarpit: (action == Action::Tarpit).then_some(self.delay),
             body: self.body.clone(),
-            struck_by: None,
         }
+        .into()
     }
 }

@@ -11,8 +11,9 @@ use pingora::prelude::Session;
 use super::facts::RequestId;
 use super::routes::Route;
 use super::tls::ServerName;
+use super::outcome::Outcome;
 use crate::enforce::offenders::now_ms;
-use crate::enforce::Verdict;
+use crate::stage::{Done, Ledger};
 use crate::metrics::{status_class, METRICS};
 use crate::state::Snapshot;
 use crate::telemetry::event;
@@ -30,17 +31,14 @@ pub struct RequestCtx {
     pub request_id: RequestId,
     /// `request_id` as the header value sent upstream and to the client; shares its bytes.
     pub request_id_value: HeaderValue,
-    pub verdict: Verdict,
+    /// What the security stages decided and noticed, and what they hold until the request ends.
+    pub ledger: Ledger,
     pub backend: Option<SocketAddr>,
     pub upstream_start: Option<Instant>,
     pub upstream_time: Option<Duration>,
     pub tries: u8,
-    /// What the shadow policy would have decided: decision word and rule.
-    pub shadow: Option<(&'static str, Option<Arc<str>>)>,
-    /// Concurrency slots held until the request ends (dropping the context frees them).
-    pub slots: crate::enforce::inflight::Slots,
-    /// Why Palisade answered with an error, for telemetry (`no_route`, `upstream_timeout`, …).
-    pub error: Option<&'static str>,
+    /// Why Palisade answered itself or could not complete the request, for telemetry.
+    pub outcome: Option<Outcome>,
     /// Body bytes and WebSocket frames counted against the request's limits.
     pub intake: super::limits::Intake,
 }
@@ -57,14 +55,12 @@ impl RequestCtx {
             host: String::new(),
             request_id: RequestId::default(),
             request_id_value: HeaderValue::from_static(""),
-            verdict: Verdict::allow(),
+            ledger: Ledger::default(),
             backend: None,
             upstream_start: None,
             upstream_time: None,
             tries: 0,
-            slots: Default::default(),
-            shadow: None,
-            error: None,
+            outcome: None,
             intake: Default::default(),
         }
     }
@@ -82,7 +78,17 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     // `snap` is the request's own snapshot whenever a route was found.
     let route = ctx.route.and_then(|i| snap.routes.get(i));
     let route_label = route.map_or("none", |r| &*r.name);
-    let decision = ctx.verdict.label();
+    snap.pipeline.done(
+        &Done {
+            client_ip: ctx.client_ip,
+            status,
+            now: now_ms(),
+        },
+        &mut ctx.ledger,
+    );
+    ctx.ledger.release();
+    let verdict = &ctx.ledger.verdict;
+    let decision = verdict.label();
     METRICS
         .requests
         .with_label_values(&[route_label, status_class(status), decision])
@@ -97,10 +103,8 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     if let (Some(r), Some(t)) = (route, ctx.upstream_time) {
         r.upstream_duration().observe(t.as_secs_f64());
     }
-    if let Some(rule) = &ctx.verdict.rule {
-        if decision != "allow" {
-            METRICS.decisions.with_label_values(&[rule, decision]).inc();
-        }
+    if let Some(rule) = verdict.rule().filter(|_| !verdict.is_allow()) {
+        METRICS.decisions.with_label_values(&[rule, decision]).inc();
     }
     if !telemetry.enabled() {
         return;
@@ -124,15 +128,19 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     rec.bytes_in = session.body_bytes_read() as u64;
     rec.status = status;
     rec.bytes_out = session.body_bytes_sent() as u64;
-    rec.error = ctx.error;
+    rec.error = ctx.outcome.map(Outcome::label);
     rec.route = route.map(|r| r.name.clone());
     rec.pool = route.map(|r| r.pool.name.clone());
     rec.backend = ctx.backend;
     rec.upstream_us = ctx.upstream_time.map(|t| t.as_micros() as u64);
     rec.tls = tls;
-    rec.shadow = ctx.shadow.take();
+    rec.shadow = ctx
+        .ledger
+        .shadow
+        .take()
+        .map(|v| (v.label(), v.decision.source.id().cloned()));
     rec.shadow_policy = snap.shadow.clone();
     rec.generation = snap.generation;
-    rec.verdict = std::mem::replace(&mut ctx.verdict, Verdict::allow());
+    rec.verdict = std::mem::take(&mut ctx.ledger.verdict);
     telemetry.emit(rec, &snap.offenders, snap.policy.bans.as_ref(), now_ms());
 }

@@ -1,24 +1,26 @@
-//! The one `ProxyHttp` implementation. Each phase gathers request facts, calls a pure function
-//! (routing, `enforce::evaluate`, client identity) and acts on the result; no security logic
-//! lives here.
+//! The one `ProxyHttp` implementation: traffic handling only. Each phase gathers facts, hands
+//! them to the snapshot's security stages (`stage::Pipeline`) and acts on what they decide
+//! through `respond`; no security logic lives here (docs/architecture.md).
 //!
-//! Phases: request_filter (identity, routing, policy) → upstream_peer (balancing, timeouts)
-//! → upstream_request_filter (forwarding headers) → response_filter (origin hiding, security
-//! headers) → logging (telemetry, metrics). fail_to_proxy turns upstream failures into
-//! 502/503/504 answers.
+//! Phases: request_filter (framing, identity, routing, stages) → upstream_peer (balancing,
+//! timeouts) → upstream_request_filter (forwarding headers) → request_body_filter (limits,
+//! stages) → response_filter (stages, origin hiding, security headers) → logging (stages'
+//! `on_done`, telemetry, metrics). fail_to_proxy answers failures (`failure::classify`).
 
 pub mod conn_guard;
 pub mod ctx;
 pub mod facts;
+pub mod failure;
 pub mod framing;
+pub mod identify;
 pub mod limits;
+pub mod outcome;
 pub mod respond;
 pub mod retry;
 pub mod routes;
 pub mod tls;
 pub mod upstream;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -26,24 +28,16 @@ use bytes::Bytes;
 use http::{header, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::{ErrorSource, ErrorType};
 use pingora_proxy::FailToProxy;
 
-use crate::config::file::DEFAULT_REQUEST_ID_HEADER;
-use crate::enforce::{self, RequestFacts};
-use crate::state::{Snapshot, Store};
+use crate::enforce::offenders::now_ms;
+use crate::state::Store;
 use crate::telemetry::Telemetry;
 pub use ctx::RequestCtx;
-use respond::{status_line, Answer};
-
-/// Names looked up on every request, parsed once (a `&str` name is parsed at each lookup).
-static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
-
-/// Requests a tarpit may hold at once; more are answered without delay.
-const MAX_TARPITS: usize = 1024;
-static TARPITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TARPITS);
+use identify::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use outcome::Outcome;
+use respond::Reply;
 
 /// What kind of listener a proxy service serves.
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +51,6 @@ pub struct Palisade {
     pub store: Store,
     pub telemetry: Telemetry,
     pub listener: ListenerKind,
-}
-
-fn peer_of(addr: Option<&PingoraAddr>) -> Option<std::net::SocketAddr> {
-    addr.and_then(|a| a.as_inet()).copied()
 }
 
 /// The strict framing and size check of the head (`framing`), and the target in origin form
@@ -82,39 +72,32 @@ fn inspect_head(session: &Session, limits: &limits::Limits) -> Result<Option<htt
     }
 }
 
+/// Where a plain-http request is sent on a redirecting listener.
+fn https_location(host: &str, port: u16, req: &RequestHeader) -> String {
+    let port = if port == 443 { String::new() } else { format!(":{port}") };
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("https://{host}{port}{target}")
+}
+
 impl Palisade {
-    /// Answer a request refused for its framing or a limit, and close the connection: after a
-    /// framing refusal, nothing more on it can be trusted to be framed as the client meant.
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        snap: &Snapshot,
-        refusal: framing::Refusal,
-    ) -> Result<bool> {
-        ctx.error = Some(refusal.reason);
-        crate::metrics::METRICS
-            .request_refusals
-            .with_label_values(&[refusal.reason])
-            .inc();
-        session.set_keepalive(None);
-        Answer {
-            status: refusal.status,
-            body: format!(
-                "{}\nRequest refused ({}). Reference: {}\n",
-                status_line(refusal.status),
-                refusal.reason.replace('_', " "),
-                ctx.request_id
-            ),
-            request_id: &ctx.request_id_value,
-            request_id_header: &snap.request_id_name,
-            headers: Some(snap.routes.default_headers()),
-            retry_after: None,
-            location: None,
+    /// A routed, allowed request goes on to the origin: its body is metered from here.
+    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx, limits: limits::Limits) -> Result<bool, framing::Refusal> {
+        let req = session.req_header();
+        ctx.intake = limits::Intake::new(limits, Instant::now());
+        let declared = req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        ctx.intake.check_declared(declared)?;
+        let has_body = declared.is_some_and(|n| n > 0) || req.headers.contains_key(header::TRANSFER_ENCODING);
+        if has_body && !session.is_upgrade_req() {
+            // The minimum body rate is enforced as the time each read may take.
+            if let Some(t) = ctx.intake.first_read_timeout() {
+                session.set_read_timeout(Some(t));
+            }
         }
-        .send(session)
-        .await?;
-        Ok(true)
+        Ok(false)
     }
 
     fn count_retry(&self, ctx: &RequestCtx, phase: retry::Phase) {
@@ -146,171 +129,40 @@ impl ProxyHttp for Palisade {
         if let Some(conn) = conn_guard::GuardedStream::of(session.as_downstream().stream()) {
             conn.clock.started();
         }
-        ctx.peer = peer_of(session.client_addr());
         let head = inspect_head(session, &snap.limits);
         if let Ok(Some(origin_form)) = &head {
             // Absolute form, already checked to name the same host as `Host`: route, decide
             // and forward on the one target everybody agrees on.
             session.req_header_mut().set_uri(origin_form.clone());
         }
-        let req = session.req_header();
-        // Without a socket address (not possible on TCP listeners) the client is 0.0.0.0,
-        // which only matches rules written for it: fail open on identity, closed on limits.
-        let peer_ip = ctx.peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
-        ctx.peer_trusted = snap.trusted_proxies.contains(peer_ip);
-        // What only a trusted peer may tell is not even looked up for the others.
-        let client_ip = if ctx.peer_trusted {
-            facts::client_ip(
-                peer_ip,
-                &snap.trusted_proxies,
-                req.headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()),
-                req.headers.get_all(header::FORWARDED).iter().map(|v| v.as_bytes()),
-            )
-        } else {
-            peer_ip
-        };
-        ctx.client_ip = Some(client_ip);
-        let incoming_id = if snap.trust_incoming_request_id && ctx.peer_trusted {
-            req.headers.get(&snap.request_id_header)
-        } else {
-            None
-        };
-        ctx.request_id = match incoming_id {
-            Some(v) if facts::acceptable_request_id(v.as_bytes()) => {
-                facts::RequestId::from(String::from_utf8_lossy(v.as_bytes()).into_owned())
-            }
-            _ => facts::new_request_id(),
-        };
-        ctx.request_id_value = ctx
-            .request_id
-            .header_value()
-            .map_err(|_| Error::explain(ErrorType::InternalError, "request id"))?;
-        let raw_host = req
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
-            .unwrap_or("");
-        ctx.host = crate::host::normalize(raw_host);
+        identify::identify(session, ctx, &snap)?;
         ctx.snap = Some(snap.clone());
         if let Err(refusal) = head {
-            return self.refuse(session, ctx, &snap, refusal).await;
+            return respond::send(session, ctx, Reply::Refuse(refusal)).await;
         }
-
         if let Some(port) = self.listener.redirect_https {
-            let port = if port == 443 { String::new() } else { format!(":{port}") };
-            let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            let location = format!("https://{}{port}{target}", ctx.host);
-            let answer = Answer {
-                status: 308,
-                body: format!("{}\nThis site is served over https: {location}\n", status_line(308)),
-                request_id: &ctx.request_id_value,
-                request_id_header: &snap.request_id_name,
-                headers: None,
-                retry_after: None,
-                location: Some(location.clone()),
-            };
-            answer.send(session).await?;
-            return Ok(true);
+            let to = https_location(&ctx.host, port, session.req_header());
+            return respond::send(session, ctx, Reply::Redirect(to)).await;
         }
-
-        // Routing and policy see the decoded, dot-free path an origin would act on; the origin
-        // still receives the request as sent.
+        // Routing and the stages see the decoded, dot-free path an origin would act on; the
+        // origin still receives the request as sent.
+        let req = session.req_header();
         let path = facts::normalize_path(req.uri.path());
-        let found = snap.routes.find(&ctx.host, &path);
-        ctx.route = found.map(|(i, _)| i);
-        let route = found.map(|(_, r)| r);
-        let facts = RequestFacts {
-            client_ip,
-            method: req.method.as_str(),
-            host: &ctx.host,
-            path: &path,
-            route: route.map_or("", |r| &*r.name),
-            query: req.uri.query(),
-            headers: &req.headers,
-            content_length: req
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
+        let route = snap.routes.find(&ctx.host, &path);
+        ctx.route = route.map(|(i, _)| i);
+        let route_name = route.map_or("", |(_, r)| &*r.name);
+        let facts = identify::request_facts(req, ctx.client_ip, &ctx.host, &path, route_name);
+        // The stages decide before routing is answered: a banned client gets 403 everywhere.
+        snap.pipeline.request_head(&facts, &mut ctx.ledger, now_ms());
+        let reply = match route {
+            _ if ctx.ledger.verdict.enforced() => Reply::Deny,
+            None => Reply::NotFound,
+            Some((_, r)) => match self.admit(session, ctx, r.limits) {
+                Ok(handled) => return Ok(handled),
+                Err(refusal) => Reply::Refuse(refusal),
+            },
         };
-        // Bans and rules apply before routing is answered: a banned client gets 403 everywhere.
-        let decision = enforce::decide(&snap.policy, &snap.offenders, &facts, enforce::offenders::now_ms());
-        ctx.verdict = decision.verdict;
-        ctx.slots = decision.slots;
-        if let Some(shadow) = snap.shadow.as_ref().filter(|_| !ctx.verdict.is_penalty()) {
-            let sv = enforce::evaluate(shadow, &facts);
-            if sv.label() != ctx.verdict.label() {
-                crate::metrics::METRICS
-                    .shadow_disagreements
-                    .with_label_values(&[ctx.verdict.label(), sv.label()])
-                    .inc();
-            }
-            ctx.shadow = Some((sv.label(), sv.rule));
-        }
-        let headers = route.map_or_else(|| snap.routes.default_headers(), |r| &*r.response_headers);
-        if !ctx.verdict.enforced() {
-            if let Some(route) = route {
-                ctx.intake = limits::Intake::new(snap.limits.with(route.limits.as_ref()), Instant::now());
-                if let Err(refusal) = ctx.intake.check_declared(facts.content_length) {
-                    return self.refuse(session, ctx, &snap, refusal).await;
-                }
-                let has_body =
-                    facts.content_length.is_some_and(|n| n > 0) || req.headers.contains_key(header::TRANSFER_ENCODING);
-                if has_body && !session.is_upgrade_req() {
-                    // The minimum body rate is enforced as the time each read may take.
-                    if let Some(t) = ctx.intake.first_read_timeout() {
-                        session.set_read_timeout(Some(t));
-                    }
-                }
-                return Ok(false);
-            }
-            ctx.error = Some("no_route");
-            Answer {
-                status: 404,
-                body: format!(
-                    "{}\nNo route for this host and path. Reference: {}\n",
-                    status_line(404),
-                    ctx.request_id
-                ),
-                request_id: &ctx.request_id_value,
-                request_id_header: &snap.request_id_name,
-                headers: Some(headers),
-                retry_after: None,
-                location: None,
-            }
-            .send(session)
-            .await?;
-            return Ok(true);
-        }
-        if let Some(delay) = ctx.verdict.tarpit {
-            // Bounded: past MAX_TARPITS held requests, the rest are answered at once.
-            if let Ok(_permit) = TARPITS.try_acquire() {
-                tokio::time::sleep(delay).await;
-            }
-        }
-        let status = ctx.verdict.status();
-        let what = if status == 429 {
-            "Too many requests; slow down."
-        } else {
-            "Request blocked by policy."
-        };
-        let body = match &ctx.verdict.body {
-            Some(b) => format!("{b}\nReference: {}\n", ctx.request_id),
-            None => format!("{}\n{what} Reference: {}\n", status_line(status), ctx.request_id),
-        };
-        Answer {
-            status,
-            body,
-            request_id: &ctx.request_id_value,
-            request_id_header: &snap.request_id_name,
-            headers: Some(headers),
-            retry_after: ctx.verdict.retry_after,
-            location: None,
-        }
-        .send(session)
-        .await?;
-        Ok(true)
+        respond::send(session, ctx, reply).await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -321,13 +173,13 @@ impl ProxyHttp for Palisade {
         let timeouts = route.timeouts;
         ctx.tries += 1;
         let Some(addr) = pool.select(ctx.client_ip) else {
-            ctx.error = Some("no_healthy_backend");
+            ctx.outcome = Some(Outcome::NoHealthyBackend);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!("no healthy backend in pool {}", pool.name),
             ));
         };
-        let tls = pool.section.tls.as_ref();
+        let tls = pool.tls.as_ref();
         let mut peer = HttpPeer::new(addr, tls.is_some(), tls.map(|t| t.sni.clone()).unwrap_or_default());
         let o = &mut peer.options;
         o.connection_timeout = Some(timeouts.connect);
@@ -347,26 +199,27 @@ impl ProxyHttp for Palisade {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Some(chunk) = body.as_ref() else { return Ok(()) };
         // After a 101 these are the client's WebSocket frames, not a request body.
-        let verdict = if session.was_upgraded() {
+        let metered = if session.was_upgraded() {
             ctx.intake.on_tunnel(chunk).map(|()| None)
         } else {
             ctx.intake.on_body(chunk.len(), Instant::now())
         };
-        match verdict {
+        match metered {
             Ok(Some(next_read)) => session.set_read_timeout(Some(next_read)),
             Ok(None) => {}
-            Err(refusal) => {
-                ctx.error = Some(refusal.reason);
-                crate::metrics::METRICS
-                    .request_refusals
-                    .with_label_values(&[refusal.reason])
-                    .inc();
-                return Err(Error::explain(ErrorType::HTTPStatus(refusal.status), refusal.reason));
+            Err(refusal) => return Err(respond::abort(ctx, refusal)),
+        }
+        if !session.was_upgraded() {
+            if let Some(snap) = ctx.snap.clone() {
+                if snap.pipeline.body_chunk(chunk, end_of_stream, &mut ctx.ledger) {
+                    let status = ctx.ledger.verdict.status();
+                    return Err(Error::explain(ErrorType::HTTPStatus(status), "refused by a stage"));
+                }
             }
         }
         Ok(())
@@ -473,7 +326,7 @@ impl ProxyHttp for Palisade {
         req.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
         if let Some(route) = ctx.route() {
             if !route.preserve_host {
-                let host = match (&route.pool.section.host, ctx.backend) {
+                let host = match (&route.pool.host, ctx.backend) {
                     (Some(h), _) => h.clone(),
                     (None, Some(addr)) => addr.to_string(),
                     (None, None) => String::new(),
@@ -500,7 +353,14 @@ impl ProxyHttp for Palisade {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(snap) = ctx.snap.as_deref() else { return Ok(()) };
+        let Some(snap) = ctx.snap.clone() else { return Ok(()) };
+        if snap
+            .pipeline
+            .response_head(resp.status.as_u16(), &resp.headers, &mut ctx.ledger)
+        {
+            let status = ctx.ledger.verdict.status();
+            return Err(Error::explain(ErrorType::HTTPStatus(status), "refused by a stage"));
+        }
         if let Some(route) = ctx.route() {
             for h in &route.response_headers.remove {
                 resp.remove_header(h);
@@ -514,77 +374,28 @@ impl ProxyHttp for Palisade {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let upstream = *e.esource() == ErrorSource::Upstream;
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(c) => *c,
-            ErrorType::ConnectTimedout
-            | ErrorType::ReadTimedout
-            | ErrorType::WriteTimedout
-            | ErrorType::TLSHandshakeTimedout
-                if upstream =>
-            {
-                504
+        let failure = failure::classify(e.etype(), e.esource());
+        if ctx.outcome.is_none() {
+            if let Outcome::Refused(r) = failure.outcome {
+                respond::note_refusal(ctx, r);
             }
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    // The read timeout of a body is the minimum body rate (`limits`).
-                    ErrorType::ReadTimedout => 408,
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
-        if code == 408 && ctx.error.is_none() {
-            crate::metrics::METRICS
-                .request_refusals
-                .with_label_values(&[limits::BODY_TOO_SLOW.reason])
-                .inc();
+            ctx.outcome = Some(failure.outcome);
         }
-        if ctx.error.is_none() {
-            ctx.error = Some(match code {
-                504 => "upstream_timeout",
-                408 => limits::BODY_TOO_SLOW.reason,
-                0 => "client_gone",
-                400 => "bad_request",
-                500 => "internal_error",
-                _ => "upstream_error",
-            });
-        }
-        if upstream || code == 503 {
-            if let (Some(route), Some(kind)) = (ctx.route(), ctx.error) {
+        if *e.esource() == ErrorSource::Upstream || failure.status == 503 {
+            if let (Some(route), Some(kind)) = (ctx.route(), ctx.outcome) {
                 crate::metrics::METRICS
                     .upstream_errors
-                    .with_label_values(&[&route.pool.name, kind])
+                    .with_label_values(&[&route.pool.name, kind.label()])
                     .inc();
             }
         }
-        if code > 0 && session.response_written().is_none() {
-            // The connection is closed after this answer (can_reuse_downstream is false): say
-            // `Connection: close`, or a keep-alive client sends its next request into a reset.
-            session.set_keepalive(None);
-            let id_header = ctx
-                .snap
-                .as_ref()
-                .map_or(Bytes::from_static(DEFAULT_REQUEST_ID_HEADER.as_bytes()), |s| {
-                    s.request_id_name.clone()
-                });
-            let answer = Answer {
-                status: code,
-                body: format!("{}\nReference: {}\n", status_line(code), ctx.request_id),
-                request_id: &ctx.request_id_value,
-                request_id_header: &id_header,
-                headers: ctx.route().map(|r| &*r.response_headers),
-                retry_after: None,
-                location: None,
-            };
-            if let Err(err) = answer.send(session).await {
+        if failure.status > 0 && session.response_written().is_none() {
+            if let Err(err) = respond::send(session, ctx, Reply::Failure(failure.status)).await {
                 log::debug!("could not send the error answer: {err}");
             }
         }
         FailToProxy {
-            error_code: code,
+            error_code: failure.status,
             can_reuse_downstream: false,
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use prometheus::Histogram;
 
+use super::limits::Limits;
 use super::upstream::Pool;
 use crate::config::file::{HeaderRulesSection, RouteSection, TimeoutsSection};
 use crate::host::HostPattern;
@@ -76,8 +77,8 @@ pub struct Route {
     pub preserve_host: bool,
     pub timeouts: Timeouts,
     pub response_headers: Arc<HeaderRules>,
-    /// Overrides of the global request limits.
-    pub limits: Option<crate::config::limits::RouteLimitsSection>,
+    /// The request limits of this route: the global ones with the route's overrides applied.
+    pub limits: Limits,
     /// The route's latency series, looked up in their vectors at first use and kept: a label
     /// lookup hashes the labels and takes a read lock on every request (logging phase).
     request_duration: OnceLock<Histogram>,
@@ -110,6 +111,7 @@ impl RouteTable {
         sections: &[RouteSection],
         default_headers: &HeaderRulesSection,
         pools: &BTreeMap<String, Arc<Pool>>,
+        limits: Limits,
     ) -> Self {
         let defaults = Arc::new(HeaderRules::new(default_headers));
         let routes = sections
@@ -130,7 +132,7 @@ impl RouteTable {
                         .response_headers
                         .as_ref()
                         .map_or_else(|| defaults.clone(), |h| Arc::new(HeaderRules::new(h))),
-                    limits: r.limits.clone(),
+                    limits: limits.with(r.limits.as_ref()),
                     request_duration: OnceLock::new(),
                     upstream_duration: OnceLock::new(),
                 })
@@ -169,7 +171,7 @@ impl RouteTable {
     }
 
     /// Header rules of answers no route owns: security headers belong on every response.
-    pub fn default_headers(&self) -> &HeaderRules {
+    pub fn default_headers(&self) -> &Arc<HeaderRules> {
         &self.defaults
     }
 }

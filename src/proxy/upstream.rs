@@ -42,12 +42,23 @@ enum Balancer {
     Consistent(LoadBalancer<Consistent>),
 }
 
+/// TLS settings of a pool's backend connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolTls {
+    pub sni: String,
+    pub verify: bool,
+}
+
 /// One named pool of backends. Kept across reloads while its configuration is unchanged, so
 /// health state survives.
 pub struct Pool {
     pub name: Arc<str>,
-    /// The section it was built from, to decide reuse on reload.
+    /// The section it was built from, to decide reuse on reload (never read per request).
     pub section: UpstreamSection,
+    /// TLS to the backends: the SNI to send, and whether certificate and name are verified.
+    pub tls: Option<PoolTls>,
+    /// The `Host` header sent upstream when the route does not preserve the client's.
+    pub host: Option<String>,
     balancer: Balancer,
     pub backends: Vec<SocketAddr>,
     health_interval: Option<Duration>,
@@ -100,6 +111,11 @@ impl Pool {
         Ok(Pool {
             name: Arc::from(name),
             section: section.clone(),
+            tls: section.tls.as_ref().map(|t| PoolTls {
+                sni: t.sni.clone(),
+                verify: t.verify,
+            }),
+            host: section.host.clone(),
             balancer,
             backends: section.backends.iter().map(|b| b.address()).collect(),
             health_interval: section

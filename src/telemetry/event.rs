@@ -16,7 +16,7 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use super::indicators::Indicators;
 use super::json;
 use crate::config::file::QueryMode;
-use crate::enforce::{Mode, Verdict};
+use crate::stage::Verdict;
 use crate::policy::PolicySet;
 use crate::proxy::facts::RequestId;
 
@@ -123,15 +123,21 @@ impl Record {
 
     /// True when the record also yields an alert event.
     pub fn is_alert(&self) -> bool {
-        self.decision() != "allow"
+        !self.verdict.is_allow()
     }
 
     /// `event.action`: the decision word, or `error` when an allowed request failed.
     pub fn action(&self) -> &'static str {
-        match (self.error, self.decision()) {
-            (Some(_), "allow") => "error",
-            (_, d) => d,
+        if self.error.is_some() && self.verdict.is_allow() {
+            "error"
+        } else {
+            self.decision()
         }
+    }
+
+    /// True when the request was allowed and completed without error (sampling applies).
+    pub fn is_plain_allow(&self) -> bool {
+        self.error.is_none() && self.verdict.is_allow()
     }
 }
 
@@ -297,19 +303,19 @@ fn write_palisade(out: &mut Vec<u8>, r: &Record) {
         out.push(b',');
     }
     word_field(out, b"\"decision\":{\"action\":", r.decision());
-    if let Some(rule) = &v.rule {
+    if let Some(rule) = v.decision.source.id() {
         str_field(out, b",\"rule\":", rule);
     }
-    let mode = if v.mode == Mode::Monitor { "monitor" } else { "enforce" };
+    let mode = v.decision.mode.label();
     word_field(out, b",\"mode\":", mode);
-    if let Some(matched) = &v.matched {
+    if let Some(matched) = &v.decision.matched {
         str_field(out, b",\"matched\":", matched);
     }
-    if let Some(counter) = v.counter {
+    if let Some(counter) = v.decision.counter {
         out.extend_from_slice(b",\"counter\":");
         json::int(out, counter);
     }
-    if let Some((first, rest)) = v.also.split_first() {
+    if let Some((first, rest)) = v.observed.also.split_first() {
         str_field(out, b",\"also\":[", first);
         for also in rest {
             str_field(out, b",", also);

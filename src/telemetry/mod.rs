@@ -174,7 +174,7 @@ impl Telemetry {
     pub fn emit(&self, mut rec: Record, offenders: &Offenders, bans: Option<&BanPolicy>, now_ms: Millis) {
         let Some(tx) = &self.tx else { return };
         if let (Some(table), Some(ip)) = (&self.indicators, rec.client_ip) {
-            let struck = rec.verdict.enforced() || rec.verdict.strikes > 0;
+            let struck = rec.verdict.enforced() || rec.verdict.observed.strikes > 0;
             let obs = Observation {
                 ip,
                 path: rec.uri.path().as_bytes(),
@@ -184,7 +184,7 @@ impl Telemetry {
             };
             rec.indicators = Some(table.observe(&obs, struck, |ever| penalties(offenders, bans, ip, ever, now_ms)));
         }
-        if rec.action() == "allow" && self.sample_allowed < 1.0 && fastrand::f64() >= self.sample_allowed {
+        if rec.is_plain_allow() && self.sample_allowed < 1.0 && fastrand::f64() >= self.sample_allowed {
             return;
         }
         let events = 1 + u64::from(rec.is_alert());
