@@ -15,8 +15,8 @@ use std::path::Path;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use palisade::config::{self, Overrides};
-use palisade::enforce::ip::IpSet;
 use palisade::enforce::{evaluate, RequestFacts};
+use palisade::policy::ip::IpSet;
 use palisade::proxy::facts::client_ip;
 use palisade::state::Snapshot;
 
@@ -197,7 +197,7 @@ fn bench_evaluate(c: &mut Criterion) {
 
     let f = facts(denied, "/live/stream-42", &headers);
     let v = evaluate(&deny_policy, &f);
-    assert_eq!((v.label(), v.rule.as_deref()), ("block", Some("deny-listed-ip")));
+    assert_eq!((v.label(), v.rule()), ("block", Some("deny-listed-ip")));
     c.bench_function("evaluate/deny_list_10k/denied", |b| {
         b.iter(|| evaluate(black_box(&deny_policy), black_box(&f)))
     });

@@ -20,9 +20,9 @@ use crate::enforce::persist::{self, StateKeeper};
 use crate::metrics::serve::MetricsApp;
 use crate::proxy::conn_guard::{AcceptFilter, Guarded};
 use crate::proxy::tls::SniResolver;
-use crate::proxy::upstream::HealthChecks;
 use crate::proxy::{ListenerKind, Palisade};
 use crate::reload::{publish_policy_info, Reloader};
+use crate::state::HealthChecks;
 use crate::state::{OffenderSweep, Snapshot, Store};
 use crate::telemetry::Telemetry;
 

@@ -10,12 +10,12 @@ use bytes::Bytes;
 use http::header::HeaderName;
 
 use crate::config::{ConfigError, ConfigErrors, Loaded};
-use crate::enforce::ip::IpSet;
 use crate::enforce::offenders::Offenders;
+use crate::policy::ip::IpSet;
 use crate::policy::{self, PolicySet};
 use crate::stage::Pipeline;
-use crate::proxy::routes::RouteTable;
-use crate::proxy::upstream::{build_pools, Pool};
+use crate::traffic::routes::RouteTable;
+use crate::traffic::upstream::{build_pools, Pool};
 
 /// Client keep-alive idle time when the config gives none, in seconds.
 pub const DEFAULT_CLIENT_KEEPALIVE_SECS: u64 = 60;
@@ -46,9 +46,9 @@ pub struct Snapshot {
     pub redaction: Arc<Redaction>,
     pub client_keepalive_secs: u64,
     /// Request size and rate limits (`limits:`); routes may override them.
-    pub limits: crate::proxy::limits::Limits,
+    pub limits: crate::traffic::limits::Limits,
     /// Header timeout and per-address connection cap, read when a connection is accepted.
-    pub conn_limits: crate::proxy::limits::ConnLimits,
+    pub conn_limits: crate::traffic::limits::ConnLimits,
     /// Config and policy files, watched for changes.
     pub files: Vec<PathBuf>,
     /// The configuration it was built from, to tell which changes need a restart.
@@ -69,7 +69,7 @@ impl Snapshot {
                 message: e.to_string(),
             }])
         })?;
-        let limits = crate::proxy::limits::Limits::new(&cfg.limits);
+        let limits = crate::traffic::limits::Limits::new(&cfg.limits);
         let routes = RouteTable::new(&cfg.routes, &cfg.response_headers, &pools, limits);
         let policy = Arc::new(policy::compile(&loaded.policies, previous.map(|p| &*p.policy)));
         let offenders = previous.map_or_else(|| Arc::new(Offenders::new()), |p| p.offenders.clone());
@@ -109,7 +109,7 @@ impl Snapshot {
                 .client_keepalive
                 .map_or(DEFAULT_CLIENT_KEEPALIVE_SECS, |d| d.0.as_secs().max(1)),
             limits,
-            conn_limits: crate::proxy::limits::ConnLimits::new(&cfg.limits),
+            conn_limits: crate::traffic::limits::ConnLimits::new(&cfg.limits),
             files: loaded.files.clone(),
             loaded,
         })
@@ -131,6 +131,30 @@ impl pingora::services::background::BackgroundService for OffenderSweep {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+/// Runs the health checks of whatever pools the current snapshot holds, so pools added by a
+/// reload are checked without restarting.
+pub struct HealthChecks {
+    pub store: Store,
+}
+
+/// How often the checker looks for pools whose check is due.
+const HEALTH_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            let snap = self.store.load_full();
+            let checks = snap.pools.values().map(|p| p.check_if_due());
+            futures::future::join_all(checks).await;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(HEALTH_TICK) => {}
             }
         }
     }

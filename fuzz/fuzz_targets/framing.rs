@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use palisade::proxy::framing::{check_head, HeadLimits};
-use palisade::proxy::limits::WsMeter;
+use palisade::traffic::framing::{check_head, HeadLimits};
+use palisade::traffic::limits::WsMeter;
 
 const LIMITS: HeadLimits = HeadLimits {
     max_uri: 256,

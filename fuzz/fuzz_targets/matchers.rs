@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use once_cell::sync::Lazy;
-use palisade::enforce::ip::IpSet;
+use palisade::policy::ip::IpSet;
 use palisade::enforce::{self, RequestFacts};
 use palisade::policy::PolicySet;
 use palisade::proxy::facts;

@@ -16,8 +16,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::enforce::offenders::{now_ms, Actor};
-use crate::enforce::rules::query_value;
 use crate::metrics::METRICS;
+use crate::policy::rules::query_value;
 use crate::reload::Reloader;
 use crate::state::Store;
 

@@ -21,9 +21,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
 use super::{Event, Filter};
-use crate::enforce::key::Keyed;
 use crate::enforce::offenders::Offenders;
 use crate::enforce::{decide_with, RequestFacts};
+use crate::key::Keyed;
 use crate::policy::PolicySet;
 
 /// Examples kept per direction when `--examples` is not given.

@@ -3,9 +3,13 @@
 
 use serde::Deserialize;
 
+/// Pingora parses at most this many header fields; more are its own 400.
+pub const PINGORA_MAX_HEADERS: usize = 256;
+/// Pingora reads at most about this many head bytes; more are its own 400.
+pub const PINGORA_MAX_HEAD_BYTES: usize = 1024 * 1024 - 1;
+
 use super::error::Collector;
 use super::types::{ByteSize, Dur};
-use crate::proxy::limits::{PINGORA_MAX_HEADERS, PINGORA_MAX_HEAD_BYTES};
 
 /// `limits:` in `palisade.yaml`: what one client may send, and how slowly.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

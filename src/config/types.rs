@@ -102,7 +102,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 /// A counting key such as `client_ip+route` (see `enforce::key`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct KeySpec(pub crate::enforce::key::ActorKey);
+pub struct KeySpec(pub crate::key::ActorKey);
 
 impl<'de> Deserialize<'de> for KeySpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

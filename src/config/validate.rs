@@ -10,7 +10,7 @@ use super::error::{Collector, ConfigError};
 use super::file::{ConfigFile, HeaderRulesSection, MatchSection, SinkKind, ValueMatch};
 use super::load::LoadedPolicy;
 use super::types::Cidr;
-use crate::enforce::key::KeyPart;
+use crate::key::KeyPart;
 
 pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     if cfg.listeners.is_empty() {
@@ -38,8 +38,8 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
             for (j, cert) in tls.certificates.iter().enumerate() {
                 let cp = format!("{p}.tls.certificates[{j}]");
                 let base = c.file().parent().map(Path::to_path_buf).unwrap_or_default();
-                if let Err(e) = crate::proxy::tls::check_certificate(cert, &base) {
-                    c.field(&cp, e);
+                if let Err(e) = super::certs::read(cert, &base) {
+                    c.field(&cp, e.to_string());
                 }
                 for (k, name) in cert.server_names.iter().enumerate() {
                     check_host_pattern(name, &format!("{cp}.server_names[{k}]"), c);
@@ -292,8 +292,8 @@ pub const MAX_TARPIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Ids Palisade reports for its own decisions; policies may not use them.
 const RESERVED_IDS: &[&str] = &[
-    crate::enforce::offenders::BAN_RULE_ID,
-    crate::enforce::offenders::THROTTLE_RULE_ID,
+    crate::stage::verdict::BAN_RULE_ID,
+    crate::stage::verdict::THROTTLE_RULE_ID,
     "admin",
 ];
 
@@ -496,12 +496,12 @@ fn check_match(
         }
     }
     for (j, re) in m.path_regex.iter().enumerate() {
-        if let Err(e) = crate::enforce::rules::compile_regex(re) {
+        if let Err(e) = crate::pattern::compile_regex(re) {
             c.field(&format!("{p}.path_regex[{j}]"), format!("{id:?}: {e}"));
         }
     }
     for (j, g) in m.path_glob.iter().enumerate() {
-        if let Err(e) = crate::enforce::rules::check_glob(g) {
+        if let Err(e) = crate::pattern::check_glob(g) {
             c.field(&format!("{p}.path_glob[{j}]"), format!("{id:?}: {e}"));
         }
     }
@@ -549,7 +549,7 @@ fn check_value_match(vm: &ValueMatch, p: &str, id: &str, c: &mut Collector<'_>) 
         c.field(p, format!("{id:?}: write `present: true` or `absent: true`"));
     }
     if let Some(re) = &vm.regex {
-        if let Err(e) = crate::enforce::rules::compile_regex(re) {
+        if let Err(e) = crate::pattern::compile_regex(re) {
             c.field(p, format!("{id:?}: {e}"));
         }
     }

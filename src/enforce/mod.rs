@@ -3,22 +3,16 @@
 //! `stages` offers the same steps to the proxy core as security stages. Nothing here sees a
 //! socket or a session.
 
-pub mod glob;
-pub mod index;
-pub mod inflight;
-pub mod ip;
-pub mod key;
 pub mod offenders;
 pub mod persist;
-pub mod rate;
-pub mod rules;
 pub mod stages;
 
-use inflight::Slots;
+use crate::policy::inflight::{self, Slots};
+use crate::policy::rate;
+use crate::policy::rules::Effect;
 use offenders::{Actor, Millis, Offenders, Penalty, PenaltyKind, THROTTLE_RULE};
 #[cfg(test)]
 use offenders::{BAN_RULE_ID, THROTTLE_RULE_ID};
-use rules::Effect;
 
 pub use crate::stage::verdict::{self, Action, Decision, Mode, Observations, Source, Verdict};
 pub use crate::stage::RequestFacts;
@@ -181,7 +175,8 @@ pub fn record_strikes(policy: &PolicySet, offenders: &Offenders, facts: &Request
         v.observed.struck_by.clone()
     };
     if let Some(rule) = blamed.filter(|_| enforced + v.observed.strikes > 0) {
-        if let Some((actor, p)) = offenders.strike(&actors(policy, facts), &rule, bans, enforced + v.observed.strikes, now)
+        if let Some((actor, p)) =
+            offenders.strike(&actors(policy, facts), &rule, bans, enforced + v.observed.strikes, now)
         {
             log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
         }
@@ -282,9 +277,12 @@ limits:
         let v = evaluate(&p, &facts("10.1.2.3", "DELETE", "/", "app"));
         assert_eq!((v.label(), v.rule()), ("allow", Some("staff")));
         let v = evaluate(&p, &facts("198.51.100.1", "DELETE", "/x", "app"));
-        assert_eq!((v.label(), v.decision.retry_after, v.status()), ("throttle", Some(30), 429));
+        assert_eq!(
+            (v.label(), v.decision.retry_after, v.status()),
+            ("throttle", Some(30), 429)
+        );
         let v = evaluate(&p, &facts("198.51.100.1", "GET", "/x", "app"));
-        assert_eq!((v.label(), v.rule), ("allow", None));
+        assert_eq!((v.label(), v.rule()), ("allow", None));
     }
 
     #[test]
@@ -440,11 +438,11 @@ offenders: {strikes: 3, window: 60s, ban_for: 1m}
         );
         let v = evaluate(&p, &facts("198.51.100.30", "POST", "/api/login", "app"));
         assert_eq!(
-            (v.label(), v.status(), v.tarpit, v.decision.retry_after),
+            (v.label(), v.status(), v.decision.tarpit, v.decision.retry_after),
             ("tarpit", 429, Some(Duration::from_secs(2)), Some(120))
         );
         let v = evaluate(&p, &facts("198.51.100.30", "GET", "/api/old", "app"));
-        assert_eq!(v.body.as_deref(), Some("This endpoint was retired."));
+        assert_eq!(v.decision.body.as_deref(), Some("This endpoint was retired."));
         // Strike rules feed the ban: three strikes from agent-less requests ban the client.
         let o = Offenders::new();
         let now: Millis = 1_700_000_000_000;

@@ -14,15 +14,15 @@ use sha2::{Digest, Sha256};
 use super::PolicySet;
 use crate::config::file::{self, ModeSection, RuleAction, ValueMatch};
 use crate::config::LoadedPolicy;
-use crate::enforce::glob::Glob;
-use crate::enforce::index::RuleIndex;
-use crate::enforce::inflight::Cap;
-use crate::enforce::ip::IpSet;
-use crate::enforce::offenders::BanPolicy;
-use crate::enforce::rate::Limit;
-use crate::enforce::rules::{regex_set, Condition, Effect, Rule, Test, ValueTest};
-use crate::enforce::{Action, Mode};
 use crate::host::HostPattern;
+use crate::pattern::glob::Glob;
+use crate::policy::bans::BanPolicy;
+use crate::policy::index::RuleIndex;
+use crate::policy::inflight::Cap;
+use crate::policy::ip::IpSet;
+use crate::policy::rate::Limit;
+use crate::policy::rules::{regex_set, Condition, Effect, Rule, Test, ValueTest};
+use crate::stage::{Action, Mode};
 
 /// `Retry-After` of throttle rules that do not set their own, in seconds.
 pub const DEFAULT_RETRY_AFTER_SECS: u32 = 60;

@@ -1,15 +1,21 @@
 //! The compiled policy: what `evaluate` reads on every request. Built from validated policy
 //! files off the request path; carries a content hash so every decision names the policy.
 
+pub mod bans;
 pub mod compile;
+pub mod index;
+pub mod inflight;
+pub mod ip;
+pub mod rate;
+pub mod rules;
 
 use std::fmt;
 
-use crate::enforce::index::RuleIndex;
-use crate::enforce::inflight::Cap;
-use crate::enforce::offenders::BanPolicy;
-use crate::enforce::rate::Limit;
-use crate::enforce::rules::Rule;
+use crate::policy::bans::BanPolicy;
+use crate::policy::index::RuleIndex;
+use crate::policy::inflight::Cap;
+use crate::policy::rate::Limit;
+use crate::policy::rules::Rule;
 
 pub use compile::compile;
 

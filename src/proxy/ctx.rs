@@ -9,12 +9,12 @@ use http::HeaderValue;
 use pingora::prelude::Session;
 
 use super::facts::RequestId;
+use super::outcome::Outcome;
 use super::routes::Route;
 use super::tls::ServerName;
-use super::outcome::Outcome;
 use crate::enforce::offenders::now_ms;
-use crate::stage::{Done, Ledger};
 use crate::metrics::{status_class, METRICS};
+use crate::stage::{Done, Ledger};
 use crate::state::Snapshot;
 use crate::telemetry::event;
 use crate::telemetry::Telemetry;

@@ -56,11 +56,31 @@ mod tests {
     #[test]
     fn origin_failures_are_502_and_its_timeouts_504() {
         let up = ErrorSource::Upstream;
-        for t in [ErrorType::ConnectTimedout, ErrorType::ReadTimedout, ErrorType::WriteTimedout] {
-            assert_eq!(classify(&t, &up), Failure { status: 504, outcome: Outcome::UpstreamTimeout });
+        for t in [
+            ErrorType::ConnectTimedout,
+            ErrorType::ReadTimedout,
+            ErrorType::WriteTimedout,
+        ] {
+            assert_eq!(
+                classify(&t, &up),
+                Failure {
+                    status: 504,
+                    outcome: Outcome::UpstreamTimeout
+                }
+            );
         }
-        for t in [ErrorType::ConnectRefused, ErrorType::ConnectionClosed, ErrorType::InvalidHTTPHeader] {
-            assert_eq!(classify(&t, &up), Failure { status: 502, outcome: Outcome::UpstreamError });
+        for t in [
+            ErrorType::ConnectRefused,
+            ErrorType::ConnectionClosed,
+            ErrorType::InvalidHTTPHeader,
+        ] {
+            assert_eq!(
+                classify(&t, &up),
+                Failure {
+                    status: 502,
+                    outcome: Outcome::UpstreamError
+                }
+            );
         }
     }
 
@@ -68,9 +88,18 @@ mod tests {
     fn client_failures_are_408_400_or_no_answer() {
         let down = ErrorSource::Downstream;
         assert_eq!(classify(&ErrorType::ReadTimedout, &down).status, 408);
-        assert_eq!(classify(&ErrorType::ReadTimedout, &down).outcome.label(), "body_too_slow");
+        assert_eq!(
+            classify(&ErrorType::ReadTimedout, &down).outcome.label(),
+            "body_too_slow"
+        );
         for t in [ErrorType::ReadError, ErrorType::WriteError, ErrorType::ConnectionClosed] {
-            assert_eq!(classify(&t, &down), Failure { status: 0, outcome: Outcome::ClientGone });
+            assert_eq!(
+                classify(&t, &down),
+                Failure {
+                    status: 0,
+                    outcome: Outcome::ClientGone
+                }
+            );
         }
         assert_eq!(classify(&ErrorType::InvalidHTTPHeader, &down).status, 400);
     }
@@ -78,7 +107,13 @@ mod tests {
     #[test]
     fn a_chosen_status_is_kept_and_internal_errors_are_500() {
         let s = classify(&ErrorType::HTTPStatus(503), &ErrorSource::Internal);
-        assert_eq!(s, Failure { status: 503, outcome: Outcome::UpstreamError });
+        assert_eq!(
+            s,
+            Failure {
+                status: 503,
+                outcome: Outcome::UpstreamError
+            }
+        );
         let s = classify(&ErrorType::HTTPStatus(413), &ErrorSource::Downstream);
         assert_eq!(s.status, 413);
         assert_eq!(classify(&ErrorType::InternalError, &ErrorSource::Internal).status, 500);

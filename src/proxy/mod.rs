@@ -11,15 +11,13 @@ pub mod conn_guard;
 pub mod ctx;
 pub mod facts;
 pub mod failure;
-pub mod framing;
 pub mod identify;
-pub mod limits;
 pub mod outcome;
 pub mod respond;
 pub mod retry;
-pub mod routes;
 pub mod tls;
-pub mod upstream;
+
+pub use crate::traffic::{framing, limits, routes, upstream};
 
 use std::time::Instant;
 
@@ -81,7 +79,12 @@ fn https_location(host: &str, port: u16, req: &RequestHeader) -> String {
 
 impl Palisade {
     /// A routed, allowed request goes on to the origin: its body is metered from here.
-    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx, limits: limits::Limits) -> Result<bool, framing::Refusal> {
+    fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        limits: limits::Limits,
+    ) -> Result<bool, framing::Refusal> {
         let req = session.req_header();
         ctx.intake = limits::Intake::new(limits, Instant::now());
         let declared = req

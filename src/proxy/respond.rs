@@ -111,7 +111,9 @@ pub async fn send(session: &mut Session, ctx: &mut RequestCtx, reply: Reply) -> 
     let id_header = ctx
         .snap
         .as_ref()
-        .map_or(Bytes::from_static(DEFAULT_REQUEST_ID_HEADER.as_bytes()), |s| s.request_id_name.clone());
+        .map_or(Bytes::from_static(DEFAULT_REQUEST_ID_HEADER.as_bytes()), |s| {
+            s.request_id_name.clone()
+        });
     Answer {
         status,
         body,

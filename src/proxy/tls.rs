@@ -13,8 +13,17 @@ use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::ssl::NameType;
 use pingora::tls::x509::X509;
 
+use crate::config::certs::{self, CertError, CertPair};
 use crate::config::file::CertificateSection;
 use crate::host::HostPattern;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+    #[error("no certificates")]
+    NoCertificates,
+}
 
 struct Certificate {
     names: Vec<HostPattern>,
@@ -32,13 +41,13 @@ pub struct SniResolver {
 
 impl SniResolver {
     /// Load every certificate; paths are relative to `base` (the config file's directory).
-    pub fn load(sections: &[CertificateSection], base: &Path) -> Result<Self, String> {
+    pub fn load(sections: &[CertificateSection], base: &Path) -> Result<Self, TlsError> {
         let certs = sections
             .iter()
             .map(|s| load_one(s, base))
             .collect::<Result<Vec<_>, _>>()?;
         if certs.is_empty() {
-            return Err("no certificates".into());
+            return Err(TlsError::NoCertificates);
         }
         Ok(SniResolver { certs })
     }
@@ -64,32 +73,8 @@ impl SniResolver {
     }
 }
 
-/// Check that a certificate section loads: PEM chain, PEM key, and a key that belongs to the
-/// certificate (what `palisade check` reports).
-pub fn check_certificate(s: &CertificateSection, base: &Path) -> Result<(), String> {
-    load_one(s, base).map(|_| ())
-}
-
-fn load_one(s: &CertificateSection, base: &Path) -> Result<Certificate, String> {
-    let cert_path = base.join(&s.cert);
-    let key_path = base.join(&s.key);
-    let pem = std::fs::read(&cert_path).map_err(|e| format!("cannot read {}: {e}", cert_path.display()))?;
-    let chain =
-        X509::stack_from_pem(&pem).map_err(|e| format!("{}: not a PEM certificate: {e}", cert_path.display()))?;
-    let Some(leaf) = chain.first() else {
-        return Err(format!("{}: no certificate in file", cert_path.display()));
-    };
-    let key_pem = std::fs::read(&key_path).map_err(|e| format!("cannot read {}: {e}", key_path.display()))?;
-    let key = PKey::private_key_from_pem(&key_pem)
-        .map_err(|e| format!("{}: not a PEM private key: {e}", key_path.display()))?;
-    let matches = leaf.public_key().map(|pk| pk.public_eq(&key)).unwrap_or(false);
-    if !matches {
-        return Err(format!(
-            "{} does not belong to the certificate {}",
-            key_path.display(),
-            cert_path.display()
-        ));
-    }
+fn load_one(s: &CertificateSection, base: &Path) -> Result<Certificate, CertError> {
+    let CertPair { chain, key } = certs::read(s, base)?;
     Ok(Certificate {
         names: s.server_names.iter().map(|n| HostPattern::new(n)).collect(),
         chain,

@@ -16,9 +16,9 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use super::indicators::Indicators;
 use super::json;
 use crate::config::file::QueryMode;
-use crate::stage::Verdict;
 use crate::policy::PolicySet;
-use crate::proxy::facts::RequestId;
+use crate::request_id::RequestId;
+use crate::stage::Verdict;
 
 /// 2: decision alerts (`event.kind`), `http.request.id`, `palisade.indicators`, hashed
 /// addresses in `client.address`/`source.address`. 1: the first schema.

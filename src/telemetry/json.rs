@@ -19,7 +19,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
 
-use crate::enforce::ip::Ipv4Text;
+use crate::policy::ip::Ipv4Text;
 
 /// Append `s` as a JSON string.
 pub fn string(out: &mut Vec<u8>, s: &str) {

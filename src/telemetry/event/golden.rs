@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::time::Duration;
 
 use super::*;
-use crate::enforce::Action;
+use crate::stage::{Action, Decision, Mode, Source};
 
 /// Every control byte, the two characters JSON always escapes, DEL, multi-byte UTF-8
 /// (including U+2028/U+2029, which JSON passes through but JavaScript does not) and text
@@ -91,13 +91,21 @@ fn proxied() -> Record {
 }
 
 fn verdict(action: Action, mode: Mode, rule: &str, matched: Option<&str>) -> Verdict {
-    Verdict {
+    Decision {
         action,
         mode,
-        rule: Some(rule.into()),
+        source: Source::Policy(rule.into()),
         matched: matched.map(Into::into),
-        ..Verdict::allow()
+        ..Decision::default()
     }
+    .into()
+}
+
+/// `v` with a counter and the names of non-deciding rules that matched.
+fn seen(mut v: Verdict, counter: Option<i64>, also: &[&str]) -> Verdict {
+    v.decision.counter = counter;
+    v.observed.also = also.iter().map(|&a| a.into()).collect();
+    v
 }
 
 fn hostile_arc() -> Option<Arc<str>> {
@@ -185,11 +193,11 @@ fn cases() -> Vec<Case> {
         alert(
             "throttled_counter_also",
             with(proxied(), |r| {
-                r.verdict = Verdict {
-                    counter: Some(11),
-                    also: vec!["log-admin".into(), "strike-scanner".into()],
-                    ..verdict(Action::Throttle, Mode::Enforce, "login-per-ip", Some("client_ip"))
-                };
+                r.verdict = seen(
+                    verdict(Action::Throttle, Mode::Enforce, "login-per-ip", Some("client_ip")),
+                    Some(11),
+                    &["log-admin", "strike-scanner"],
+                );
             }),
         ),
         case(
@@ -201,46 +209,39 @@ fn cases() -> Vec<Case> {
         case(
             "allow_rule_also_only",
             with(bare(), |r| {
-                r.verdict = Verdict {
-                    also: vec!["log-everything".into()],
-                    ..Verdict::allow()
-                }
+                r.verdict = seen(Verdict::allow(), None, &["log-everything"])
             }),
         ),
         case(
             "counter_extremes",
             with(bare(), |r| {
-                r.verdict = Verdict {
-                    counter: Some(i64::MIN),
-                    ..verdict(Action::Block, Mode::Enforce, "cap", Some("client_ip+route"))
-                }
+                r.verdict = seen(
+                    verdict(Action::Block, Mode::Enforce, "cap", Some("client_ip+route")),
+                    Some(i64::MIN),
+                    &[],
+                )
             }),
         ),
         case(
             "counter_zero_negative",
             with(bare(), |r| {
-                r.verdict = Verdict {
-                    counter: Some(-1),
-                    ..verdict(Action::Block, Mode::Enforce, "cap", None)
-                }
+                r.verdict = seen(verdict(Action::Block, Mode::Enforce, "cap", None), Some(-1), &[])
             }),
         ),
         case(
             "counter_max",
             with(bare(), |r| {
-                r.verdict = Verdict {
-                    counter: Some(i64::MAX),
-                    ..verdict(Action::Throttle, Mode::Enforce, "limit", None)
-                }
+                r.verdict = seen(
+                    verdict(Action::Throttle, Mode::Enforce, "limit", None),
+                    Some(i64::MAX),
+                    &[],
+                )
             }),
         ),
         case(
             "counter_zero",
             with(bare(), |r| {
-                r.verdict = Verdict {
-                    counter: Some(0),
-                    ..verdict(Action::Throttle, Mode::Enforce, "limit", None)
-                }
+                r.verdict = seen(verdict(Action::Throttle, Mode::Enforce, "limit", None), Some(0), &[])
             }),
         ),
         case(
@@ -264,10 +265,8 @@ fn cases() -> Vec<Case> {
         case(
             "monitor_allow",
             with(bare(), |r| {
-                r.verdict = Verdict {
-                    mode: Mode::Monitor,
-                    ..Verdict::allow()
-                }
+                r.verdict = Verdict::allow();
+                r.verdict.decision.mode = Mode::Monitor;
             }),
         ),
         case(
@@ -633,11 +632,11 @@ fn cases() -> Vec<Case> {
         r.host = HOSTILE.into();
         r.route = hostile_arc();
         r.pool = hostile_arc();
-        r.verdict = Verdict {
-            also: vec![HOSTILE.into(), "".into(), "\\".into()],
-            counter: Some(7),
-            ..verdict(Action::Block, Mode::Monitor, HOSTILE, Some(HOSTILE))
-        };
+        r.verdict = seen(
+            verdict(Action::Block, Mode::Monitor, HOSTILE, Some(HOSTILE)),
+            Some(7),
+            &[HOSTILE, "", "\\"],
+        );
         r.shadow = Some(("would_throttle", hostile_arc()));
         r.policy = policy(HOSTILE);
         r.shadow_policy = Some(policy(HOSTILE));

@@ -10,7 +10,7 @@ use aho_corasick::AhoCorasick;
 use http::header::HeaderName;
 
 use super::rules::{Rule, Test, ValueTest};
-use super::RequestFacts;
+use crate::stage::RequestFacts;
 
 /// A byte trie of path prefixes; each node lists the rules filed under the prefix ending there.
 #[derive(Debug, Default)]

@@ -31,10 +31,7 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections open at once from one client address (0: no cap).
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 256;
 
-/// Pingora parses at most this many header fields; more are its own 400.
-pub const PINGORA_MAX_HEADERS: usize = 256;
-/// Pingora reads at most about this many head bytes; more are its own 400.
-pub const PINGORA_MAX_HEAD_BYTES: usize = 1024 * 1024 - 1;
+pub use crate::config::limits::{PINGORA_MAX_HEADERS, PINGORA_MAX_HEAD_BYTES};
 
 pub const BODY_TOO_LARGE: Refusal = Refusal {
     status: 413,

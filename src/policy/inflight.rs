@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use pingora_limits::inflight::{Guard, Inflight};
 
-use super::key::{ActorKey, Keyed};
 use super::rules::Condition;
-use super::verdict::{Action, Decision, Mode, Source, Verdict};
-use super::RequestFacts;
+use crate::key::{ActorKey, Keyed};
+use crate::stage::verdict::{Action, Decision, Mode, Source, Verdict};
+use crate::stage::RequestFacts;
 
 pub struct Cap {
     pub id: Arc<str>,

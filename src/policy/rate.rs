@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use pingora_limits::rate::Rate;
 
-use super::key::{ActorKey, Keyed};
 use super::rules::Condition;
-use super::verdict::{Action, Decision, Mode, Source, Verdict};
-use super::RequestFacts;
+use crate::key::{ActorKey, Keyed};
+use crate::stage::verdict::{Action, Decision, Mode, Source, Verdict};
+use crate::stage::RequestFacts;
 
 pub struct Limit {
     pub id: Arc<str>,

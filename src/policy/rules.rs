@@ -5,58 +5,16 @@ use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 use http::header::{HeaderName, CONTENT_TYPE};
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::RegexSet;
 
-use super::glob::Glob;
+use crate::pattern::glob::Glob;
 
 use super::ip::IpSet;
-use super::verdict::{Action, Decision, Mode, Source, Verdict};
-use super::RequestFacts;
 use crate::host::HostPattern;
+use crate::stage::verdict::{Action, Decision, Mode, Source, Verdict};
+use crate::stage::RequestFacts;
 
-/// Compiled regexes may use at most this much memory each, so a policy cannot exhaust it.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
-/// Compile a policy regex with Palisade's limits.
-pub fn compile_regex(re: &str) -> Result<Regex, String> {
-    RegexBuilder::new(re)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| format!("invalid regex {re:?}: {e}"))
-}
-
-/// A set of policy regexes; one that fails to compile (which validation rules out) leaves a
-/// set that matches nothing rather than everything.
-pub fn regex_set<I: IntoIterator<Item = S>, S: AsRef<str>>(res: I) -> RegexSet {
-    RegexSetBuilder::new(res)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .unwrap_or_else(|e| {
-            log::error!("policy regex failed to compile after validation: {e}");
-            RegexSet::empty()
-        })
-}
-
-/// Most wildcards one glob may hold; matching backtracks, so this bounds its cost.
-pub const MAX_GLOB_WILDCARDS: usize = 8;
-
-/// Check a path glob: it starts with `/` and has few enough wildcards.
-pub fn check_glob(glob: &str) -> Result<(), String> {
-    if !glob.starts_with('/') {
-        return Err("path must start with /".into());
-    }
-    let wild = glob
-        .replace("**", "*")
-        .bytes()
-        .filter(|b| *b == b'*' || *b == b'?')
-        .count();
-    if wild > MAX_GLOB_WILDCARDS {
-        return Err(format!(
-            "glob {glob:?} has {wild} wildcards; at most {MAX_GLOB_WILDCARDS}"
-        ));
-    }
-    Ok(())
-}
+pub use crate::pattern::{check_glob, compile_regex, regex_set, MAX_GLOB_WILDCARDS};
 
 /// A test on one request value.
 #[derive(Debug)]

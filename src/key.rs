@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use http::header::{HeaderName, COOKIE};
 
-use super::RequestFacts;
+use crate::stage::RequestFacts;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyPart {

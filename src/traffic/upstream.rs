@@ -7,19 +7,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures::FutureExt;
 use pingora::lb::discovery::Static;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::Consistent;
 use pingora::lb::{Backend, Backends, LoadBalancer};
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use pingora_http::RequestHeader;
 
 use crate::config::file::{HealthCheckKind, Selection, UpstreamSection};
 use crate::metrics::METRICS;
-use crate::state::Store;
 
 /// Health check period when the config gives none.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
@@ -164,7 +160,7 @@ impl Pool {
     }
 
     /// Run the health check if it is due; report backend health to metrics.
-    async fn check_if_due(&self) {
+    pub async fn check_if_due(&self) {
         let Some(interval) = self.health_interval else { return };
         let now_ms = self.epoch.elapsed().as_millis() as u64;
         let last = self.last_check_ms.load(Ordering::Relaxed);
@@ -257,30 +253,6 @@ pub fn build_pools(
         out.insert(name.clone(), pool);
     }
     Ok(out)
-}
-
-/// Runs the health checks of whatever pools the current snapshot holds, so pools added by a
-/// reload are checked without restarting.
-pub struct HealthChecks {
-    pub store: Store,
-}
-
-/// How often the checker looks for pools whose check is due.
-const HEALTH_TICK: Duration = Duration::from_millis(200);
-
-#[async_trait]
-impl BackgroundService for HealthChecks {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let snap = self.store.load_full();
-            let checks = snap.pools.values().map(|p| p.check_if_due());
-            futures::future::join_all(checks).await;
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(HEALTH_TICK) => {}
-            }
-        }
-    }
 }
 
 #[cfg(test)]
