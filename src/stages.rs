@@ -28,3 +28,76 @@ pub fn build(policy: &Arc<PolicySet>, shadow: Option<&Arc<PolicySet>>, offenders
     }
     Pipeline::new(stages)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The worked example of docs/architecture.md: a tiny stage added beside the standard ones.
+
+    use super::*;
+    use crate::config::load::policy_from_str;
+    use crate::stage::{Action, Decision, Ledger, Millis, RequestFacts, Source, Step, Verdict};
+
+    /// Refuses requests that carry `X-Tiny: refuse`, and only those.
+    struct Tiny;
+
+    impl Stage for Tiny {
+        fn name(&self) -> &'static str {
+            "tiny"
+        }
+
+        fn on_request_head(&self, facts: &RequestFacts<'_>, ledger: &mut Ledger, _now: Millis) -> Step {
+            if ledger.verdict.settled() || facts.headers.get("x-tiny").is_none_or(|v| v != "refuse") {
+                return Step::Pass;
+            }
+            Step::Verdict(Verdict::from(Decision {
+                action: Action::Block,
+                source: Source::Policy("tiny".into()),
+                ..Decision::default()
+            }))
+        }
+    }
+
+    fn facts<'a>(headers: &'a http::HeaderMap, ip: &str) -> RequestFacts<'a> {
+        RequestFacts {
+            client_ip: ip.parse().expect("ip"),
+            method: "GET",
+            host: "live.example.test",
+            path: "/",
+            route: "app",
+            query: None,
+            headers,
+            content_length: None,
+        }
+    }
+
+    #[test]
+    fn a_stage_added_to_the_list_decides_after_the_standard_ones() {
+        let yaml = "rules:\n  - {id: staff, match: {ip_lists: [staff]}, action: allow}\nlists:\n  staff: {cidrs: [10.0.0.0/8]}\noffenders: {strikes: 2, window: 60s, ban_for: 5m}\n";
+        let policy = Arc::new(crate::policy::compile(
+            &[policy_from_str("t.yaml", yaml, &["app"]).expect("valid")],
+            None,
+        ));
+        let offenders = Arc::new(Offenders::new());
+        let pipeline = build(&policy, None, &offenders).with(Arc::new(Tiny));
+        assert_eq!(
+            pipeline.names().collect::<Vec<_>>(),
+            ["penalties", "rules", "limits", "caps", "strikes", "tiny"]
+        );
+        let mut refuse = http::HeaderMap::new();
+        refuse.insert("x-tiny", "refuse".parse().expect("hv"));
+        let plain = http::HeaderMap::new();
+        let now = 1_700_000_000_000;
+        let run = |h: &http::HeaderMap, ip: &str| {
+            let mut ledger = Ledger::default();
+            pipeline.request_head(&facts(h, ip), &mut ledger, now);
+            ledger.verdict
+        };
+        assert_eq!(run(&plain, "198.51.100.1").label(), "allow");
+        let v = run(&refuse, "198.51.100.1");
+        assert_eq!((v.label(), v.rule()), ("block", Some("tiny")));
+        // A stage's refusal is not a strike: the strikes stage ran before it.
+        assert_eq!(run(&refuse, "198.51.100.1").rule(), Some("tiny"));
+        // An `allow` rule settles the request before the tiny stage sees it.
+        assert_eq!(run(&refuse, "10.1.2.3").label(), "allow");
+    }
+}
