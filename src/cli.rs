@@ -88,7 +88,7 @@ pub struct ReplayArgs {
     pub examples: usize,
 }
 
-fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+fn parse_net(s: &str) -> Result<ipnet::IpNet, crate::config::types::ValueError> {
     s.parse::<crate::config::types::Cidr>().map(|c| c.0)
 }
 

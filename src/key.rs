@@ -28,9 +28,18 @@ impl Default for ActorKey {
     }
 }
 
+/// A key written in a policy that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0:?} is not a valid header name")]
+    HeaderName(String),
+    #[error("unknown key part {0:?}; use client_ip, route, header:NAME or cookie:NAME joined with +")]
+    UnknownPart(String),
+}
+
 impl FromStr for ActorKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
         let s = s.trim();
         // The older spelling of `client_ip+route`.
         let s = if s == "client_ip_route" { "client_ip+route" } else { s };
@@ -41,14 +50,10 @@ impl FromStr for ActorKey {
                 None if p == "route" => KeyPart::Route,
                 Some(("header", name)) => KeyPart::Header(
                     HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
-                        .map_err(|_| format!("{name:?} is not a valid header name"))?,
+                        .map_err(|_| KeyError::HeaderName(name.to_string()))?,
                 ),
                 Some(("cookie", name)) if !name.trim().is_empty() => KeyPart::Cookie(name.trim().to_string()),
-                _ => {
-                    return Err(format!(
-                        "unknown key part {p:?}; use client_ip, route, header:NAME or cookie:NAME joined with +"
-                    ))
-                }
+                _ => return Err(KeyError::UnknownPart(p.to_string())),
             };
             parts.push(part);
         }

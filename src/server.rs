@@ -76,6 +76,26 @@ fn server_conf(s: &ServerSection) -> ServerConf {
     c
 }
 
+/// Why the server could not be built at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigErrors),
+    #[error("offender state: {0}")]
+    OffenderState(std::io::Error),
+    #[error("telemetry: {0}")]
+    Telemetry(std::io::Error),
+    #[error("listener {listener}: {source}")]
+    Certificates {
+        listener: String,
+        source: crate::proxy::tls::TlsError,
+    },
+    #[error("listener {listener}: {detail}")]
+    Tls { listener: String, detail: String },
+    #[error("admin token {}: {source}", path.display())]
+    AdminToken { path: PathBuf, source: std::io::Error },
+}
+
 /// Build a ready-to-run server. Errors are for the operator (bad certificate, unwritable
 /// telemetry file).
 pub fn build(
@@ -83,7 +103,7 @@ pub fn build(
     flags: ProcessFlags,
     config_path: Option<PathBuf>,
     overrides: Overrides,
-) -> Result<Server, String> {
+) -> Result<Server, ServerError> {
     let cfg = loaded.config.clone();
     let opt = Opt {
         upgrade: flags.upgrade,
@@ -100,10 +120,10 @@ pub fn build(
         .and_then(|p| p.parent())
         .map(PathBuf::from)
         .unwrap_or_default();
-    let snap = Snapshot::build(loaded, 1, None).map_err(|e| e.to_string())?;
+    let snap = Snapshot::build(loaded, 1, None)?;
     publish_policy_info(&snap);
     if let Some(path) = &cfg.state.path {
-        persist::load(&snap.offenders, path).map_err(|e| format!("offender state: {e}"))?;
+        persist::load(&snap.offenders, path).map_err(ServerError::OffenderState)?;
         server.add_service(background_service(
             "palisade offender state",
             StateKeeper {
@@ -115,7 +135,7 @@ pub fn build(
     }
     let store: Store = Arc::new(ArcSwap::from_pointee(snap));
     let (telemetry, writer) =
-        Telemetry::start(&cfg.telemetry, config_path.as_deref()).map_err(|e| format!("telemetry: {e}"))?;
+        Telemetry::start(&cfg.telemetry, config_path.as_deref()).map_err(ServerError::Telemetry)?;
     if let Some(w) = writer {
         server.add_service(background_service("palisade telemetry writer", w));
     }
@@ -140,9 +160,15 @@ pub fn build(
         match &l.tls {
             Some(tls) => {
                 let resolver =
-                    SniResolver::load(&tls.certificates, &base).map_err(|e| format!("listener {addr}: {e}"))?;
-                let mut settings =
-                    TlsSettings::with_callbacks(Box::new(resolver)).map_err(|e| format!("listener {addr}: {e}"))?;
+                    SniResolver::load(&tls.certificates, &base).map_err(|source| ServerError::Certificates {
+                        listener: addr.clone(),
+                        source,
+                    })?;
+                let settings = TlsSettings::with_callbacks(Box::new(resolver));
+                let mut settings = settings.map_err(|e| ServerError::Tls {
+                    listener: addr.clone(),
+                    detail: e.to_string(),
+                })?;
                 if tls.http2 {
                     settings.enable_h2();
                 }
@@ -182,7 +208,7 @@ pub fn build(
             .token_file
             .as_ref()
             .map(|f| crate::config::validate::resolve(config_path.as_deref().unwrap_or(std::path::Path::new("")), f))
-            .map(|f| std::fs::read_to_string(&f).map_err(|e| format!("admin token {}: {e}", f.display())))
+            .map(|f| std::fs::read_to_string(&f).map_err(|source| ServerError::AdminToken { path: f, source }))
             .transpose()?;
         let app = AdminApp {
             store: store.clone(),

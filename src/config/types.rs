@@ -27,16 +27,29 @@ impl<'de> Deserialize<'de> for Dur {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cidr(pub IpNet);
 
+/// A value in a configuration file that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("invalid IP address or CIDR {0:?}")]
+    Cidr(String),
+    #[error("invalid size {0:?}; write e.g. 65536, 512KiB, 64MiB")]
+    Size(String),
+    #[error("unknown size unit {unit:?} in {text:?}")]
+    SizeUnit { unit: String, text: String },
+    #[error("size {0:?} is too large")]
+    SizeTooLarge(String),
+}
+
 impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let s = s.trim();
         if let Ok(net) = s.parse::<IpNet>() {
             return Ok(Cidr(net.trunc()));
         }
         s.parse::<IpAddr>()
             .map(|ip| Cidr(IpNet::from(ip)))
-            .map_err(|_| format!("invalid IP address or CIDR {s:?}"))
+            .map_err(|_| ValueError::Cidr(s.to_string()))
     }
 }
 
@@ -52,14 +65,12 @@ impl<'de> Deserialize<'de> for Cidr {
 pub struct ByteSize(pub u64);
 
 impl FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid size {s:?}; write e.g. 65536, 512KiB, 64MiB"))?;
+        let n: u64 = num.parse().map_err(|_| ValueError::Size(s.to_string()))?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "KB" => 1_000,
@@ -68,11 +79,16 @@ impl FromStr for ByteSize {
             "MiB" => 1 << 20,
             "GB" => 1_000_000_000,
             "GiB" => 1 << 30,
-            other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+            other => {
+                return Err(ValueError::SizeUnit {
+                    unit: other.to_string(),
+                    text: s.to_string(),
+                })
+            }
         };
         n.checked_mul(mult)
             .map(ByteSize)
-            .ok_or_else(|| format!("size {s:?} is too large"))
+            .ok_or_else(|| ValueError::SizeTooLarge(s.to_string()))
     }
 }
 

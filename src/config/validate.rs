@@ -343,7 +343,7 @@ pub fn policies(
                             line: n + 1,
                             column: 1,
                             field: format!("lists.{name}"),
-                            message: msg,
+                            message: msg.to_string(),
                         }),
                     }
                 }

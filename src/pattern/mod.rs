@@ -10,11 +10,25 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Compile a policy regex with Palisade's limits.
-pub fn compile_regex(re: &str) -> Result<Regex, String> {
+/// A policy pattern that is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("invalid regex {pattern:?}: {detail}")]
+    Regex { pattern: String, detail: String },
+    #[error("path must start with /")]
+    Relative,
+    #[error("glob {glob:?} has {wildcards} wildcards; at most {MAX_GLOB_WILDCARDS}")]
+    TooManyWildcards { glob: String, wildcards: usize },
+}
+
+pub fn compile_regex(re: &str) -> Result<Regex, PatternError> {
     RegexBuilder::new(re)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("invalid regex {re:?}: {e}"))
+        .map_err(|e| PatternError::Regex {
+            pattern: re.to_string(),
+            detail: e.to_string(),
+        })
 }
 
 /// A set of policy regexes; one that fails to compile (which validation rules out) leaves a
@@ -33,9 +47,9 @@ pub fn regex_set<I: IntoIterator<Item = S>, S: AsRef<str>>(res: I) -> RegexSet {
 pub const MAX_GLOB_WILDCARDS: usize = 8;
 
 /// Check a path glob: it starts with `/` and has few enough wildcards.
-pub fn check_glob(glob: &str) -> Result<(), String> {
+pub fn check_glob(glob: &str) -> Result<(), PatternError> {
     if !glob.starts_with('/') {
-        return Err("path must start with /".into());
+        return Err(PatternError::Relative);
     }
     let wild = glob
         .replace("**", "*")
@@ -43,9 +57,10 @@ pub fn check_glob(glob: &str) -> Result<(), String> {
         .filter(|b| *b == b'*' || *b == b'?')
         .count();
     if wild > MAX_GLOB_WILDCARDS {
-        return Err(format!(
-            "glob {glob:?} has {wild} wildcards; at most {MAX_GLOB_WILDCARDS}"
-        ));
+        return Err(PatternError::TooManyWildcards {
+            glob: glob.to_string(),
+            wildcards: wild,
+        });
     }
     Ok(())
 }
