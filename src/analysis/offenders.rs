@@ -1,6 +1,7 @@
 //! `palisade offenders`: who was refused most, decisions per minute, and hits per rule, over
 //! recorded request events (alerts are not counted twice).
 
+use crate::stage::{Action, Mode};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
@@ -58,7 +59,8 @@ pub fn report(events: &[Event], filter: &Filter, top: usize) -> Report {
     let mut rules: BTreeMap<String, RuleHits> = BTreeMap::new();
     for e in events.iter().filter(|e| filter.matches(e)) {
         let decision = e.palisade.decision.action.as_str();
-        let refused = decision != "allow";
+        // Anything but a plain allow (refusals, monitor-mode findings, errors) is worth a look.
+        let refused = crate::stage::Verdict::parse_label(decision) != Some((Action::Allow, Mode::Enforce));
         r.requests += 1;
         r.not_allowed += u64::from(refused);
         r.first.get_or_insert_with(|| e.timestamp.clone());

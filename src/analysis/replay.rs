@@ -11,6 +11,7 @@
 //! - concurrency caps, which need to know which requests overlapped, are not evaluated;
 //! - sampled-out allowed requests are not there to count.
 
+use crate::stage::{Action, Mode};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
@@ -71,7 +72,7 @@ pub struct Example {
 }
 
 fn refuses(word: &str) -> bool {
-    matches!(word, "block" | "throttle" | "tarpit")
+    crate::stage::Verdict::parse_label(word).is_some_and(|(a, m)| a != Action::Allow && m == Mode::Enforce)
 }
 
 /// Replay `events` (oldest first) through `policy`.
@@ -142,7 +143,8 @@ pub fn replay(policy: &mut PolicySet, events: &[Event], filter: &Filter, example
             (false, true) => (&mut report.newly_refused, cand_rule.clone()),
             (true, false) => (&mut report.no_longer_refused, e.palisade.decision.rule.clone()),
             (true, true) => {
-                report.changed += u64::from(live != cand);
+                report.changed +=
+                    u64::from(crate::stage::Verdict::parse_label(live) != crate::stage::Verdict::parse_label(cand));
                 continue;
             }
             (false, false) => continue,

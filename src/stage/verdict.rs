@@ -231,6 +231,20 @@ impl Verdict {
         }
     }
 
+    /// The action and mode a decision word names (`label`'s inverse), for recorded events.
+    pub fn parse_label(word: &str) -> Option<(Action, Mode)> {
+        Some(match word {
+            "allow" => (Action::Allow, Mode::Enforce),
+            "block" => (Action::Block, Mode::Enforce),
+            "throttle" => (Action::Throttle, Mode::Enforce),
+            "tarpit" => (Action::Tarpit, Mode::Enforce),
+            "would_block" => (Action::Block, Mode::Monitor),
+            "would_throttle" => (Action::Throttle, Mode::Monitor),
+            "would_tarpit" => (Action::Tarpit, Mode::Monitor),
+            _ => return None,
+        })
+    }
+
     /// HTTP status an enforced verdict answers with.
     pub fn status(&self) -> u16 {
         match self.decision.action {
