@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod enforce;
+pub mod extract;
 pub mod host;
 pub mod key;
 pub mod metrics;

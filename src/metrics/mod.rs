@@ -6,8 +6,8 @@ pub mod serve;
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, HistogramVec,
-    IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 use names::*;
@@ -37,6 +37,7 @@ pub struct Metrics {
     pub connection_refusals: IntCounterVec,
     pub admin_refusals: IntCounterVec,
     pub upstream_retries: IntCounterVec,
+    pub bodies_uninspected: IntCounter,
 }
 
 // Registration only fails on a duplicate name, which is a programming error caught by tests.
@@ -136,6 +137,11 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             REQUEST_REFUSALS_TOTAL,
             "Requests refused for ambiguous framing or a size or rate limit, by reason.",
             &["reason"]
+        )
+        .expect("metric"),
+        bodies_uninspected: register_int_counter!(
+            BODIES_UNINSPECTED_TOTAL,
+            "Request bodies forwarded uninspected because they were declared larger than a stage may read."
         )
         .expect("metric"),
         connection_refusals: register_int_counter_vec!(

@@ -41,6 +41,10 @@ pub struct RequestCtx {
     pub outcome: Option<Outcome>,
     /// Body bytes and WebSocket frames counted against the request's limits.
     pub intake: super::limits::Intake,
+    /// The body was read and judged in request_filter; its replay upstream is not judged again.
+    pub body_inspected: bool,
+    /// The upgraded stream's messages, when a stage asked for them.
+    pub tunnel: Option<Box<super::tunnel::Tunnel>>,
 }
 
 impl RequestCtx {
@@ -62,6 +66,8 @@ impl RequestCtx {
             tries: 0,
             outcome: None,
             intake: Default::default(),
+            body_inspected: false,
+            tunnel: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! stages) → response_filter (stages, origin hiding, security headers) → logging (stages'
 //! `on_done`, telemetry, metrics). fail_to_proxy answers failures (`failure::classify`).
 
+pub mod body;
 pub mod conn_guard;
 pub mod ctx;
 pub mod facts;
@@ -16,6 +17,7 @@ pub mod outcome;
 pub mod respond;
 pub mod retry;
 pub mod tls;
+pub mod tunnel;
 
 pub use crate::traffic::{framing, limits, routes, upstream};
 
@@ -30,6 +32,7 @@ use pingora::{ErrorSource, ErrorType};
 use pingora_proxy::FailToProxy;
 
 use crate::enforce::offenders::now_ms;
+use crate::stage::Direction;
 use crate::state::Store;
 use crate::telemetry::Telemetry;
 pub use ctx::RequestCtx;
@@ -84,7 +87,7 @@ impl Palisade {
         session: &mut Session,
         ctx: &mut RequestCtx,
         limits: limits::Limits,
-    ) -> Result<bool, framing::Refusal> {
+    ) -> Result<(), framing::Refusal> {
         let req = session.req_header();
         ctx.intake = limits::Intake::new(limits, Instant::now());
         let declared = req
@@ -100,7 +103,7 @@ impl Palisade {
                 session.set_read_timeout(Some(t));
             }
         }
-        Ok(false)
+        Ok(())
     }
 
     fn count_retry(&self, ctx: &RequestCtx, phase: retry::Phase) {
@@ -161,8 +164,11 @@ impl ProxyHttp for Palisade {
             _ if ctx.ledger.verdict.enforced() => Reply::Deny,
             None => Reply::NotFound,
             Some((_, r)) => match self.admit(session, ctx, r.limits) {
-                Ok(handled) => return Ok(handled),
                 Err(refusal) => Reply::Refuse(refusal),
+                Ok(()) => match body::inspect(session, ctx, &snap.pipeline).await? {
+                    Some(reply) => reply,
+                    None => return Ok(false),
+                },
             },
         };
         respond::send(session, ctx, reply).await
@@ -217,13 +223,28 @@ impl ProxyHttp for Palisade {
             Ok(None) => {}
             Err(refusal) => return Err(respond::abort(ctx, refusal)),
         }
-        if !session.was_upgraded() {
-            if let Some(snap) = ctx.snap.clone() {
-                if snap.pipeline.body_chunk(chunk, end_of_stream, &mut ctx.ledger) {
-                    let status = ctx.ledger.verdict.status();
-                    return Err(Error::explain(ErrorType::HTTPStatus(status), "refused by a stage"));
-                }
+        let Some(snap) = ctx.snap.clone() else { return Ok(()) };
+        if session.was_upgraded() {
+            let Some(max) = ctx.ledger.wants.messages else {
+                return Ok(());
+            };
+            let tunnel = ctx.tunnel.get_or_insert_with(|| Box::new(tunnel::Tunnel::new(max)));
+            if tunnel.finished {
+                return Err(Error::explain(
+                    ErrorType::ConnectionClosed,
+                    "upgraded stream closed by policy",
+                ));
             }
+            let chunk = body.take().unwrap_or_default();
+            let forward = tunnel.relay(Direction::ClientToOrigin, chunk, &snap.pipeline, &mut ctx.ledger);
+            // Never `None`: that would tell the origin the client is done.
+            *body = Some(forward);
+            if let Some(close) = tunnel.take_owed_to_client() {
+                session.write_response_body(Some(close), false).await?;
+            }
+        } else if !ctx.body_inspected && snap.pipeline.body_chunk(chunk, end_of_stream, &mut ctx.ledger) {
+            let status = ctx.ledger.verdict.status();
+            return Err(Error::explain(ErrorType::HTTPStatus(status), "refused by a stage"));
         }
         Ok(())
     }
@@ -327,6 +348,10 @@ impl ProxyHttp for Palisade {
         };
         req.insert_header("x-forwarded-proto", proto)?;
         req.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
+        if ctx.ledger.wants.messages.is_some() {
+            // Messages are judged as sent: no compression extension may be negotiated.
+            req.remove_header(&header::SEC_WEBSOCKET_EXTENSIONS);
+        }
         if let Some(route) = ctx.route() {
             if !route.preserve_host {
                 let host = match (&route.pool.host, ctx.backend) {
@@ -338,6 +363,25 @@ impl ProxyHttp for Palisade {
             }
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if !session.was_upgraded() {
+            return Ok(None);
+        }
+        let (Some(tunnel), Some(snap)) = (ctx.tunnel.as_mut(), ctx.snap.as_ref()) else {
+            return Ok(None);
+        };
+        if let Some(chunk) = body.take() {
+            *body = Some(tunnel.relay(Direction::OriginToClient, chunk, &snap.pipeline, &mut ctx.ledger));
+        }
+        Ok(None)
     }
 
     async fn upstream_response_filter(

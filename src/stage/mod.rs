@@ -128,6 +128,33 @@ pub trait Stage: Send + Sync {
     fn on_done(&self, _done: &Done, _ledger: &mut Ledger) {}
 }
 
+/// What a body larger than a stage can inspect gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Oversize {
+    /// Forwarded without inspection (counted).
+    #[default]
+    Pass,
+    /// Refused with 413.
+    Refuse,
+}
+
+/// A request body a stage wants to see whole before the origin sees any of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyWant {
+    /// Bytes inspected at most.
+    pub limit: usize,
+    pub oversize: Oversize,
+}
+
+/// What the stages ask the core to gather for them at later phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wants {
+    /// Read the body before contacting the origin and run `on_body_chunk` over it.
+    pub body: Option<BodyWant>,
+    /// Parse an upgraded stream into messages (largest message, in bytes) for `on_message`.
+    pub messages: Option<usize>,
+}
+
 /// One request's record of what the stages decided and noticed, and what they hold until it
 /// ends (concurrency slots, stream parsers). Dropping it releases everything held.
 #[derive(Default)]
@@ -135,10 +162,35 @@ pub struct Ledger {
     pub verdict: Verdict,
     /// What the shadow policy would have decided, when one is configured.
     pub shadow: Option<Verdict>,
+    /// Asked for at the head phase; read by the core.
+    pub wants: Wants,
+    /// The body read so far when a stage wants it (`Wants::body`), up to its limit.
+    pub body: Vec<u8>,
     held: Vec<Box<dyn Any + Send + Sync>>,
 }
 
 impl Ledger {
+    /// Ask for the body: the largest limit asked for applies, and a refusal of larger bodies
+    /// wins over passing them.
+    pub fn want_body(&mut self, want: BodyWant) {
+        self.wants.body = Some(match self.wants.body {
+            None => want,
+            Some(w) => BodyWant {
+                limit: w.limit.max(want.limit),
+                oversize: if w.oversize == Oversize::Refuse || want.oversize == Oversize::Refuse {
+                    Oversize::Refuse
+                } else {
+                    Oversize::Pass
+                },
+            },
+        });
+    }
+
+    /// Ask for an upgraded stream's messages, none larger than `max_message` bytes.
+    pub fn want_messages(&mut self, max_message: usize) {
+        self.wants.messages = Some(self.wants.messages.map_or(max_message, |m| m.max(max_message)));
+    }
+
     /// Keep `value` until the request ends; a stage finds it again with `held_mut`.
     pub fn hold<T: Any + Send + Sync>(&mut self, value: T) {
         self.held.push(Box::new(value));
@@ -200,8 +252,13 @@ impl Pipeline {
         }
     }
 
-    /// Run the body phase; true when the merged verdict now refuses the request.
+    /// Run the body phase; true when the merged verdict now refuses the request. When a stage
+    /// asked for the body, the chunk is first added to `ledger.body` (up to the limit).
     pub fn body_chunk(&self, chunk: &[u8], end: bool, ledger: &mut Ledger) -> bool {
+        if let Some(want) = ledger.wants.body {
+            let room = want.limit.saturating_sub(ledger.body.len());
+            ledger.body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        }
         for s in self.stages.iter() {
             if let Step::Verdict(v) = s.on_body_chunk(chunk, end, ledger) {
                 ledger.verdict.merge(v);

@@ -37,6 +37,11 @@ pub const BODY_TOO_LARGE: Refusal = Refusal {
     status: 413,
     reason: "body_too_large",
 };
+/// A body a stage must inspect is larger than it may read (`proxy::body`).
+pub const BODY_NOT_INSPECTABLE: Refusal = Refusal {
+    status: 413,
+    reason: "body_too_large_to_inspect",
+};
 pub const BODY_TOO_SLOW: Refusal = Refusal {
     status: 408,
     reason: "body_too_slow",

@@ -6,3 +6,4 @@ pub mod framing;
 pub mod limits;
 pub mod routes;
 pub mod upstream;
+pub mod ws;
