@@ -7,7 +7,7 @@
 //! headers) → logging (telemetry, metrics). fail_to_proxy turns upstream failures into
 //! 502/503/504 answers.
 
-pub mod conn_guard;
+pub mod conn;
 pub mod ctx;
 pub mod facts;
 pub mod framing;
@@ -143,7 +143,7 @@ impl ProxyHttp for Palisade {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.store.load_full();
         session.set_keepalive(Some(snap.client_keepalive_secs));
-        if let Some(conn) = conn_guard::GuardedStream::of(session.as_downstream().stream()) {
+        if let Some(conn) = conn::GuardedStream::of(session.as_downstream().stream()) {
             conn.clock.started();
         }
         ctx.peer = peer_of(session.client_addr());
@@ -590,7 +590,7 @@ impl ProxyHttp for Palisade {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(conn) = conn_guard::GuardedStream::of(session.as_downstream().stream()) {
+        if let Some(conn) = conn::GuardedStream::of(session.as_downstream().stream()) {
             conn.clock.finished();
         }
         let snap = ctx.snap.clone().unwrap_or_else(|| self.store.load_full());
