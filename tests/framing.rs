@@ -430,6 +430,73 @@ fn targets_pingora_percent_encodes_reach_the_origin_encoded() {
     }
 }
 
+/// Send `requests` one after another on one connection, reading each answer but the last;
+/// after the last request, half-close (`shutdown(SHUT_WR)`) and read until the proxy closes.
+fn half_close_after(addr: std::net::SocketAddr, requests: &[&[u8]]) -> Vec<String> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut answers = Vec::new();
+    let (last, before) = requests.split_last().expect("a request");
+    for r in before {
+        s.write_all(r).expect("write");
+        answers.push(common::raw::read_response(&mut s));
+    }
+    s.write_all(last).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut rest = Vec::new();
+    let started = std::time::Instant::now();
+    // Until EOF: the proxy must answer, then close. A timeout here is a failure too.
+    let got = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert!(
+        got.is_ok(),
+        "no EOF within {WAIT:?} ({:?} elapsed): {got:?}, read {:?}",
+        started.elapsed(),
+        String::from_utf8_lossy(&rest)
+    );
+    answers.push(String::from_utf8_lossy(&rest).into_owned());
+    answers
+}
+
+#[test]
+fn a_client_that_half_closes_after_its_request_still_gets_the_response() {
+    let (origin, p) = start();
+    // (name, requests on one connection, the body the origin must receive with the last)
+    type HalfClose = (&'static str, Vec<&'static [u8]>, &'static [u8]);
+    let cases: [HalfClose; 4] = [
+        ("get", vec![b"GET /half/get HTTP/1.1\r\nHost: a.test\r\n\r\n"], b""),
+        ("http10", vec![b"GET /half/http10 HTTP/1.0\r\n\r\n"], b""),
+        (
+            "post",
+            vec![b"POST /half/post HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello"],
+            b"hello",
+        ),
+        (
+            "second",
+            vec![
+                b"GET /half/first HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                b"POST /half/second HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n\r\nabc",
+            ],
+            b"abc",
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (name, requests, body) in cases {
+        let answers = half_close_after(p.addr, &requests);
+        for (i, a) in answers.iter().enumerate() {
+            let reply = Reply { text: a.clone() };
+            let target = format!("/half/{}", if name == "second" && i == 0 { "first" } else { name });
+            if reply.status() != 200 || !reply.body().contains(&format!("\"target\":\"{target}\"")) {
+                problems.push(format!("{name} #{i}: {a:?}"));
+            }
+        }
+        let seen = origin.seen_path(&format!("/half/{name}"));
+        if seen.len() != 1 || seen[0].body != body {
+            problems.push(format!("{name}: origin saw {seen:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn absolute_form_is_routed_and_forwarded_in_origin_form() {
     let (origin, p) = start();

@@ -60,6 +60,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
         shutting_down: bool,
     ) -> ServerSession {
         let mut session = ServerSession::new_http1(conn);
+        // A client may half-close once its request is sent (`shutdown(SHUT_WR)`, as HTTP/1.0
+        // tools do): it still waits for the answer. Pingora's default turns that FIN, seen
+        // while the response is pending, into an error that drops the response; this keeps it
+        // pending so the answer is written, and the connection then closes (RFC 9112 9.6).
+        session.set_abort_on_close(false);
         if first {
             session.set_keepalive((!shutting_down).then_some(60));
             session.set_keepalive_reuses_remaining(self.app.server_options().and_then(|o| o.keepalive_request_limit));
