@@ -165,6 +165,53 @@ fn refused() -> Vec<Case> {
             b"POST {P} HTTP/1.1\r\nHost: a.test\r\nContent_Length: 3\r\n\r\nabc",
             400,
         ),
+        // The rest of the lookalike family: the name is a framing header once `-` and `_` are
+        // dropped and case ignored, but is not exactly that header (issue 12).
+        case(
+            "te-triple-dash",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\nTransfer---Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+            400,
+        ),
+        case(
+            "te-triple-underscore",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\nTransfer___Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+            400,
+        ),
+        case(
+            "te-mixed-delimiters",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\nTransfer-_Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+            400,
+        ),
+        case(
+            "te-no-delimiter",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\nTransferEncoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+            400,
+        ),
+        case(
+            "te-leading-dash",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\n-Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+            400,
+        ),
+        case(
+            "te-space-in-name",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\nTransfer Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+            400,
+        ),
+        case(
+            "cl-double-dash",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\nContent--Length: 3\r\n\r\nabc",
+            400,
+        ),
+        case(
+            "cl-trailing-underscore",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\nContent-Length_: 3\r\n\r\nabc",
+            400,
+        ),
+        case(
+            "cl-no-delimiter",
+            b"POST {P} HTTP/1.1\r\nHost: a.test\r\ncontentlength: 3\r\n\r\nabc",
+            400,
+        ),
         case("te-empty", b"POST {P} HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding:\r\n\r\n", 400),
         case(
             "te-http10",

@@ -297,8 +297,9 @@ impl<'a> Fields<'a> {
             self.transfer_encoding.push(value);
         } else if name.eq_ignore_ascii_case(b"host") {
             self.host.push(value);
-        } else if name.eq_ignore_ascii_case(b"content_length") || name.eq_ignore_ascii_case(b"transfer_encoding") {
-            // Some stacks (CGI, PHP, WSGI) read `_` as `-`: to them this is a framing header.
+        } else if squeezed_eq(name, b"contentlength") || squeezed_eq(name, b"transferencoding") {
+            // Some stacks (CGI, PHP, WSGI, nginx with `underscores_in_headers`) read `_` as
+            // `-`, others collapse or ignore delimiters: to them this may be a framing header.
             return Err(LOOKALIKE);
         }
         Ok(())
@@ -357,6 +358,14 @@ pub fn valid_authority(a: &str) -> bool {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
     port_ok && host_ok && (!host.is_empty() || a.starts_with('['))
+}
+
+/// Whether `name`, with every `-` and `_` dropped, is `want` (lowercase) in any case.
+fn squeezed_eq(name: &[u8], want: &[u8]) -> bool {
+    let mut rest = name.iter().filter(|b| !matches!(b, b'-' | b'_'));
+    want.iter()
+        .all(|w| rest.next().is_some_and(|b| b.eq_ignore_ascii_case(w)))
+        && rest.next().is_none()
 }
 
 /// RFC 9110 token characters.
@@ -459,6 +468,32 @@ mod tests {
         );
         assert_eq!(r("Transfer_Encoding: chunked"), LOOKALIKE.reason);
         assert_eq!(r("content_length: 1"), LOOKALIKE.reason);
+        for name in [
+            "Transfer---Encoding",
+            "Transfer___Encoding",
+            "transfer-_encoding",
+            "TransferEncoding",
+            "-Transfer-Encoding",
+            "Transfer-Encoding-",
+            "_transfer_encoding_",
+            "Content--Length",
+            "Content-Length_",
+            "CONTENTLENGTH",
+            "C-o-n-t-e-n-t-L-e-n-g-t-h",
+        ] {
+            assert_eq!(r(&format!("{name}: chunked")), LOOKALIKE.reason, "{name}");
+        }
+        for name in [
+            "X-Content-Length",
+            "Content-Lengths",
+            "Transfer-Encoding-X",
+            "Content.Length",
+            "ContentLen",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\n{name}: 1\r\nContent-Length: 2\r\n\r\n");
+            let h = check_head(raw.as_bytes(), &LIMITS);
+            assert_eq!(h.map(|h| h.content_length), Ok(Some(2)), "{name}");
+        }
         assert_eq!(
             refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
             TE_HTTP10.reason
