@@ -249,6 +249,24 @@ fn refused() -> Vec<Case> {
         case("tab-request-line", b"GET\t{P} HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
         case("fragment-in-target", b"GET {P}#frag HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
         case("non-ascii-target", b"GET {P}/caf\xc3\xa9 HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        // Bytes outside the request-target grammar (RFC 3986, RFC 9112 section 3.2), which
+        // Pingora would otherwise percent-encode and forward (issue 12).
+        case("bare-cr-in-target", b"GET {P}a\rb HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("nul-in-target", b"GET {P}a\x00b HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("ctl-in-target", b"GET {P}a\x01b HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("tab-in-target", b"GET {P}a\tb HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("del-in-target", b"GET {P}a\x7fb HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("escape-in-target", b"GET {P}a\x1b[0mb HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("space-in-target", b"GET {P}a b HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case(
+            "space-in-query",
+            b"GET {P}?q=a HTTP/1.1 b HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            400,
+        ),
+        case("quote-in-target", b"GET {P}a\"b HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("angle-in-target", b"GET {P}<script> HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("latin1-in-target", b"GET {P}caf\xe9 HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+        case("cr-in-query", b"GET {P}?a=1\r\x00 HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
         case("no-version", b"GET {P}\r\nHost: a.test\r\n\r\n", 400),
         case("version-1-7", b"GET {P} HTTP/1.7\r\nHost: a.test\r\n\r\n", 400),
         case("lowercase-version", b"GET {P} http/1.1\r\nHost: a.test\r\n\r\n", 400),
@@ -453,28 +471,51 @@ fn well_formed_requests_of_the_same_families_pass() {
 }
 
 #[test]
-fn targets_pingora_percent_encodes_reach_the_origin_encoded() {
-    // Pingora escapes spaces, controls, `<`, `>` and `"` in a target httparse refuses, before
-    // Palisade sees the request: the origin gets the escaped form, so both read one target.
+fn targets_pingora_would_percent_encode_are_refused_not_rewritten() {
+    // Pingora escapes spaces, controls, `<`, `>` and `"` in a target httparse refuses, and
+    // would forward the escaped form. RFC 9112 section 3.2 says not to autocorrect an invalid
+    // request line (it may be crafted to get past a filter), so Palisade, which sees the bytes
+    // as received, refuses it instead (issue 12; this test asserted the rewrite before).
     let (origin, p) = start();
-    for (raw, want) in [
-        (
-            &b"GET /enc/a b HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"[..],
-            "/enc/a%20b",
-        ),
-        (
-            &b"GET /enc/a\x01b HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"[..],
-            "/enc/a%01b",
-        ),
+    for raw in [
+        &b"GET /enc/a b HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"[..],
+        &b"GET /enc/a\x01b HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"[..],
     ] {
         let reply = exchange(p.addr, raw, WAIT);
-        assert_eq!(reply.status(), 200, "{reply:?}");
-        assert!(
-            origin.seen().iter().any(|s| s.target == want),
-            "{want} not in {:?}",
-            origin.seen()
-        );
+        assert_eq!(reply.status(), 400, "{reply:?}");
+        assert_eq!(reply.header("connection").as_deref(), Some("close"), "{reply:?}");
     }
+    assert!(origin.seen().is_empty(), "origin saw {:?}", origin.seen());
+    let n = p
+        .metric("palisade_request_refusals_total{reason=\"bad_target\"}")
+        .unwrap_or(0.0);
+    assert_eq!(n, 2.0, "{}", p.metrics_text());
+}
+
+#[test]
+fn a_rewritten_target_does_not_taint_the_next_request_on_the_connection() {
+    // The check follows each request line as received: a clean request after a clean one on
+    // the same connection passes, so the per-connection record is reset between requests.
+    let (origin, p) = start();
+    let mut s = TcpStream::connect(p.addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    for i in 0..3 {
+        s.write_all(format!("GET /kept/{i}?a=%20 HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes())
+            .expect("write");
+        let reply = Reply {
+            text: common::raw::read_response(&mut s),
+        };
+        assert_eq!(reply.status(), 200, "request {i}: {reply:?}");
+    }
+    assert_eq!(origin.seen_path("/kept/").len(), 3);
+    // A bad line after good ones is still caught.
+    s.write_all(b"GET /kept/a\x00b HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .expect("write");
+    let reply = Reply {
+        text: common::raw::read_response(&mut s),
+    };
+    assert_eq!(reply.status(), 400, "{reply:?}");
+    assert_eq!(origin.seen_path("/kept/").len(), 3, "{:?}", origin.seen());
 }
 
 /// Send `requests` one after another on one connection, reading each answer but the last;

@@ -70,6 +70,8 @@ fn inspect_head(session: &Session, limits: &limits::Limits) -> Result<Option<htt
         Some(h1) => {
             let raw = h1.get_headers_raw_bytes();
             let head = framing::check_head(&raw, &limits.head)?;
+            let received = conn::GuardedStream::of(Some(h1.stream())).and_then(|c| c.received_line_len());
+            framing::check_received_line(&raw, received)?;
             head.origin_form
                 .map(|t| t.parse::<http::Uri>().map_err(|_| framing::BAD_TARGET))
                 .transpose()

@@ -13,6 +13,7 @@ use pingora::server::ShutdownWatch;
 
 use super::stream::GuardedStream;
 use super::Guarded;
+use crate::proxy::framing::ReceivedLine;
 
 impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
     /// One HTTP/1 connection, request after request, as Pingora's own loop does it, except
@@ -108,6 +109,7 @@ impl GuardedStream {
         // The previous head's deadline timer is done with; an idle connection keeps no timer
         // of its own (the first bytes start a new deadline, and a timer only if it is needed).
         self.timer = None;
+        self.line = ReceivedLine::default();
         let deadline = tokio::time::Instant::now() + idle;
         // Under load the next request is often there already: no timer, no shutdown waiter.
         let first = std::future::poll_fn(|cx| Poll::Ready(self.poll_early(cx))).await;

@@ -32,6 +32,7 @@ pub use deadline::{HeaderClock, HEADER_TIMEOUT};
 pub use stream::GuardedStream;
 
 use crate::metrics::METRICS;
+use crate::proxy::framing::ReceivedLine;
 use crate::state::Store;
 
 /// The proxy application behind the per-connection guards.
@@ -92,6 +93,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             epoch: self.epoch,
             timer: None,
             early: stream::Early::default(),
+            line: ReceivedLine::default(),
             _slot: slot,
         });
         if !http1 {

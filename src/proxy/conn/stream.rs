@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::deadline::{HeaderClock, HEADER_TIMEOUT};
 use crate::metrics::METRICS;
+use crate::proxy::framing::ReceivedLine;
 
 /// Bytes of the next request read while waiting for it (`GuardedStream::next_request`),
 /// served to Pingora's parser before anything else is read from the socket.
@@ -40,6 +41,10 @@ pub struct GuardedStream {
     /// The timer of the head deadline being read, with the deadline it was armed for.
     pub(super) timer: Option<(u64, Pin<Box<tokio::time::Sleep>>)>,
     pub(super) early: Early,
+    /// The current request line as read from the socket, before Pingora's parser could
+    /// rewrite it; restarted for each request (`next_request`). Pingora's pipelining is off, so
+    /// every request head starts at the first read of its session.
+    pub(super) line: ReceivedLine,
     pub(super) _slot: Option<Guard>,
 }
 
@@ -47,6 +52,11 @@ impl GuardedStream {
     /// The guard of a downstream stream, when it is one of ours (HTTP/1).
     pub fn of(stream: Option<&Stream>) -> Option<&GuardedStream> {
         stream?.as_any().downcast_ref::<GuardedStream>()
+    }
+
+    /// The length of the current request line as the client sent it (`framing::ReceivedLine`).
+    pub fn received_line_len(&self) -> Option<usize> {
+        self.line.length()
     }
 
     /// One read of at most `EARLY_READ` bytes into a stack buffer; what arrived is kept in a
@@ -80,6 +90,7 @@ impl AsyncRead for GuardedStream {
         if !early.is_empty() {
             let n = early.len().min(buf.remaining());
             buf.put_slice(&early[..n]);
+            this.line.feed(&early[..n]);
             this.early.at += n;
             if this.early.at == this.early.bytes.len() {
                 this.early = Early::default();
@@ -107,6 +118,7 @@ impl AsyncRead for GuardedStream {
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.clock.on_bytes(this.epoch.elapsed().as_millis() as u64);
+            this.line.feed(&buf.filled()[before..]);
         }
         res
     }
