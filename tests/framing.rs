@@ -383,6 +383,70 @@ fn accepted() -> Vec<(Case, &'static [u8])> {
         ),
         (
             case(
+                "valid-query-with-slash-and-question-mark",
+                b"GET {P}/a?b=c/d?e HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                200,
+            ),
+            b"",
+        ),
+        (
+            case(
+                "valid-sub-delims-and-pchars",
+                b"GET {P}/a;p=1,2/b:c@d/!$&'()*+=~-._ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                200,
+            ),
+            b"",
+        ),
+        (
+            case(
+                "valid-encoded-controls-and-utf8",
+                b"GET {P}/%00%0D%0A%7F/caf%C3%A9?q=%20%22 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                200,
+            ),
+            b"",
+        ),
+        (
+            case(
+                "valid-absolute-form",
+                b"GET http://a.test{P}?x=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                200,
+            ),
+            b"",
+        ),
+        (
+            case(
+                "valid-token-header-names",
+                b"GET {P} HTTP/1.1\r\nHost: a.test\r\nX-9!#$%&'*+.^_`|~: v\r\nX_Under_Score: v\r\n0-Digits-1: v\r\nConnection: close\r\n\r\n",
+                200,
+            ),
+            b"",
+        ),
+        (
+            case(
+                "valid-names-near-framing-headers",
+                b"POST {P} HTTP/1.1\r\nHost: a.test\r\nX-Content-Length: 9\r\nContent-Lengths: 9\r\nTransfer-Encoding-X: gzip\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+                200,
+            ),
+            b"hello",
+        ),
+        (
+            case(
+                "valid-framing-header-case",
+                b"POST {P} HTTP/1.1\r\nHost: a.test\r\ntRANSFER-eNCODING: chunked\r\nConnection: close\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                200,
+            ),
+            b"ok",
+        ),
+        (
+            case(
+                "valid-chunk-extensions-and-trailer",
+                b"POST {P} HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3;a=b;c=\"d\"\r\nabc\r\n0;last\r\nX-Trailer: t\r\n\r\n",
+                200,
+            ),
+            b"abc",
+        ),
+        (
+            case(
                 "valid-many-headers",
                 b"GET {P} HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\nAccept-Language: en\r\nCookie: a=1; b=2\r\nUser-Agent: x/1\r\nConnection: close\r\n\r\n",
                 200,
@@ -516,6 +580,23 @@ fn a_rewritten_target_does_not_taint_the_next_request_on_the_connection() {
     };
     assert_eq!(reply.status(), 400, "{reply:?}");
     assert_eq!(origin.seen_path("/kept/").len(), 3, "{:?}", origin.seen());
+}
+
+#[test]
+fn options_asterisk_form_passes_the_framing_check() {
+    // The asterisk form is well framed; routes match paths, so no route takes `*` and the
+    // answer is routing's 404 (as before issue 12), not a framing refusal.
+    let (origin, p) = start();
+    let reply = exchange(
+        p.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        WAIT,
+    );
+    assert_eq!(reply.status(), 404, "{reply:?}");
+    assert!(reply.body().contains("No route"), "{reply:?}");
+    assert!(origin.seen().is_empty(), "{:?}", origin.seen());
+    let refused = p.metric("palisade_request_refusals_total{reason=\"bad_target\"}");
+    assert_eq!(refused.unwrap_or(0.0), 0.0, "{}", p.metrics_text());
 }
 
 /// Send `requests` one after another on one connection, reading each answer but the last;
