@@ -1,6 +1,59 @@
 //! The HTTP/1 keep-alive loop (between two requests on one connection, and around each call
 //! into Pingora's request handling), run by `Guarded` instead of Pingora's own so that an idle
 //! connection holds only its stream.
+//!
+//! # Why Pingora's loop is replaced
+//!
+//! Pingora waits for a client's next request inside `HttpProxy::process_new_http`, that is,
+//! inside the boxed per-request future (the whole proxy state machine), with the session and
+//! its 4 KiB header buffer allocated: tens of KiB for every idle keep-alive client (94 KiB per
+//! connection measured, 7 KiB with this loop; docs/performance.md). Here, after a response, the
+//! stream is taken back and the first bytes of the next request are read into the stream's own
+//! small buffer (`next_request`); only then is a session built and Pingora called, and its
+//! parser reads those bytes first.
+//!
+//! # What to re-check on a Pingora upgrade
+//!
+//! This mirrors Pingora 0.9.1; read these again in the new version and keep them in step:
+//!
+//! - `pingora-core` `apps/mod.rs`, `impl<T: HttpServerApp> ServerApp for T`, `process_new`: the
+//!   HTTP/1 branch this loop replaces. The first session gets `set_keepalive(Some(60))`
+//!   (`None` once shutdown has started) and `set_keepalive_reuses_remaining(
+//!   server_options.keepalive_request_limit)`; each later one is `ServerSession::new_http1` on
+//!   the stream from `ReusedHttpStream::consume`, plus `HttpPersistentSettings::apply_to_session`
+//!   (keep-alive timeout, reuses left minus one, the user context of
+//!   `persist_connection_context`/`on_connection_reuse`, the pipelining flag and prefix). Also
+//!   its protocol choice, which `Guarded::process_new` copies to decide what is HTTP/1: ALPN
+//!   `h2` and prior-knowledge h2c (`HttpServerOptions::h2c`, never on TLS) and `force_custom` go
+//!   to Pingora's own `process_new`.
+//! - `pingora-proxy` `lib.rs`, `HttpProxy::process_new_http` → `handle_new_request` (reads the
+//!   head with `read_request`, racing the shutdown notice) → `process_request` → `finish`, which
+//!   calls `HttpSession::finish`/`reuse` (`pingora-core` `protocols/http/v1/server.rs`). A
+//!   stream comes back only if `will_keepalive()`; `reuse` drains an unread body and refuses
+//!   reuse when bytes past the body were read and pipelining is off. This loop relies on: the
+//!   stream handed back is the `GuardedStream` it gave (downcast, else the connection ends), and
+//!   `None` means Pingora already closed or answered.
+//! - `Connection: close` and HTTP/1.0 without keep-alive: `respect_keepalive` turns keep-alive
+//!   off when the head is parsed, so `finish` returns `None` and this loop ends. An answer sent
+//!   with keep-alive off (`set_keepalive(None)`, e.g. framing refusals) ends it the same way.
+//! - Keep-alive timeout: Pingora applies it in `read_request_buf` as a timeout on each read of
+//!   a head (`KeepaliveStatus::Timeout`; `Some(0)` is infinite, and `respect_keepalive` makes it
+//!   infinite after every HTTP/1.1 request since `get_keepalive_values` is a stub). Here the
+//!   wait between requests has its own timeout, `server.client_keepalive`, and the rest of the
+//!   head is under the head deadline (`deadline.rs`).
+//! - Shutdown: Pingora's loop stops at `await_shutdown` in `handle_new_request` and sets
+//!   keep-alive off for a request that starts during shutdown; `next_request` returns false when
+//!   the shutdown watch changes, and `session` sets keep-alive off when it has.
+//! - Upgrades (101): the session becomes a tunnel until one side closes and is not handed back
+//!   for reuse; if a new version hands back an upgraded stream, this loop would read tunnel
+//!   bytes as a request head.
+//! - Pipelining: off (`HttpSession::set_pipelining_enabled` is never called). If it is turned
+//!   on, the next request's first bytes may already sit in `HttpPersistentSettings`'s pipelined
+//!   prefix, and `next_request` would wait on the socket for bytes that never come; the
+//!   request-line record (`framing::ReceivedLine`) also assumes each head starts at the first
+//!   read of its session.
+//! - `HttpSession::set_abort_on_close`: set to false for every session (see `session`); check
+//!   that the default and the FIN handling of `read_body_or_idle` have not changed.
 
 use std::pin::Pin;
 use std::sync::Arc;
