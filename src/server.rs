@@ -18,7 +18,7 @@ use crate::config::file::ServerSection;
 use crate::config::{Loaded, Overrides};
 use crate::enforce::persist::{self, StateKeeper};
 use crate::metrics::serve::MetricsApp;
-use crate::proxy::conn_guard::{AcceptFilter, Guarded};
+use crate::proxy::conn::{AcceptFilter, Guarded};
 use crate::proxy::tls::SniResolver;
 use crate::proxy::{ListenerKind, Palisade};
 use crate::reload::{publish_policy_info, Reloader};

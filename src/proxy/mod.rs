@@ -8,7 +8,7 @@
 //! `on_done`, telemetry, metrics). fail_to_proxy answers failures (`failure::classify`).
 
 pub mod body;
-pub mod conn_guard;
+pub mod conn;
 pub mod ctx;
 pub mod facts;
 pub mod failure;
@@ -61,6 +61,8 @@ fn inspect_head(session: &Session, limits: &limits::Limits) -> Result<Option<htt
         Some(h1) => {
             let raw = h1.get_headers_raw_bytes();
             let head = framing::check_head(&raw, &limits.head)?;
+            let received = conn::GuardedStream::of(Some(h1.stream())).and_then(|c| c.received_line_len());
+            framing::check_received_line(&raw, received)?;
             head.origin_form
                 .map(|t| t.parse::<http::Uri>().map_err(|_| framing::BAD_TARGET))
                 .transpose()
@@ -132,7 +134,7 @@ impl ProxyHttp for Palisade {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.store.load_full();
         session.set_keepalive(Some(snap.client_keepalive_secs));
-        if let Some(conn) = conn_guard::GuardedStream::of(session.as_downstream().stream()) {
+        if let Some(conn) = conn::GuardedStream::of(session.as_downstream().stream()) {
             conn.clock.started();
         }
         let head = inspect_head(session, &snap.limits);
@@ -448,7 +450,7 @@ impl ProxyHttp for Palisade {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(conn) = conn_guard::GuardedStream::of(session.as_downstream().stream()) {
+        if let Some(conn) = conn::GuardedStream::of(session.as_downstream().stream()) {
             conn.clock.finished();
         }
         let snap = ctx.snap.clone().unwrap_or_else(|| self.store.load_full());

@@ -235,8 +235,7 @@ fn parse_request_line<'a>(l: &'a [u8], limits: &HeadLimits) -> Result<RequestLin
     if target.len() > limits.max_uri {
         return Err(URI_TOO_LONG);
     }
-    // Visible ASCII only: no controls, no DEL, no raw non-ASCII, and no fragment.
-    if target.is_empty() || !target.iter().all(|b| (0x21..0x7f).contains(b) && *b != b'#') {
+    if target.is_empty() || !target.iter().all(|b| is_target_byte(*b)) {
         return Err(BAD_TARGET);
     }
     // Checked to be ASCII just above.
@@ -297,8 +296,9 @@ impl<'a> Fields<'a> {
             self.transfer_encoding.push(value);
         } else if name.eq_ignore_ascii_case(b"host") {
             self.host.push(value);
-        } else if name.eq_ignore_ascii_case(b"content_length") || name.eq_ignore_ascii_case(b"transfer_encoding") {
-            // Some stacks (CGI, PHP, WSGI) read `_` as `-`: to them this is a framing header.
+        } else if squeezed_eq(name, b"contentlength") || squeezed_eq(name, b"transferencoding") {
+            // Some stacks (CGI, PHP, WSGI, nginx with `underscores_in_headers`) read `_` as
+            // `-`, others collapse or ignore delimiters: to them this may be a framing header.
             return Err(LOOKALIKE);
         }
         Ok(())
@@ -357,6 +357,70 @@ pub fn valid_authority(a: &str) -> bool {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
     port_ok && host_ok && (!host.is_empty() || a.starts_with('['))
+}
+
+/// Whether `name`, with every `-` and `_` dropped, is `want` (lowercase) in any case.
+fn squeezed_eq(name: &[u8], want: &[u8]) -> bool {
+    let mut rest = name.iter().filter(|b| !matches!(b, b'-' | b'_'));
+    want.iter()
+        .all(|w| rest.next().is_some_and(|b| b.eq_ignore_ascii_case(w)))
+        && rest.next().is_none()
+}
+
+/// A byte a request target may carry as is: visible ASCII except the fragment mark `#` and
+/// `"`, `<`, `>`. Those, controls, space, DEL and non-ASCII bytes are what every browser
+/// percent-encodes (the WHATWG query percent-encode set), so a raw one is not from a browser and
+/// is outside RFC 3986. `\`, `^`, backtick, `{`, `|` and `}` are outside RFC 3986 too, but
+/// browsers send them raw in queries, and they change neither framing nor where the path ends.
+fn is_target_byte(b: u8) -> bool {
+    (0x21..0x7f).contains(&b) && !matches!(b, b'#' | b'"' | b'<' | b'>')
+}
+
+/// The length of a request line as it arrived on the connection, counted on the bytes read
+/// from the socket (fed by the stream wrapper, `proxy::conn`), up to and including its LF.
+///
+/// Pingora percent-encodes a target httparse refuses (spaces, controls, `"`, `<`, `>`) and
+/// parses the rewritten line, so the raw head Palisade is given no longer shows what was sent.
+/// RFC 9112 section 3.2: a server should not autocorrect an invalid request line and then
+/// process it, since it may be crafted to get past filters. Any rewrite lengthens the line,
+/// so a received length that differs from the head's first line means the line was rewritten.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedLine {
+    counted: usize,
+    complete: bool,
+}
+
+impl ReceivedLine {
+    /// Count the next bytes read; bytes after the line's LF are not part of it.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.complete {
+            return;
+        }
+        match bytes.iter().position(|b| *b == b'\n') {
+            Some(lf) => {
+                self.counted = self.counted.saturating_add(lf + 1);
+                self.complete = true;
+            }
+            None => self.counted = self.counted.saturating_add(bytes.len()),
+        }
+    }
+
+    /// The length of the whole line, once its LF has been read.
+    pub fn length(&self) -> Option<usize> {
+        self.complete.then_some(self.counted)
+    }
+}
+
+/// Refuse a head whose request line is not the one received (see `ReceivedLine`). Without a
+/// count (a stream Palisade does not wrap), the head is taken as received: fail open, since
+/// `check_head` still applies to what will be forwarded.
+pub fn check_received_line(raw: &[u8], received: Option<usize>) -> Result<(), Refusal> {
+    let Some(received) = received else { return Ok(()) };
+    let line = raw.iter().position(|b| *b == b'\n').map_or(raw.len(), |lf| lf + 1);
+    if line != received {
+        return Err(BAD_TARGET);
+    }
+    Ok(())
 }
 
 /// RFC 9110 token characters.
@@ -459,6 +523,32 @@ mod tests {
         );
         assert_eq!(r("Transfer_Encoding: chunked"), LOOKALIKE.reason);
         assert_eq!(r("content_length: 1"), LOOKALIKE.reason);
+        for name in [
+            "Transfer---Encoding",
+            "Transfer___Encoding",
+            "transfer-_encoding",
+            "TransferEncoding",
+            "-Transfer-Encoding",
+            "Transfer-Encoding-",
+            "_transfer_encoding_",
+            "Content--Length",
+            "Content-Length_",
+            "CONTENTLENGTH",
+            "C-o-n-t-e-n-t-L-e-n-g-t-h",
+        ] {
+            assert_eq!(r(&format!("{name}: chunked")), LOOKALIKE.reason, "{name}");
+        }
+        for name in [
+            "X-Content-Length",
+            "Content-Lengths",
+            "Transfer-Encoding-X",
+            "Content.Length",
+            "ContentLen",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\n{name}: 1\r\nContent-Length: 2\r\n\r\n");
+            let h = check_head(raw.as_bytes(), &LIMITS);
+            assert_eq!(h.map(|h| h.content_length), Ok(Some(2)), "{name}");
+        }
         assert_eq!(
             refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
             TE_HTTP10.reason
@@ -514,13 +604,54 @@ mod tests {
                 "{l}"
             );
         }
-        for t in ["/a#b", "/caf\u{e9}", "/a\u{1}b"] {
+        for t in [
+            "/a#b",
+            "/caf\u{e9}",
+            "/a\u{1}b",
+            "/a\u{0}b",
+            "/a\u{7f}b",
+            "/a\"b",
+            "/<a>",
+            "/?q=\"",
+        ] {
             assert_eq!(
                 refused(&format!("GET {t} HTTP/1.1\r\nHost: a\r\n\r\n")),
                 BAD_TARGET.reason,
                 "{t:?}"
             );
         }
+    }
+
+    #[test]
+    fn odd_but_legal_targets_pass() {
+        for t in [
+            "/a?b=c/d?e",
+            "/a;p=1,2/b:c@d/!$&'()*+=~-._",
+            "/%00%0D%0A%7F/caf%C3%A9?q=%20%22",
+            "/q?x={a}|b^c`d\\e",
+        ] {
+            check(&format!("GET {t} HTTP/1.1\r\nHost: a\r\n\r\n")).unwrap_or_else(|r| panic!("{t}: {r:?}"));
+        }
+    }
+
+    #[test]
+    fn a_rewritten_request_line_is_told_from_the_one_received() {
+        let head = b"GET /a%20b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut sent = ReceivedLine::default();
+        assert_eq!(sent.length(), None);
+        // Read in pieces, the line's end in the middle of a read.
+        sent.feed(b"GET /a");
+        sent.feed(b" b HTTP/1.1\r");
+        assert_eq!(sent.length(), None);
+        sent.feed(b"\nHost: a\r\n\r\n");
+        sent.feed(b"GET /next HTTP/1.1\r\n");
+        assert_eq!(sent.length(), Some(19));
+        assert_eq!(check_received_line(head, sent.length()), Err(BAD_TARGET));
+
+        let mut same = ReceivedLine::default();
+        same.feed(head);
+        assert_eq!(check_received_line(head, same.length()), Ok(()));
+        assert_eq!(check_received_line(head, None), Ok(()), "nothing counted: fail open");
     }
 
     #[test]

@@ -1,0 +1,110 @@
+//! Per-connection defences that Pingora has no hook for (accept, header read, the wait between
+//! two requests): `Guarded` wraps the proxy application and every accepted stream, and ties
+//! together the concerns that live in the modules below.
+//!
+//! - `cap`: a cap on the connections one client address holds open, checked at accept.
+//! - `deadline`: a deadline on the whole request head (Pingora only times out each read).
+//! - `stream`: `GuardedStream`, the wrapper that enforces the deadline, owns the connection's
+//!   slot in the per-address count (given back when it closes), and serves early-read bytes.
+//! - `keepalive`: the HTTP/1 keep-alive loop, run here instead of in Pingora so that an idle
+//!   connection holds only its stream (why, and what to re-check on a Pingora upgrade, is in
+//!   that module's comment).
+//!
+//! request_filter and logging move the clock through a request (`started`, `finished`). The
+//! clock and the admission decision are pure; only `GuardedStream` touches IO.
+
+mod cap;
+mod deadline;
+mod keepalive;
+mod stream;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::{Stream, ALPN};
+use pingora::server::ShutdownWatch;
+
+pub use cap::{admit, AcceptFilter, Admission, TOO_MANY_CONNECTIONS};
+pub use deadline::{HeaderClock, HEADER_TIMEOUT};
+pub use stream::GuardedStream;
+
+use crate::metrics::METRICS;
+use crate::proxy::framing::ReceivedLine;
+use crate::state::Store;
+
+/// The proxy application behind the per-connection guards.
+pub struct Guarded<A> {
+    pub app: Arc<A>,
+    pub store: Store,
+    epoch: Instant,
+}
+
+impl<A> Guarded<A> {
+    pub fn new(app: A, store: Store) -> Guarded<A> {
+        Guarded {
+            app: Arc::new(app),
+            store,
+            epoch: Instant::now(),
+        }
+    }
+}
+
+fn peer_ip(stream: &Stream) -> Option<IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    digest.peer_addr()?.as_inet().map(|a| a.ip())
+}
+
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let (limits, trusted, keepalive) = {
+            let snap = self.store.load();
+            let ip = peer_ip(&stream);
+            (
+                snap.conn_limits,
+                ip.map(|ip| (ip, snap.trusted_proxies.contains(ip))),
+                snap.client_keepalive_secs,
+            )
+        };
+        let admission = trusted.map(|(ip, trusted)| admit(&cap::OPEN, ip, limits.max_connections_per_ip, trusted));
+        let slot = match admission {
+            Some(Admission::Counted(slot)) => Some(slot),
+            Some(Admission::Refused) => {
+                METRICS
+                    .connection_refusals
+                    .with_label_values(&[TOO_MANY_CONNECTIONS])
+                    .inc();
+                return None;
+            }
+            Some(Admission::Uncounted) | None => None,
+        };
+        // An HTTP/2 connection carries many requests at once: its streams are not timed here.
+        let alpn = stream.selected_alpn_proto();
+        let http1 = matches!(alpn, None | Some(ALPN::H1))
+            && self.app.server_options().is_none_or(|o| !o.h2c && !o.force_custom);
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let clock = HeaderClock::new(http1.then_some(limits.header_timeout), now_ms);
+        let guarded = Box::new(GuardedStream {
+            inner: stream,
+            clock,
+            epoch: self.epoch,
+            timer: None,
+            early: stream::Early::default(),
+            line: ReceivedLine::default(),
+            _slot: slot,
+        });
+        if !http1 {
+            return self.app.process_new(guarded, shutdown).await;
+        }
+        self.serve_http1(guarded, Duration::from_secs(keepalive), shutdown)
+            .await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await
+    }
+}
