@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod enforce;
 pub mod host;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -16,6 +16,8 @@ use pingora::services::listening::Service;
 use crate::admin::{self, AdminApp};
 use crate::config::file::ServerSection;
 use crate::config::{Loaded, Overrides};
+use crate::enforce::identity::IdentityKey;
+use crate::enforce::offenders::Offenders;
 use crate::enforce::persist::{self, StateKeeper};
 use crate::metrics::serve::MetricsApp;
 use crate::proxy::conn_guard::{AcceptFilter, Guarded};
@@ -100,10 +102,29 @@ pub fn build(
         .and_then(|p| p.parent())
         .map(PathBuf::from)
         .unwrap_or_default();
-    let snap = Snapshot::build(loaded, 1, None).map_err(|e| e.to_string())?;
+    let mut snap = Snapshot::build(loaded, 1, None).map_err(|e| e.to_string())?;
     publish_policy_info(&snap);
+    let key_file = cfg
+        .state
+        .identity_key_file
+        .as_ref()
+        .map(|f| crate::config::validate::resolve(config_path.as_deref().unwrap_or(std::path::Path::new("")), f));
+    let (key, source) =
+        IdentityKey::resolve(key_file.as_deref(), cfg.state.path.as_deref()).map_err(|e| e.to_string())?;
+    log::info!("{source}");
+    snap.offenders = Arc::new(Offenders::with_identity_key(key));
     if let Some(path) = &cfg.state.path {
-        persist::load(&snap.offenders, path).map_err(|e| format!("offender state: {e}"))?;
+        let loaded = persist::load(&snap.offenders, path).map_err(|e| format!("offender state: {e}"))?;
+        if loaded.migrated > 0 {
+            // The file held identities in clear (format 1): overwrite it before serving.
+            persist::save(&snap.offenders, path)
+                .map_err(|e| format!("offender state: rewriting {}: {e}", path.display()))?;
+            log::warn!(
+                "offender state: {} identity value(s) stored in clear by an older Palisade were replaced by their pseudonyms in {}",
+                loaded.migrated,
+                path.display()
+            );
+        }
         server.add_service(background_service(
             "palisade offender state",
             StateKeeper {

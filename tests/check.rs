@@ -381,3 +381,36 @@ policies: [policy.yaml]
         "no list named \"nope\"",
     );
 }
+
+/// An identity is pseudonymised everywhere: telemetry may not record the header that carries
+/// it, and a configured identity key must be readable and long enough.
+#[test]
+fn identity_settings_that_would_leak_or_break_pseudonyms_are_refused() {
+    let config = VALID.replace(
+        "telemetry:\n  sink: off\n",
+        "telemetry:\n  sink: off\n  headers: [referer, X-Account-Id]\nstate:\n  path: offenders.json\n  identity_key_file: identity.key\n",
+    );
+    let policy = "offenders:\n  strikes: 3\n  window: 60s\n  ban_for: 10m\n  identity: header:x-account-id\n";
+    let (_dir, out) = check(&[
+        ("palisade.yaml", &config),
+        ("policy.yaml", policy),
+        ("identity.key", "too short\n"),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_error(
+        &err,
+        "policy.yaml",
+        5,
+        "offenders.identity",
+        "telemetry.headers records \"x-account-id\" in clear",
+    );
+    assert_error(
+        &err,
+        "palisade.yaml",
+        18,
+        "state.identity_key_file",
+        "the key must be at least 16 bytes",
+    );
+    assert!(err.contains("configuration has 2 error(s)"), "{err}");
+}

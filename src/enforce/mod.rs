@@ -2,6 +2,7 @@
 //! calls from request_filter; nothing here sees a socket or a session.
 
 pub mod glob;
+pub mod identity;
 pub mod index;
 pub mod inflight;
 pub mod ip;
@@ -140,16 +141,17 @@ pub fn decide_with(
     now: Millis,
     count: impl FnMut(&rate::Limit, &RequestFacts<'_>) -> Option<Verdict>,
 ) -> Decision {
-    let identity = policy
+    // The identity value is a credential: only its pseudonym goes any further.
+    let pseudonym = policy
         .bans
         .as_ref()
         .and_then(|b| b.identity.as_ref())
-        .and_then(|k| k.value(facts));
+        .and_then(|k| k.value(facts))
+        .map(|v| offenders.pseudonym(v));
+    let identity = pseudonym.as_ref();
     let actors = || {
         let mut a = vec![Actor::Ip(facts.client_ip)];
-        if let Some(id) = identity.and_then(|v| std::str::from_utf8(v).ok()) {
-            a.push(Actor::Id(id.to_string()));
-        }
+        a.extend(identity.map(|p| Actor::Id(*p)));
         a
     };
     if let Some((actor, p)) = offenders.check(facts.client_ip, identity, now) {

@@ -44,6 +44,8 @@ pub struct Proxy {
     pub config: PathBuf,
     pub telemetry: PathBuf,
     pub log: PathBuf,
+    /// `RUST_LOG` of the processes it starts.
+    pub rust_log: &'static str,
 }
 
 /// The config every test starts from; `{DIR}`, `{LISTEN}`, `{METRICS}` are filled in.
@@ -74,6 +76,11 @@ impl Proxy {
 
     /// Start with a whole config of your own and extra command-line arguments.
     pub fn start_with(config: &str, files: &[(&str, &str)], args: &[&str]) -> Proxy {
+        Self::start_logging(config, files, args, "info")
+    }
+
+    /// `start_with`, logging at `rust_log` (e.g. "debug") instead of "info".
+    pub fn start_logging(config: &str, files: &[(&str, &str)], args: &[&str], rust_log: &'static str) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = free_addr();
         let metrics = free_addr();
@@ -93,6 +100,7 @@ impl Proxy {
             metrics,
             telemetry: dir.path().join("telemetry.jsonl"),
             log: dir.path().join("palisade.log"),
+            rust_log,
             config: config_path,
             dir,
         };
@@ -111,7 +119,7 @@ impl Proxy {
         Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(base)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.rust_log)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
