@@ -90,7 +90,11 @@ impl Proxy {
                 .replace("{METRICS}", &metrics.to_string())
         };
         for (name, text) in files {
-            fs::write(dir.path().join(name), fill(text)).expect("write fixture");
+            let path = dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).expect("fixture directory");
+            }
+            fs::write(path, fill(text)).expect("write fixture");
         }
         let config_path = dir.path().join("palisade.yaml");
         fs::write(&config_path, fill(config)).expect("write config");
