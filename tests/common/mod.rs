@@ -210,7 +210,9 @@ impl Proxy {
             .replace("{LISTEN}", &self.addr.to_string())
             .replace("{METRICS}", &self.metrics.to_string());
         let path = self.dir.path().join(name);
-        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        // Beside the file (which may be in a subdirectory), so the rename replaces it.
+        let file_name = path.file_name().expect("file name").to_string_lossy().into_owned();
+        let tmp = path.with_file_name(format!(".{file_name}.tmp"));
         fs::write(&tmp, text).expect("write");
         fs::rename(tmp, path).expect("rename");
     }
