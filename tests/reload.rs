@@ -415,7 +415,9 @@ fn an_edited_list_file_is_picked_up_by_the_running_proxy() {
     // Edited in place (same inode): a new network is denied.
     let list = p.dir.path().join("lists/deny.txt");
     std::fs::write(&list, "# denied\n192.0.2.1\n198.51.100.0/24  # added\n").expect("edit list");
-    eventually("the added network to be denied", || (as_client("198.51.100.9") == 403).then_some(()));
+    eventually("the added network to be denied", || {
+        (as_client("198.51.100.9") == 403).then_some(())
+    });
     assert_eq!(policy_info(&p).0, 2);
 
     // A typo is refused whole: the previous list keeps serving.
@@ -426,7 +428,13 @@ fn an_edited_list_file_is_picked_up_by_the_running_proxy() {
 
     // Replaced (rename over it): the entry is gone again.
     p.rewrite("lists/deny.txt", "192.0.2.1\n");
-    eventually("the removed network to be let through", || (as_client("198.51.100.9") == 200).then_some(()));
+    eventually("the removed network to be let through", || {
+        (as_client("198.51.100.9") == 200).then_some(())
+    });
     assert_eq!(as_client("192.0.2.1"), 403);
-    assert_eq!(origin.seen_path("/x").len(), 2, "only the two allowed requests were forwarded");
+    assert_eq!(
+        origin.seen_path("/x").len(),
+        2,
+        "only the two allowed requests were forwarded"
+    );
 }
