@@ -130,8 +130,9 @@ pub struct CommonArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Take over the listening sockets of a running Palisade (graceful upgrade), then tell the
-    /// old process to quit with SIGQUIT.
+    /// Take over the listening sockets of a running Palisade (graceful upgrade). This process
+    /// does not signal the old one: send the old process SIGQUIT yourself (systemd's
+    /// ExecReload and deploy/upgrade.sh do), and it hands its sockets over and drains.
     #[arg(short = 'u', long)]
     pub upgrade: bool,
     /// Run in the background (pid file and error log from the `server` section).

@@ -10,6 +10,7 @@ pub mod enforce;
 pub mod extract;
 pub mod host;
 pub mod key;
+pub mod logging;
 pub mod metrics;
 pub mod pattern;
 pub mod policy;

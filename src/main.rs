@@ -16,7 +16,7 @@ use palisade::server::{self, ProcessFlags};
 static GLOBAL: palisade::allocator::Allocator = palisade::allocator::Allocator;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    palisade::logging::init();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(args)) => check(&args),

@@ -16,6 +16,8 @@ use pingora::services::listening::Service;
 use crate::admin::{self, AdminApp};
 use crate::config::file::ServerSection;
 use crate::config::{Loaded, Overrides};
+use crate::enforce::identity::IdentityKey;
+use crate::enforce::offenders::Offenders;
 use crate::enforce::persist::{self, StateKeeper};
 use crate::metrics::serve::MetricsApp;
 use crate::proxy::conn::{AcceptFilter, Guarded};
@@ -83,6 +85,10 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigErrors),
     #[error("offender state: {0}")]
     OffenderState(std::io::Error),
+    #[error("offender state: {0}")]
+    LoadState(crate::enforce::persist::StateError),
+    #[error("identity key: {0}")]
+    IdentityKey(crate::enforce::identity::IdentityKeyError),
     #[error("telemetry: {0}")]
     Telemetry(std::io::Error),
     #[error("listener {listener}: {source}")]
@@ -120,10 +126,28 @@ pub fn build(
         .and_then(|p| p.parent())
         .map(PathBuf::from)
         .unwrap_or_default();
-    let snap = Snapshot::build(loaded, 1, None)?;
+    let mut snap = Snapshot::build(loaded, 1, None)?;
     publish_policy_info(&snap);
+    let key_file = cfg
+        .state
+        .identity_key_file
+        .as_ref()
+        .map(|f| crate::config::validate::resolve(config_path.as_deref().unwrap_or(std::path::Path::new("")), f));
+    let (key, source) =
+        IdentityKey::resolve(key_file.as_deref(), cfg.state.path.as_deref()).map_err(ServerError::IdentityKey)?;
+    log::info!("{source}");
+    snap.use_offenders(Arc::new(Offenders::with_identity_key(key)));
     if let Some(path) = &cfg.state.path {
-        persist::load(&snap.offenders, path).map_err(ServerError::OffenderState)?;
+        let loaded = persist::load(&snap.offenders, path).map_err(ServerError::LoadState)?;
+        if loaded.migrated > 0 {
+            // The file held identities in clear (format 1): overwrite it before serving.
+            persist::save(&snap.offenders, path).map_err(ServerError::OffenderState)?;
+            log::warn!(
+                "offender state: {} identity value(s) stored in clear by an older Palisade were replaced by their pseudonyms in {}",
+                loaded.migrated,
+                path.display()
+            );
+        }
         server.add_service(background_service(
             "palisade offender state",
             StateKeeper {

@@ -56,6 +56,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Use `offenders` as this snapshot's offender state (built with the identity key), and
+    /// rebuild the stages that read it.
+    pub fn use_offenders(&mut self, offenders: Arc<Offenders>) {
+        self.pipeline = crate::stages::build(&self.policy, self.shadow.as_ref(), &offenders);
+        self.offenders = offenders;
+    }
+
     /// Compile a validated configuration. `previous` lends health state of unchanged pools and
     /// counters of unchanged limits.
     pub fn build(loaded: Loaded, generation: u64, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {

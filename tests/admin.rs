@@ -1,5 +1,6 @@
-//! The admin listener: status for anyone on loopback; reload and ban changes only with the
-//! bearer token, refused with 401 otherwise.
+//! The admin listener: everything behind the bearer token, reads included (the ban list names
+//! clients and accounts), refused with 401 otherwise; only the `healthz` and `readyz` probes
+//! answer without it.
 
 mod common;
 use common::*;
@@ -7,10 +8,15 @@ use common::*;
 const TOKEN: &str = "correct-horse-battery-staple";
 
 fn start() -> (Origin, Proxy, String) {
+    start_admin("  token_file: token.txt\n")
+}
+
+/// Start with an admin section made of its address and `keys`.
+fn start_admin(keys: &str) -> (Origin, Proxy, String) {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let admin = free_addr();
     let cfg = format!(
-        "{}admin:\n  address: {admin}\n  token_file: token.txt\npolicies: [p.yaml]\n",
+        "{}admin:\n  address: {admin}\n{keys}policies: [p.yaml]\n",
         single_pool(&origin)
     );
     let p = Proxy::start(&cfg, &[("token.txt", TOKEN), ("p.yaml", "rules: []\n")]);
@@ -41,6 +47,7 @@ fn state_changes_need_the_token() {
     assert!(p.log_text().contains("admin: refused POST /reload"));
     let status: serde_json::Value = c
         .get(format!("{admin}/status"))
+        .bearer_auth(TOKEN)
         .send()
         .expect("status")
         .json()
@@ -64,6 +71,7 @@ fn operators_ban_and_unban_at_runtime() {
     assert!(origin.seen_path("/b").is_empty(), "a banned client is not forwarded");
     let bans: serde_json::Value = c
         .get(format!("{admin}/bans"))
+        .bearer_auth(TOKEN)
         .send()
         .expect("list")
         .json()
@@ -107,9 +115,78 @@ fn refused_calls_are_counted_by_reason() {
     }
     assert_eq!(refusals("missing_token"), 1.0);
     assert_eq!(refusals("wrong_token"), 2.0);
-    // Reads need no token and are not refusals.
-    assert_eq!(c.get(format!("{admin}/bans")).send().expect("admin").status(), 200);
-    assert_eq!(refusals("missing_token"), 1.0);
+    // A read without the token is a refusal like any other; the probes are not.
+    assert_eq!(c.get(format!("{admin}/bans")).send().expect("admin").status(), 401);
+    assert_eq!(refusals("missing_token"), 2.0);
+    assert_eq!(c.get(format!("{admin}/healthz")).send().expect("admin").status(), 200);
+    assert_eq!(c.get(format!("{admin}/readyz")).send().expect("admin").status(), 200);
+    assert_eq!(refusals("missing_token"), 2.0);
+}
+
+#[test]
+fn reads_that_reveal_actors_need_the_token_and_only_the_probes_are_open() {
+    let (_origin, p, admin) = start();
+    let c = client();
+    let r = c
+        .post(format!("{admin}/bans?ip=198.51.100.7&for=10m"))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("ban");
+    assert_eq!(r.status(), 200);
+    for path in ["/status", "/bans"] {
+        for auth in [None, Some("Bearer wrong-token-wrong-token"), Some(TOKEN)] {
+            let mut req = c.get(format!("{admin}{path}"));
+            if let Some(a) = auth {
+                // A bare token (no `Bearer `) is as wrong as a wrong one.
+                req = req.header("authorization", a);
+            }
+            let r = req.send().expect("admin");
+            assert_eq!(r.status(), 401, "GET {path} with {auth:?}");
+            let body = r.text().expect("body");
+            assert!(!body.contains("198.51.100.7"), "GET {path} refused yet told: {body}");
+        }
+        let r = c
+            .get(format!("{admin}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("admin");
+        assert_eq!(r.status(), 200, "GET {path} with the token");
+    }
+    assert!(p.log_text().contains("admin: refused GET /bans"));
+    let health: serde_json::Value = c
+        .get(format!("{admin}/healthz"))
+        .send()
+        .expect("healthz")
+        .json()
+        .expect("json");
+    assert_eq!(health, serde_json::json!({"ok": true}));
+    let ready = c.get(format!("{admin}/readyz")).send().expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().expect("json");
+    assert_eq!(
+        (ready["ready"].as_bool(), ready["generation"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(ready["listeners_not_accepting"], 0);
+    // Unknown paths are 404 whatever the token says.
+    assert_eq!(c.get(format!("{admin}/nope")).send().expect("admin").status(), 404);
+}
+
+#[test]
+fn without_a_token_file_only_the_probes_answer() {
+    let (_origin, _p, admin) = start_admin("");
+    let c = client();
+    for path in ["/status", "/bans"] {
+        let r = c
+            .get(format!("{admin}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("admin");
+        assert_eq!(r.status(), 403, "GET {path}");
+    }
+    assert_eq!(c.post(format!("{admin}/reload")).send().expect("admin").status(), 403);
+    assert_eq!(c.get(format!("{admin}/healthz")).send().expect("admin").status(), 200);
+    assert_eq!(c.get(format!("{admin}/readyz")).send().expect("admin").status(), 200);
 }
 
 #[test]

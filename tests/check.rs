@@ -381,3 +381,100 @@ policies: [policy.yaml]
         "no list named \"nope\"",
     );
 }
+
+/// An identity is pseudonymised everywhere: telemetry may not record the header that carries
+/// it, and a configured identity key must be readable and long enough.
+#[test]
+fn identity_settings_that_would_leak_or_break_pseudonyms_are_refused() {
+    let config = VALID.replace(
+        "telemetry:\n  sink: off\n",
+        "telemetry:\n  sink: off\n  headers: [referer, X-Account-Id]\nstate:\n  path: offenders.json\n  identity_key_file: identity.key\n",
+    );
+    let policy = "offenders:\n  strikes: 3\n  window: 60s\n  ban_for: 10m\n  identity: header:x-account-id\n";
+    let (_dir, out) = check(&[
+        ("palisade.yaml", &config),
+        ("policy.yaml", policy),
+        ("identity.key", "too short\n"),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_error(
+        &err,
+        "policy.yaml",
+        5,
+        "offenders.identity",
+        "telemetry.headers records \"x-account-id\" in clear",
+    );
+    assert_error(
+        &err,
+        "palisade.yaml",
+        18,
+        "state.identity_key_file",
+        "the key must be at least 16 bytes",
+    );
+    assert!(err.contains("configuration has 2 error(s)"), "{err}");
+}
+
+/// Run `palisade check` on each fixture of `tests/fixtures/{kind}/{valid,invalid}/`: a valid
+/// one passes, an invalid one reports exactly the errors in its `.expected` file (one per
+/// line: `LINE<TAB>FIELD<TAB>TEXT`), however many share one mapping.
+fn check_fixtures(kind: &str, as_policy: bool) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
+    let mut checked = 0;
+    for valid in ["valid", "invalid"] {
+        let Ok(dir) = std::fs::read_dir(root.join(valid)) else {
+            continue;
+        };
+        let mut names: Vec<_> = dir
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        names.sort();
+        for fixture in names {
+            let text = std::fs::read_to_string(&fixture).expect("fixture");
+            let file = if as_policy { "policy.yaml" } else { "palisade.yaml" };
+            let files: Vec<(&str, &str)> = if as_policy {
+                vec![("palisade.yaml", VALID), ("policy.yaml", &text), ("bad.txt", "")]
+            } else {
+                vec![("palisade.yaml", &text)]
+            };
+            let (_dir, out) = check(&files);
+            let err = stderr(&out);
+            let name = fixture.display();
+            if valid == "valid" {
+                assert_eq!(out.status.code(), Some(0), "{name}:\n{err}");
+            } else {
+                assert_eq!(out.status.code(), Some(1), "{name}:\n{err}");
+                let expected = std::fs::read_to_string(fixture.with_extension("expected")).expect("its .expected file");
+                let mut n = 0;
+                for want in expected.lines().filter(|l| !l.trim().is_empty()) {
+                    let mut parts = want.splitn(3, '\t');
+                    let (line, field, says) = (
+                        parts.next().and_then(|l| l.parse().ok()).expect("LINE"),
+                        parts.next().expect("FIELD"),
+                        parts.next().expect("TEXT"),
+                    );
+                    assert_error(&err, file, line, field, says);
+                    n += 1;
+                }
+                assert!(
+                    err.contains(&format!("configuration has {n} error(s)")),
+                    "{name}: exactly {n} errors:\n{err}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn invalid_policy_fixtures_report_every_error_even_several_in_one_mapping() {
+    assert!(check_fixtures("policies", true) >= 4);
+}
+
+#[test]
+fn invalid_config_fixtures_report_every_error_even_several_in_one_mapping() {
+    assert!(check_fixtures("config", false) >= 1);
+}

@@ -81,3 +81,20 @@ fn nothing_to_serve_is_an_error() {
         "{err}"
     );
 }
+
+/// `run -u` only takes the sockets over; the help must not promise that it signals the old
+/// process (the operator, deploy/upgrade.sh or systemd sends SIGQUIT).
+#[test]
+fn run_help_says_the_operator_sends_sigquit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["run", "--help"])
+        .output()
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let upgrade = help
+        .lines()
+        .find(|l| l.contains("--upgrade"))
+        .unwrap_or_else(|| panic!("{help}"));
+    assert!(upgrade.contains("does not signal the old one"), "{upgrade}");
+    assert!(upgrade.contains("SIGQUIT yourself"), "{upgrade}");
+}

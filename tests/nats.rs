@@ -357,3 +357,76 @@ fn events_spilled_before_a_crash_are_sent_by_the_next_process() {
     let got: Vec<String> = consume(&nats.url()).into_iter().map(|(id, _)| id).collect();
     assert_eq!(got, ids);
 }
+
+/// `palisade offenders` reads the stream back: offenders ranked across several clients, the
+/// filters applied to what was read, and the text report as well as the JSON one.
+#[test]
+fn offenders_reads_back_from_nats_ranked_and_filtered() {
+    let nats = Nats::start();
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let telemetry = format!(
+        "  sink: nats\n  nats:\n    url: {}\n    stream: {STREAM}\n    subject: {SUBJECT}\n    spill_dir: {{DIR}}/spill\n    ack_timeout: 500ms\n    reconnect_max_delay: 100ms\n",
+        nats.url()
+    );
+    let base = BASE.replace("  sink: file\n  path: {DIR}/telemetry.jsonl\n", &telemetry);
+    let p = Proxy::start_with(
+        &format!(
+            "{base}trusted_proxies: [127.0.0.1]\npolicies: [policy.yaml]\n{}",
+            single_pool(&origin)
+        ),
+        &[(
+            "policy.yaml",
+            "limits:\n  - {id: tight, requests: 2, per: 60s, match: {path_prefix: [/tight]}}\n",
+        )],
+        &[],
+    );
+    let c = client();
+    // 198.51.100.1: 5 requests, 3 throttled; .2: 3, 1 throttled; .3: 2, none.
+    let mut emitted = 0.0;
+    for (ip, n) in [("198.51.100.1", 5), ("198.51.100.2", 3), ("198.51.100.3", 2)] {
+        for i in 0..n {
+            let r = c
+                .get(p.url(&format!("/tight/{i}")))
+                .header("x-forwarded-for", ip)
+                .send()
+                .expect("request");
+            emitted += if r.status() == 429 { 2.0 } else { 1.0 };
+        }
+    }
+    settled(&p, emitted);
+    let source = format!("{}/{STREAM}", nats.url());
+    let offenders = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["offenders", "--telemetry", &source])
+            .args(extra)
+            .output()
+            .expect("run offenders");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let report: Value = serde_json::from_str(&offenders(&["--json"])).expect("JSON report");
+    assert_eq!(report["requests"], 10);
+    let top: Vec<(String, u64)> = report["top_offenders"]
+        .as_array()
+        .expect("top_offenders")
+        .iter()
+        .map(|o| {
+            (
+                o["client"].as_str().unwrap_or("").to_string(),
+                o["not_allowed"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        top[..2],
+        [("198.51.100.1".to_string(), 3), ("198.51.100.2".to_string(), 1)],
+        "{report:#}"
+    );
+    // A filter narrows what was read from the stream.
+    let one: Value = serde_json::from_str(&offenders(&["--json", "--ip", "198.51.100.2"])).expect("JSON");
+    assert_eq!(one["requests"], 3, "{one:#}");
+    // The text report names the worst offender and the rule.
+    let text = offenders(&["--top", "1"]);
+    assert!(text.contains("198.51.100.1") && text.contains("tight"), "{text}");
+    assert!(!text.contains("198.51.100.3"), "--top 1 lists one offender:\n{text}");
+}

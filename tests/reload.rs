@@ -389,3 +389,52 @@ fn a_100k_entry_list_swaps_in_without_failing_a_request() {
     assert_eq!(blocked(&p, listed), 403);
     assert_eq!(blocked(&p, unlisted), 200);
 }
+
+/// A list file a policy names is watched like the policy itself: edited in place or replaced,
+/// the running proxy picks the change up; a bad line is refused and the old list keeps serving.
+#[test]
+fn an_edited_list_file_is_picked_up_by_the_running_proxy() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let policy = "lists:\n  deny: {files: [lists/deny.txt]}\nrules:\n  - {id: deny-listed, match: {ip_lists: [deny]}, action: block}\n";
+    let p = Proxy::start(
+        &format!("trusted_proxies: [127.0.0.1]\n{}", rest_with_policy(&origin)),
+        &[("policy.yaml", policy), ("lists/deny.txt", "# denied\n192.0.2.1\n")],
+    );
+    let as_client = |ip: &str| {
+        client()
+            .get(p.url("/x"))
+            .header("x-forwarded-for", ip)
+            .send()
+            .expect("request")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(as_client("192.0.2.1"), 403);
+    assert_eq!(as_client("198.51.100.9"), 200);
+
+    // Edited in place (same inode): a new network is denied.
+    let list = p.dir.path().join("lists/deny.txt");
+    std::fs::write(&list, "# denied\n192.0.2.1\n198.51.100.0/24  # added\n").expect("edit list");
+    eventually("the added network to be denied", || {
+        (as_client("198.51.100.9") == 403).then_some(())
+    });
+    assert_eq!(policy_info(&p).0, 2);
+
+    // A typo is refused whole: the previous list keeps serving.
+    p.rewrite("lists/deny.txt", "192.0.2.1\n198.51.100.999\n");
+    eventually("the refused reload", || (reloads(&p, "failed") >= 1.0).then_some(()));
+    assert_eq!(as_client("198.51.100.9"), 403, "the old list still applies");
+    assert!(p.log_text().contains("198.51.100.999"), "{}", p.log_text());
+
+    // Replaced (rename over it): the entry is gone again.
+    p.rewrite("lists/deny.txt", "192.0.2.1\n");
+    eventually("the removed network to be let through", || {
+        (as_client("198.51.100.9") == 200).then_some(())
+    });
+    assert_eq!(as_client("192.0.2.1"), 403);
+    assert_eq!(
+        origin.seen_path("/x").len(),
+        2,
+        "only the two allowed requests were forwarded"
+    );
+}

@@ -1,12 +1,17 @@
-//! The admin listener: status for operators, and the state-changing operations (reload, ban,
-//! unban) behind a bearer token compared in constant time. Binds to loopback unless the
+//! The admin listener, for operators. Everything it tells is behind a bearer token compared in
+//! constant time, reads included: the ban list names the clients and accounts being refused,
+//! and whoever reads it learns who is being watched. Only the probes a load balancer or
+//! systemd needs, `healthz` and `readyz`, answer without it. Binds to loopback unless the
 //! configuration says otherwise; a wrong or missing token is answered 401 and logged.
 //!
-//! `GET /healthz` · `GET /status` · `GET /bans` · `POST /reload` ·
-//! `POST /bans?ip=ADDR&for=DURATION|forever` · `DELETE /bans?ip=ADDR` (or `id=IDENTITY`)
+//! Open: `GET /healthz` · `GET /readyz`.
+//! With the token: `GET /status` · `GET /bans` · `POST /reload` ·
+//! `POST /bans?ip=ADDR&for=DURATION|forever` (or `id=IDENTITY`, or `pseudonym=hmac:HEX`) ·
+//! `DELETE /bans?ip=ADDR` (or `id=IDENTITY`, or `pseudonym=hmac:HEX`).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -15,16 +20,20 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::enforce::identity::Pseudonym;
 use crate::enforce::offenders::{now_ms, Actor};
 use crate::metrics::METRICS;
 use crate::policy::rules::query_value;
 use crate::reload::Reloader;
 use crate::state::Store;
 
+/// How long `readyz` waits for each proxy listener to accept a connection.
+const LISTENER_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
 pub struct AdminApp {
     pub store: Store,
     pub reloader: Arc<Reloader>,
-    /// SHA-256 of the token; `None` turns state-changing calls off.
+    /// SHA-256 of the token; `None` turns every call but the probes off.
     pub token_digest: Option<[u8; 32]>,
 }
 
@@ -59,7 +68,7 @@ impl AdminApp {
             refused("no_token_configured");
             return Some(reply(
                 StatusCode::FORBIDDEN,
-                json!({"error": "no admin token is configured; state changes are off"}),
+                json!({"error": "no admin token is configured; only /healthz and /readyz answer"}),
             ));
         };
         let given = session
@@ -119,7 +128,7 @@ impl AdminApp {
             .into_iter()
             .filter(|(_, p)| p.active(now))
             .map(|(actor, p)| {
-                json!({"actor": actor.to_string(), "kind": p.kind, "rules": p.rules, "reason": p.reason,
+                json!({"actor": shown(&actor), "kind": p.kind, "rules": p.rules, "reason": p.reason,
                        "bans": p.bans, "strikes": p.strikes, "first_seen_ms": p.first_seen, "last_seen_ms": p.last_seen,
                        "seconds_left": p.until.map(|u| u.saturating_sub(now) / 1000)})
             })
@@ -129,16 +138,32 @@ impl AdminApp {
 
     fn change_ban(&self, session: &ServerSession, add: bool) -> Response<Vec<u8>> {
         let query = session.req_header().uri.query();
-        let actor = match (query_value(query, "ip"), query_value(query, "id")) {
-            (Some(ip), None) => match ip.parse::<IpAddr>() {
+        let offenders = self.store.load().offenders.clone();
+        let given = (
+            query_value(query, "ip"),
+            query_value(query, "id"),
+            query_value(query, "pseudonym"),
+        );
+        let actor = match given {
+            (Some(ip), None, None) => match ip.parse::<IpAddr>() {
                 Ok(ip) => Actor::Ip(ip),
                 Err(_) => return reply(StatusCode::BAD_REQUEST, json!({"error": "ip is not an address"})),
             },
-            (None, Some(id)) if !id.is_empty() => Actor::Id(id.to_string()),
+            // The value is read once, here, and only its pseudonym is kept.
+            (None, Some(id), None) if !id.is_empty() => Actor::Id(offenders.pseudonym(id.as_bytes())),
+            (None, None, Some(p)) => match Pseudonym::parse(p.strip_prefix("id:").unwrap_or(p)) {
+                Some(p) => Actor::Id(p),
+                None => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": "pseudonym is not hmac: and 32 hex digits, as GET /bans shows it"}),
+                    )
+                }
+            },
             _ => {
                 return reply(
                     StatusCode::BAD_REQUEST,
-                    json!({"error": "give ip=ADDRESS or id=IDENTITY"}),
+                    json!({"error": "give one of ip=ADDRESS, id=IDENTITY or pseudonym=hmac:HEX"}),
                 )
             }
         };
@@ -165,12 +190,51 @@ impl AdminApp {
             None
         };
         log::warn!("admin: {} {actor}", if add { "banned" } else { "unbanned" });
-        let shown = actor.to_string();
-        self.store
-            .load()
-            .offenders
-            .set(actor, ban, "banned by an operator", now_ms());
-        reply(StatusCode::OK, json!({"actor": shown, "banned": add}))
+        let text = shown(&actor);
+        offenders.set(actor, ban, "banned by an operator", now_ms());
+        reply(StatusCode::OK, json!({"actor": text, "banned": add}))
+    }
+
+    /// Ready when the configuration is loaded (it is, or this listener would not run) and every
+    /// proxy listener accepts connections: Pingora binds them as their services start, and
+    /// during a hot upgrade only once the old process has handed them over.
+    async fn ready(&self) -> Response<Vec<u8>> {
+        let snap = self.store.load();
+        let listeners: Vec<SocketAddr> = snap.loaded.config.listeners.iter().map(|l| l.address).collect();
+        let mut down = 0;
+        for addr in listeners {
+            let probe = tokio::time::timeout(LISTENER_PROBE_TIMEOUT, tokio::net::TcpStream::connect(reachable(addr)));
+            if !matches!(probe.await, Ok(Ok(_))) {
+                down += 1;
+            }
+        }
+        let status = if down == 0 {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        reply(
+            status,
+            json!({"ready": down == 0, "generation": snap.generation, "listeners_not_accepting": down}),
+        )
+    }
+}
+
+/// An actor as the admin API shows it: an address, or `id:` and the whole pseudonym (which
+/// `pseudonym=` takes back).
+fn shown(actor: &Actor) -> String {
+    match actor {
+        Actor::Ip(ip) => ip.to_string(),
+        Actor::Id(p) => format!("id:{}", p.full()),
+    }
+}
+
+/// Where to connect to reach a listener: a wildcard address is reached on loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
     }
 }
 
@@ -180,26 +244,49 @@ impl ServeHttp for AdminApp {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
         match (&method, path.as_str()) {
-            (&Method::GET, "/healthz") => reply(StatusCode::OK, json!({"ok": true})),
+            (&Method::GET, "/healthz") => return reply(StatusCode::OK, json!({"ok": true})),
+            (&Method::GET, "/readyz") => return self.ready().await,
+            (&Method::GET, "/status" | "/bans") | (&Method::POST, "/reload" | "/bans") | (&Method::DELETE, "/bans") => {
+            }
+            _ => return reply(StatusCode::NOT_FOUND, json!({"error": "unknown admin endpoint"})),
+        }
+        // Reads tell who is banned and why: they need the token as much as changes do.
+        if let Some(denied) = self.refusal(session) {
+            return denied;
+        }
+        match (&method, path.as_str()) {
             (&Method::GET, "/status") => self.status(),
             (&Method::GET, "/bans") => self.bans(),
-            (&Method::POST, "/reload") | (&Method::POST, "/bans") | (&Method::DELETE, "/bans") => {
-                if let Some(denied) = self.refusal(session) {
-                    return denied;
-                }
-                if path == "/reload" {
-                    match self.reloader.reload() {
-                        Ok(generation) => reply(StatusCode::OK, json!({"reloaded": true, "generation": generation})),
-                        Err(errors) => reply(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            json!({"reloaded": false, "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()}),
-                        ),
-                    }
-                } else {
-                    self.change_ban(session, method == Method::POST)
-                }
-            }
-            _ => reply(StatusCode::NOT_FOUND, json!({"error": "unknown admin endpoint"})),
+            (&Method::POST, "/reload") => match self.reloader.reload() {
+                Ok(generation) => reply(StatusCode::OK, json!({"reloaded": true, "generation": generation})),
+                Err(errors) => reply(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"reloaded": false, "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()}),
+                ),
+            },
+            _ => self.change_ban(session, method == Method::POST),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listeners_are_probed_on_loopback() {
+        let at = |s: &str| reachable(s.parse().expect("addr")).to_string();
+        assert_eq!(at("0.0.0.0:443"), "127.0.0.1:443");
+        assert_eq!(at("[::]:443"), "[::1]:443");
+        assert_eq!(at("192.0.2.7:80"), "192.0.2.7:80");
+    }
+
+    #[test]
+    fn identities_are_shown_whole_so_they_can_be_given_back() {
+        let p = crate::enforce::identity::IdentityKey::new(b"0123456789abcdef").pseudonym(b"s");
+        let text = shown(&Actor::Id(p));
+        assert_eq!(text, format!("id:{}", p.full()));
+        assert_eq!(Pseudonym::parse(text.strip_prefix("id:").expect("prefix")), Some(p));
+        assert_eq!(shown(&Actor::Ip("2001:db8::1".parse().expect("ip"))), "2001:db8::1");
     }
 }

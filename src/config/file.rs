@@ -390,12 +390,18 @@ pub struct StateSection {
     pub path: Option<PathBuf>,
     /// Changes are written at most this often (and at shutdown).
     pub save_interval: Dur,
+    /// File holding the key (at least 16 bytes) for HMAC-SHA256 pseudonyms of identities
+    /// (`offenders.identity` values); relative to the config file. When absent, the key is
+    /// `PATH.key` beside the state file, created on first start, or without a state file one
+    /// made up for each process (docs/operations.md, "Identities").
+    pub identity_key_file: Option<PathBuf>,
 }
 
 impl Default for StateSection {
     fn default() -> Self {
         StateSection {
             path: None,
+            identity_key_file: None,
             save_interval: Dur(std::time::Duration::from_secs(2)),
         }
     }

@@ -323,31 +323,8 @@ fn singleton(key: &Value, v: Value) -> Value {
     Value::Mapping(m)
 }
 
-/// Deserialize a one-section document and record its error, if any, renaming the path prefix
-/// `from` to `to` (a list item tried alone is always item 0). True when it parsed.
+/// Deserialize a one-section document and record each of its errors (peel.rs), renaming the
+/// path prefix `from` to `to` (a list item tried alone is always item 0). True when it parsed.
 fn report<T: DeserializeOwned>(doc: Value, from: &str, to: &str, c: &mut Collector<'_>) -> bool {
-    let Err(e) = serde_path_to_error::deserialize::<_, T>(doc) else {
-        return true;
-    };
-    let mut path = e.path().to_string();
-    if !from.is_empty() && path.starts_with(from) {
-        path = format!("{to}{}", &path[from.len()..]);
-    }
-    let message = e.inner().to_string();
-    // Point at the unknown key itself; serde_path_to_error usually has it as the last segment
-    // already (then adding it again would print `rules[0].acton.acton`).
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some(name) = rest.split('`').next() {
-            if path == "." {
-                path = name.to_string();
-            } else if path != name && !path.ends_with(&format!(".{name}")) {
-                path = format!("{path}.{name}");
-            }
-        }
-    }
-    if path == "." {
-        path.clear();
-    }
-    c.field(&path, message);
-    false
+    super::peel::report_all::<T>(doc, from, to, c)
 }

@@ -80,6 +80,12 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
             }
         }
     }
+    if let Some(f) = &cfg.state.identity_key_file {
+        let f = resolve(c.file(), f);
+        if let Err(e) = crate::enforce::identity::read_key(&f) {
+            c.field("state.identity_key_file", e.to_string());
+        }
+    }
     if HeaderName::from_bytes(cfg.request_id.header.as_bytes()).is_err() {
         c.field(
             "request_id.header",
@@ -382,6 +388,18 @@ pub fn policies(
             if let Some(k) = &o.identity {
                 if k.0 .0.len() != 1 || matches!(k.0 .0[0], KeyPart::ClientIp | KeyPart::Route) {
                     c.field("offenders.identity", "must be one `header:NAME` or `cookie:NAME`");
+                }
+                // The identity is pseudonymised everywhere; telemetry must not copy it in clear.
+                let carrier = match k.0 .0.first() {
+                    Some(KeyPart::Header(h)) => Some(h.as_str()),
+                    Some(KeyPart::Cookie(_)) => Some("cookie"),
+                    _ => None,
+                };
+                if let Some(h) = carrier.filter(|h| cfg.telemetry.headers.iter().any(|t| t.eq_ignore_ascii_case(h))) {
+                    c.field(
+                        "offenders.identity",
+                        format!("telemetry.headers records {h:?} in clear, which would publish the identity this names; remove it there"),
+                    );
                 }
             }
         }

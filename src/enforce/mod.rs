@@ -3,6 +3,7 @@
 //! `stages` offers the same steps to the proxy core as security stages. Nothing here sees a
 //! socket or a session.
 
+pub mod identity;
 pub mod offenders;
 pub mod persist;
 pub mod stages;
@@ -115,20 +116,21 @@ fn penalty_verdict(p: &Penalty, now: Millis) -> Verdict {
 
 /// The actors a request is counted against: its client address and, when the ban policy names
 /// an identity key, that identity.
-fn actors(policy: &PolicySet, facts: &RequestFacts<'_>) -> Vec<Actor> {
+fn actors(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>) -> Vec<Actor> {
     let mut a = vec![Actor::Ip(facts.client_ip)];
-    if let Some(id) = identity(policy, facts).and_then(|v| std::str::from_utf8(v).ok()) {
-        a.push(Actor::Id(id.to_string()));
-    }
+    a.extend(identity(policy, offenders, facts).map(Actor::Id));
     a
 }
 
-fn identity<'a>(policy: &PolicySet, facts: &RequestFacts<'a>) -> Option<&'a [u8]> {
+/// The request's identity, when the ban policy names one. The value is a credential (a session
+/// cookie, an account header): only its keyed pseudonym goes any further.
+fn identity(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>) -> Option<identity::Pseudonym> {
     policy
         .bans
         .as_ref()
         .and_then(|b| b.identity.as_ref())
         .and_then(|k| k.value(facts))
+        .map(|v| offenders.pseudonym(v))
 }
 
 /// An actor under penalty is answered first, at the cost of one map lookup. A request refused
@@ -139,10 +141,10 @@ pub fn check_penalty(
     facts: &RequestFacts<'_>,
     now: Millis,
 ) -> Option<Verdict> {
-    let (actor, p) = offenders.check(facts.client_ip, identity(policy, facts), now)?;
+    let (actor, p) = offenders.check(facts.client_ip, identity(policy, offenders, facts).as_ref(), now)?;
     if let (PenaltyKind::Throttle, Some(bans)) = (p.kind, &policy.bans) {
         if let Some((a, ban)) = offenders
-            .strike(&actors(policy, facts), &THROTTLE_RULE, bans, 1, now)
+            .strike(&actors(policy, offenders, facts), &THROTTLE_RULE, bans, 1, now)
             .filter(|(_, b)| b.kind == PenaltyKind::Ban)
         {
             log::warn!("{a}: banned until {:?} ({})", ban.until, ban.reason);
@@ -175,9 +177,13 @@ pub fn record_strikes(policy: &PolicySet, offenders: &Offenders, facts: &Request
         v.observed.struck_by.clone()
     };
     if let Some(rule) = blamed.filter(|_| enforced + v.observed.strikes > 0) {
-        if let Some((actor, p)) =
-            offenders.strike(&actors(policy, facts), &rule, bans, enforced + v.observed.strikes, now)
-        {
+        if let Some((actor, p)) = offenders.strike(
+            &actors(policy, offenders, facts),
+            &rule,
+            bans,
+            enforced + v.observed.strikes,
+            now,
+        ) {
             log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
         }
     }

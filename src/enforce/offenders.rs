@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+use super::identity::{IdentityKey, Pseudonym};
 use crate::metrics::METRICS;
 
 pub use crate::stage::verdict::{BAN_RULE, BAN_RULE_ID, THROTTLE_RULE, THROTTLE_RULE_ID};
@@ -43,8 +44,9 @@ pub use crate::policy::bans::BanPolicy;
 #[serde(rename_all = "snake_case")]
 pub enum Actor {
     Ip(IpAddr),
-    /// An identity value (account header, session cookie).
-    Id(String),
+    /// An identity (account header, session cookie), only ever as its keyed pseudonym: the
+    /// value itself is a credential (identity.rs).
+    Id(Pseudonym),
 }
 
 impl std::fmt::Display for Actor {
@@ -100,6 +102,8 @@ impl Score {
 }
 
 pub struct Offenders {
+    /// Turns identity values into the pseudonyms penalties are kept under.
+    identities: IdentityKey,
     penalties: ArcSwap<HashMap<Actor, Arc<Penalty>>>,
     scores: Mutex<HashMap<Actor, Score>>,
     writer: Mutex<()>,
@@ -114,8 +118,14 @@ impl Default for Offenders {
 }
 
 impl Offenders {
+    /// A tracker whose identity pseudonyms hold for this process only.
     pub fn new() -> Self {
+        Self::with_identity_key(IdentityKey::ephemeral())
+    }
+
+    pub fn with_identity_key(identities: IdentityKey) -> Self {
         Offenders {
+            identities,
             penalties: ArcSwap::from_pointee(HashMap::new()),
             scores: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
@@ -123,17 +133,21 @@ impl Offenders {
         }
     }
 
+    /// The pseudonym of an identity value, under this tracker's key. Call it as soon as the
+    /// value is read; keep nothing of the value itself.
+    pub fn pseudonym(&self, raw: &[u8]) -> Pseudonym {
+        self.identities.pseudonym(raw)
+    }
+
     /// The active penalty of the client or its identity, if any; bans before probations.
-    pub fn check(&self, ip: IpAddr, identity: Option<&[u8]>, now: Millis) -> Option<(Actor, Arc<Penalty>)> {
+    pub fn check(&self, ip: IpAddr, identity: Option<&Pseudonym>, now: Millis) -> Option<(Actor, Arc<Penalty>)> {
         let map = self.penalties.load();
         if map.is_empty() {
             return None;
         }
         let mut found: Option<(Actor, Arc<Penalty>)> = None;
         let by_ip = Actor::Ip(ip);
-        let by_id = identity
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(|v| Actor::Id(v.to_string()));
+        let by_id = identity.map(|p| Actor::Id(*p));
         for actor in std::iter::once(by_ip).chain(by_id) {
             if let Some(p) = map.get(&actor).filter(|p| p.active(now)) {
                 if found.as_ref().is_none_or(|(_, f)| f.kind == PenaltyKind::Throttle) {
@@ -319,6 +333,11 @@ impl Offenders {
         }
     }
 
+    /// Ask for the next save even if nothing changed (e.g. to rewrite a migrated state file).
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
     /// True (and cleared) when anything changed since the last call.
     pub fn take_dirty(&self) -> bool {
         self.dirty.swap(false, Ordering::Relaxed)
@@ -417,10 +436,12 @@ mod tests {
         let rule: Arc<str> = Arc::from("r");
         let a: IpAddr = "198.51.100.1".parse().expect("ip");
         let b: IpAddr = "198.51.100.2".parse().expect("ip");
-        o.strike(&[Actor::Ip(a), Actor::Id("alice".into())], &rule, &p, 3, 1000);
-        assert!(o.check(b, Some(b"alice"), 1001).is_some(), "alice from another address");
-        assert!(o.check(b, Some(b"bob"), 1001).is_none());
-        o.set(Actor::Id("alice".into()), None, "", 1002);
-        assert!(o.check(b, Some(b"alice"), 1003).is_none());
+        let (alice, bob) = (o.pseudonym(b"alice"), o.pseudonym(b"bob"));
+        o.strike(&[Actor::Ip(a), Actor::Id(alice)], &rule, &p, 3, 1000);
+        assert!(o.check(b, Some(&alice), 1001).is_some(), "alice from another address");
+        assert!(o.check(b, Some(&bob), 1001).is_none());
+        o.set(Actor::Id(alice), None, "", 1002);
+        assert!(o.check(b, Some(&alice), 1003).is_none());
+        assert!(Actor::Id(alice).to_string().starts_with("id:hmac:"));
     }
 }

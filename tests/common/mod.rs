@@ -44,6 +44,8 @@ pub struct Proxy {
     pub config: PathBuf,
     pub telemetry: PathBuf,
     pub log: PathBuf,
+    /// `RUST_LOG` of the processes it starts.
+    pub rust_log: &'static str,
 }
 
 /// The config every test starts from; `{DIR}`, `{LISTEN}`, `{METRICS}` are filled in.
@@ -74,6 +76,11 @@ impl Proxy {
 
     /// Start with a whole config of your own and extra command-line arguments.
     pub fn start_with(config: &str, files: &[(&str, &str)], args: &[&str]) -> Proxy {
+        Self::start_logging(config, files, args, "info")
+    }
+
+    /// `start_with`, logging at `rust_log` (e.g. "debug") instead of "info".
+    pub fn start_logging(config: &str, files: &[(&str, &str)], args: &[&str], rust_log: &'static str) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = free_addr();
         let metrics = free_addr();
@@ -83,7 +90,11 @@ impl Proxy {
                 .replace("{METRICS}", &metrics.to_string())
         };
         for (name, text) in files {
-            fs::write(dir.path().join(name), fill(text)).expect("write fixture");
+            let path = dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).expect("fixture directory");
+            }
+            fs::write(path, fill(text)).expect("write fixture");
         }
         let config_path = dir.path().join("palisade.yaml");
         fs::write(&config_path, fill(config)).expect("write config");
@@ -93,6 +104,7 @@ impl Proxy {
             metrics,
             telemetry: dir.path().join("telemetry.jsonl"),
             log: dir.path().join("palisade.log"),
+            rust_log,
             config: config_path,
             dir,
         };
@@ -111,7 +123,7 @@ impl Proxy {
         Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(base)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.rust_log)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
@@ -198,7 +210,9 @@ impl Proxy {
             .replace("{LISTEN}", &self.addr.to_string())
             .replace("{METRICS}", &self.metrics.to_string());
         let path = self.dir.path().join(name);
-        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        // Beside the file (which may be in a subdirectory), so the rename replaces it.
+        let file_name = path.file_name().expect("file name").to_string_lossy().into_owned();
+        let tmp = path.with_file_name(format!(".{file_name}.tmp"));
         fs::write(&tmp, text).expect("write");
         fs::rename(tmp, path).expect("rename");
     }

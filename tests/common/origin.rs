@@ -169,7 +169,8 @@ impl Origin {
         if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
             return (code, "{}".into());
         }
-        if let Some(ms) = path.strip_prefix("/slow/").and_then(|c| c.parse().ok()) {
+        // `/slow/MS`, or `…/slow/MS` under another prefix (e.g. a policy's `/live/`).
+        if let Some(ms) = path.rsplit_once("/slow/").and_then(|(_, c)| c.parse().ok()) {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let headers: Vec<String> = s.headers.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
