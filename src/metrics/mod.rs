@@ -38,6 +38,7 @@ pub struct Metrics {
     pub admin_refusals: IntCounterVec,
     pub upstream_retries: IntCounterVec,
     pub bodies_uninspected: IntCounter,
+    pub findings: IntCounterVec,
 }
 
 // Registration only fails on a duplicate name, which is a programming error caught by tests.
@@ -137,6 +138,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             REQUEST_REFUSALS_TOTAL,
             "Requests refused for ambiguous framing or a size or rate limit, by reason.",
             &["reason"]
+        )
+        .expect("metric"),
+        findings: register_int_counter_vec!(
+            FINDINGS_TOTAL,
+            "What the security stages found in requests and messages, by stage, rule and action.",
+            &["stage", "rule", "action"]
         )
         .expect("metric"),
         bodies_uninspected: register_int_counter!(

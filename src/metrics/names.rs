@@ -23,6 +23,8 @@ pub const REQUEST_REFUSALS_TOTAL: &str = "palisade_request_refusals_total";
 pub const CONNECTION_REFUSALS_TOTAL: &str = "palisade_connection_refusals_total";
 /// Admin calls refused: `missing_token`, `wrong_token`, `no_token_configured`.
 pub const ADMIN_REFUSALS_TOTAL: &str = "palisade_admin_refusals_total";
+/// What the stages found (WAF detections, moderation matches), by stage, rule and action.
+pub const FINDINGS_TOTAL: &str = "palisade_findings_total";
 /// Request bodies forwarded without inspection: declared larger than a stage may read.
 pub const BODIES_UNINSPECTED_TOTAL: &str = "palisade_bodies_uninspected_total";
 /// Requests sent again to a backend after a failure, by pool and phase (`connect`, `proxy`).

@@ -76,6 +76,38 @@ impl RequestCtx {
     }
 }
 
+/// Count findings in `palisade_findings_total`.
+fn count_findings(findings: &[crate::stage::Finding]) {
+    for f in findings {
+        METRICS.findings.with_label_values(&[f.stage, &f.rule, f.action]).inc();
+    }
+}
+
+/// Queue the findings of an upgraded stream's messages now, as an alert of their own: a chat
+/// connection may stay open for hours, and its alerts cannot wait for its end.
+pub fn emit_findings(session: &Session, ctx: &mut RequestCtx, telemetry: &Telemetry) {
+    if ctx.ledger.findings.is_empty() {
+        return;
+    }
+    let findings = std::mem::take(&mut ctx.ledger.findings);
+    count_findings(&findings);
+    let Some(snap) = ctx.snap.clone() else { return };
+    if !telemetry.enabled() {
+        return;
+    }
+    let mut rec = event::Record::capture(session.req_header(), &snap.redaction, &snap.policy);
+    rec.start = SystemTime::now();
+    rec.request_id = ctx.request_id.clone();
+    rec.host = ctx.host.clone();
+    rec.client_ip = ctx.client_ip;
+    rec.peer = ctx.peer;
+    rec.status = session.response_written().map_or(0, |r| r.status.as_u16());
+    rec.route = ctx.route().map(|r| r.name.clone());
+    rec.generation = snap.generation;
+    rec.findings = findings;
+    telemetry.emit(rec, &snap.offenders, snap.policy.bans.as_ref(), now_ms());
+}
+
 /// Count the request in metrics and queue its telemetry record. Runs last: it moves the
 /// request id, host and verdict out of the context.
 pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetry: &Telemetry) {
@@ -112,6 +144,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     if let Some(rule) = verdict.rule().filter(|_| !verdict.is_allow()) {
         METRICS.decisions.with_label_values(&[rule, decision]).inc();
     }
+    count_findings(&ctx.ledger.findings);
     if !telemetry.enabled() {
         return;
     }
@@ -148,5 +181,6 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     rec.shadow_policy = snap.shadow.clone();
     rec.generation = snap.generation;
     rec.verdict = std::mem::take(&mut ctx.ledger.verdict);
+    rec.findings = std::mem::take(&mut ctx.ledger.findings);
     telemetry.emit(rec, &snap.offenders, snap.policy.bans.as_ref(), now_ms());
 }

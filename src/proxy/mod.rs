@@ -244,6 +244,7 @@ impl ProxyHttp for Palisade {
             if let Some(close) = tunnel.take_owed_to_client() {
                 session.write_response_body(Some(close), false).await?;
             }
+            ctx::emit_findings(session, ctx, &self.telemetry);
         } else if !ctx.body_inspected && snap.pipeline.body_chunk(chunk, end_of_stream, &mut ctx.ledger) {
             let status = ctx.ledger.verdict.status();
             return Err(Error::explain(ErrorType::HTTPStatus(status), "refused by a stage"));
@@ -383,6 +384,7 @@ impl ProxyHttp for Palisade {
         if let Some(chunk) = body.take() {
             *body = Some(tunnel.relay(Direction::OriginToClient, chunk, &snap.pipeline, &mut ctx.ledger));
         }
+        ctx::emit_findings(session, ctx, &self.telemetry);
         Ok(None)
     }
 

@@ -128,6 +128,31 @@ pub trait Stage: Send + Sync {
     fn on_done(&self, _done: &Done, _ledger: &mut Ledger) {}
 }
 
+/// Something a stage found in what an actor sent, for telemetry (`palisade.findings` of an
+/// alert) and metrics. Never carries the payload: `excerpt` is short and redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The stage's name (`Stage::name`).
+    pub stage: &'static str,
+    /// The detector, rule or list that matched.
+    pub rule: Arc<str>,
+    /// The list entry's category, when it has one.
+    pub category: Option<Arc<str>>,
+    /// Where it was found: `query:q`, `json:user.bio`, `header:user-agent`, `message`, …
+    pub field: Option<String>,
+    /// For upgraded-stream messages, which way the message travelled.
+    pub direction: Option<Direction>,
+    /// Anomaly score or weight the finding adds.
+    pub score: Option<u32>,
+    /// A short excerpt with the matched text redacted.
+    pub excerpt: String,
+    /// What was done about it: `block`, `drop`, `mask`, `close`, `log`, `monitor`.
+    pub action: &'static str,
+}
+
+/// Findings one request keeps at most; more are counted, not kept.
+pub const MAX_FINDINGS: usize = 32;
+
 /// What a body larger than a stage can inspect gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Oversize {
@@ -166,6 +191,9 @@ pub struct Ledger {
     pub wants: Wants,
     /// The body read so far when a stage wants it (`Wants::body`), up to its limit.
     pub body: Vec<u8>,
+    /// What the stages found, up to `MAX_FINDINGS`; `findings_dropped` counts the rest.
+    pub findings: Vec<Finding>,
+    pub findings_dropped: u32,
     held: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -184,6 +212,15 @@ impl Ledger {
                 },
             },
         });
+    }
+
+    /// Record a finding (kept up to `MAX_FINDINGS`).
+    pub fn found(&mut self, finding: Finding) {
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(finding);
+        } else {
+            self.findings_dropped = self.findings_dropped.saturating_add(1);
+        }
     }
 
     /// Ask for an upgraded stream's messages, none larger than `max_message` bytes.

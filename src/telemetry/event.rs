@@ -18,7 +18,7 @@ use super::json;
 use crate::config::file::QueryMode;
 use crate::policy::PolicySet;
 use crate::request_id::RequestId;
-use crate::stage::Verdict;
+use crate::stage::{Finding, Verdict};
 
 /// 2: decision alerts (`event.kind`), `http.request.id`, `palisade.indicators`, hashed
 /// addresses in `client.address`/`source.address`. 1: the first schema.
@@ -62,6 +62,9 @@ pub struct Record {
     pub bytes_out: u64,
     pub error: Option<&'static str>,
     pub verdict: Verdict,
+    /// What the stages found (WAF detections, moderation matches), written as
+    /// `palisade.findings`; any finding makes the record an alert.
+    pub findings: Vec<Finding>,
     pub shadow: Option<(&'static str, Option<Arc<str>>)>,
     pub route: Option<Arc<str>>,
     pub pool: Option<Arc<str>>,
@@ -102,6 +105,7 @@ impl Record {
             bytes_out: 0,
             error: None,
             verdict: Verdict::allow(),
+            findings: Vec::new(),
             shadow: None,
             route: None,
             pool: None,
@@ -123,7 +127,7 @@ impl Record {
 
     /// True when the record also yields an alert event.
     pub fn is_alert(&self) -> bool {
-        !self.verdict.is_allow()
+        !self.verdict.is_allow() || !self.findings.is_empty()
     }
 
     /// `event.action`: the decision word, or `error` when an allowed request failed.
@@ -324,6 +328,8 @@ fn write_palisade(out: &mut Vec<u8>, r: &Record) {
     }
     out.push(b'}');
 
+    write_findings(out, &r.findings);
+
     if let Some(pool) = &r.pool {
         str_field(out, b",\"upstream\":{\"pool\":", pool);
         if let Some(backend) = r.backend {
@@ -355,6 +361,36 @@ fn write_palisade(out: &mut Vec<u8>, r: &Record) {
 }
 
 /// `palisade.indicators`, in the order of the fields of `Indicators`.
+fn write_findings(out: &mut Vec<u8>, findings: &[Finding]) {
+    let Some((first, rest)) = findings.split_first() else {
+        return;
+    };
+    out.extend_from_slice(b",\"findings\":[");
+    for (i, f) in std::iter::once(first).chain(rest).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        word_field(out, b"{\"stage\":", f.stage);
+        str_field(out, b",\"rule\":", &f.rule);
+        if let Some(c) = &f.category {
+            str_field(out, b",\"category\":", c);
+        }
+        if let Some(field) = &f.field {
+            str_field(out, b",\"field\":", field);
+        }
+        if let Some(d) = f.direction {
+            word_field(out, b",\"direction\":", d.label());
+        }
+        if let Some(score) = f.score {
+            uint_field(out, b",\"score\":", score.into());
+        }
+        str_field(out, b",\"excerpt\":", &f.excerpt);
+        word_field(out, b",\"action\":", f.action);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
 fn write_indicators(out: &mut Vec<u8>, i: &Indicators) {
     uint_field(out, b",\"indicators\":{\"requests_1s\":", i.requests_1s.into());
     uint_field(out, b",\"requests_60s\":", i.requests_60s.into());
