@@ -131,7 +131,7 @@ impl Stage for Shadow {
                 .with_label_values(&[ledger.verdict.label(), sv.label()])
                 .inc();
         }
-        ledger.shadow = Some(sv);
+        ledger.shadow = Some(Box::new(sv));
         Step::Pass
     }
 }

@@ -185,8 +185,9 @@ pub struct Wants {
 #[derive(Default)]
 pub struct Ledger {
     pub verdict: Verdict,
-    /// What the shadow policy would have decided, when one is configured.
-    pub shadow: Option<Verdict>,
+    /// What the shadow policy would have decided, when one is configured. Boxed: most
+    /// deployments have none, and every request's context carries the field.
+    pub shadow: Option<Box<Verdict>>,
     /// Asked for at the head phase; read by the core.
     pub wants: Wants,
     /// The body read so far when a stage wants it (`Wants::body`), up to its limit.
