@@ -8,8 +8,10 @@
 
 pub mod decode;
 pub mod patterns;
+pub mod request;
 pub mod score;
 pub mod sqli;
+pub mod stage;
 pub mod xss;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
