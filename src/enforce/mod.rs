@@ -238,14 +238,24 @@ pub fn decide_with(
     if let Some(r) = refused {
         v.merge(r);
     }
-    // The WAF on what a head carries (replay has no bodies); after caps, before strikes, as
-    // `stages` orders it.
-    if let Some(w) = policy.waf.as_deref().filter(|_| !v.settled()) {
-        if let Some(r) = crate::waf::request::evaluate_head(w, facts) {
+    // The WAF on what a head carries (replay has no bodies); after caps, and before strikes
+    // unless its blocks must not strike, as `stages` orders it.
+    let waf = policy
+        .waf
+        .as_deref()
+        .filter(|_| !v.settled())
+        .and_then(|w| crate::waf::request::evaluate_head(w, facts).map(|r| (w.strike, r)));
+    let waf = match waf {
+        Some((true, r)) => {
             v.merge(r);
+            None
         }
-    }
+        other => other,
+    };
     record_strikes(policy, offenders, facts, &v, now);
+    if let Some((_, r)) = waf {
+        v.merge(r);
+    }
     Decided { verdict: v, slots }
 }
 
