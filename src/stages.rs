@@ -113,4 +113,20 @@ mod tests {
         // An `allow` rule settles the request before the tiny stage sees it.
         assert_eq!(run(&refuse, "10.1.2.3").label(), "allow");
     }
+
+    #[test]
+    fn a_waf_that_does_not_strike_runs_after_strikes() {
+        let offenders = Arc::new(Offenders::new());
+        for (yaml, order) in [
+            ("waf: {}\n", ["caps", "waf", "strikes"]),
+            ("waf: {strike: false}\n", ["caps", "strikes", "waf"]),
+        ] {
+            let set = Arc::new(crate::policy::compile(
+                &[policy_from_str("w.yaml", yaml, &["app"]).expect("valid")],
+                None,
+            ));
+            let names: Vec<_> = build(&set, None, &offenders).names().collect();
+            assert_eq!(&names[3..6], order, "{yaml}");
+        }
+    }
 }

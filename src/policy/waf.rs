@@ -152,3 +152,45 @@ pub fn compile(w: &WafSection) -> WafPolicy {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::policy_from_str;
+
+    fn policy(yaml: &str) -> Arc<WafPolicy> {
+        let set = crate::policy::compile(
+            &[policy_from_str("w.yaml", yaml, &["app", "api"]).expect("valid")],
+            None,
+        );
+        set.waf.expect("a waf section")
+    }
+
+    #[test]
+    fn exclusions_and_overrides_weigh_findings() {
+        let w = policy(
+            "waf:\n  routes: [api]\n  rules:\n    - {id: sqli, action: monitor}\n    - {id: scanner.path, action: off}\n  exclusions:\n    - {rule: xss, path: /comments, field: body}\n    - {rule: lfi.traversal, field: \"query:file\"}\n",
+        );
+        assert!(w.applies_to("api") && !w.applies_to("app"));
+        assert_eq!(
+            w.weigh("xss.tag", "/comments/1", Location::JsonString, "text"),
+            Weigh::Drop
+        );
+        assert_eq!(
+            w.weigh("xss.tag", "/comments/1", Location::QueryArg, "text"),
+            Weigh::Score
+        );
+        assert_eq!(
+            w.weigh("xss.tag", "/profile", Location::FormField, "text"),
+            Weigh::Score
+        );
+        assert_eq!(w.weigh("lfi.traversal", "/x", Location::QueryArg, "FILE"), Weigh::Drop);
+        assert_eq!(w.weigh("lfi.traversal", "/x", Location::QueryArg, "path"), Weigh::Score);
+        assert_eq!(w.weigh("sqli.keyword", "/x", Location::QueryArg, "q"), Weigh::Report);
+        let off = crate::waf::inspect(
+            &[crate::waf::Item::new(Location::Path, "path", b"/wp-admin/setup.php")],
+            &w.detect,
+        );
+        assert!(!off.has("scanner.path"), "an `off` rule does not run");
+    }
+}
