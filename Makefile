@@ -33,7 +33,7 @@ DEMO_ORIGIN_ADDR := 127.0.0.1:8081
 RUN_DIR := run
 
 FUZZ_SECS ?= 30
-FUZZ_TARGETS := config policy matchers framing
+FUZZ_TARGETS := config policy matchers framing waf_decode waf_inspect
 SOAK_SECS ?= 600
 
 .PHONY: setup build run test bench bench-peers check-policies lint clean-run fuzz soak

@@ -23,3 +23,4 @@ pub mod stages;
 pub mod state;
 pub mod telemetry;
 pub mod traffic;
+pub mod waf;

@@ -7,6 +7,7 @@ use crate::enforce::offenders::Offenders;
 use crate::enforce::stages as enforce;
 use crate::policy::PolicySet;
 use crate::stage::{Pipeline, Stage};
+use crate::waf::stage::Waf;
 
 /// The stages of one snapshot: its policy, its shadow policy and the shared offender state.
 pub fn build(policy: &Arc<PolicySet>, shadow: Option<&Arc<PolicySet>>, offenders: &Arc<Offenders>) -> Pipeline {
@@ -18,11 +19,23 @@ pub fn build(policy: &Arc<PolicySet>, shadow: Option<&Arc<PolicySet>>, offenders
         Arc::new(enforce::Rules { policy: policy.clone() }),
         Arc::new(enforce::Limits { policy: policy.clone() }),
         Arc::new(enforce::Caps { policy: policy.clone() }),
-        Arc::new(enforce::Strikes {
-            policy: policy.clone(),
-            offenders: offenders.clone(),
-        }),
     ];
+    // Before `strikes`, so a WAF block is a strike; after it when the policy says it is not.
+    let waf: Arc<dyn Stage> = Arc::new(Waf {
+        policy: policy.clone(),
+        offenders: offenders.clone(),
+    });
+    let waf_strikes = policy.waf.as_ref().is_none_or(|w| w.strike);
+    if waf_strikes {
+        stages.push(waf.clone());
+    }
+    stages.push(Arc::new(enforce::Strikes {
+        policy: policy.clone(),
+        offenders: offenders.clone(),
+    }));
+    if !waf_strikes {
+        stages.push(waf);
+    }
     if let Some(shadow) = shadow {
         stages.push(Arc::new(enforce::Shadow { policy: shadow.clone() }));
     }
@@ -81,7 +94,7 @@ mod tests {
         let pipeline = build(&policy, None, &offenders).with(Arc::new(Tiny));
         assert_eq!(
             pipeline.names().collect::<Vec<_>>(),
-            ["penalties", "rules", "limits", "caps", "strikes", "tiny"]
+            ["penalties", "rules", "limits", "caps", "waf", "strikes", "tiny"]
         );
         let mut refuse = http::HeaderMap::new();
         refuse.insert("x-tiny", "refuse".parse().expect("hv"));
@@ -99,5 +112,21 @@ mod tests {
         assert_eq!(run(&refuse, "198.51.100.1").rule(), Some("tiny"));
         // An `allow` rule settles the request before the tiny stage sees it.
         assert_eq!(run(&refuse, "10.1.2.3").label(), "allow");
+    }
+
+    #[test]
+    fn a_waf_that_does_not_strike_runs_after_strikes() {
+        let offenders = Arc::new(Offenders::new());
+        for (yaml, order) in [
+            ("waf: {}\n", ["caps", "waf", "strikes"]),
+            ("waf: {strike: false}\n", ["caps", "strikes", "waf"]),
+        ] {
+            let set = Arc::new(crate::policy::compile(
+                &[policy_from_str("w.yaml", yaml, &["app"]).expect("valid")],
+                None,
+            ));
+            let names: Vec<_> = build(&set, None, &offenders).names().collect();
+            assert_eq!(&names[3..6], order, "{yaml}");
+        }
     }
 }

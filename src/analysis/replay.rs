@@ -9,6 +9,8 @@
 //!   allowed, or absent with `query: drop`); the body length is the body bytes read;
 //! - hashed client addresses: IP conditions and per-address limits see `0.0.0.0`;
 //! - concurrency caps, which need to know which requests overlapped, are not evaluated;
+//! - the WAF sees the path, the query as recorded, the User-Agent and the recorded headers;
+//!   bodies are not recorded, so body findings are not replayed;
 //! - sampled-out allowed requests are not there to count.
 
 use crate::stage::{Action, Mode};
@@ -265,5 +267,24 @@ mod tests {
         assert_eq!(r.no_longer_refused.examples[0].request_id, "r1030000");
         assert_eq!(r.matrix.get("allow -> throttle"), Some(&2));
         assert!(render(&r).contains("per-ip"));
+    }
+
+    #[test]
+    fn the_waf_judges_recorded_requests() {
+        let yaml = "waf:\n  threshold: 5\n";
+        let mut p = compile(
+            &[policy_from_str("candidate.yaml", yaml, &["app"]).expect("policy")],
+            None,
+        );
+        let mut attack = ev(1_000_000, "198.51.100.1", "/search", "allow");
+        attack.url.query = Some("q=1%27%20union%20select%20password%20from%20users--".into());
+        let mut scanner = ev(1_001_000, "198.51.100.2", "/", "allow");
+        scanner.user_agent.original = "sqlmap/1.7.2#stable (https://sqlmap.org)".into();
+        let mut benign = ev(1_002_000, "198.51.100.3", "/search", "allow");
+        benign.url.query = Some("q=O%27Reilly+books".into());
+        let r = replay(&mut p, &[attack, scanner, benign], &Filter::default(), 5);
+        assert_eq!(r.newly_refused.count, 2, "{r:#?}");
+        assert_eq!(r.newly_refused.by_rule.get("waf"), Some(&2));
+        assert_eq!(r.matrix.get("allow -> allow"), Some(&1));
     }
 }

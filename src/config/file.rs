@@ -448,6 +448,8 @@ pub struct PolicyFile {
     pub offenders: Option<OffendersSection>,
     /// Caps on requests in flight at once per key (streams, WebSockets).
     pub concurrency: Vec<ConcurrencySection>,
+    /// Web attack detection (built-in tier); off when absent. At most one policy file may set it.
+    pub waf: Option<super::waf::WafSection>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -10,6 +10,7 @@ pub mod locate;
 mod peel;
 pub mod types;
 pub mod validate;
+pub mod waf;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, Loaded, LoadedPolicy, Overrides};

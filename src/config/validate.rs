@@ -358,8 +358,15 @@ pub fn policies(
         }
     }
     let mut offenders_in: Option<PathBuf> = None;
+    let mut waf_in: Option<PathBuf> = None;
     for pol in policies.iter() {
         let mut c = Collector::new(&pol.path, &pol.locator, errors);
+        if let Some(w) = &pol.file.waf {
+            if let Some(first) = waf_in.replace(pol.path.clone()) {
+                c.field("waf", format!("waf is already set in {}", first.display()));
+            }
+            super::waf::validate(w, &routes, &mut c);
+        }
         if let Some(o) = &pol.file.offenders {
             if let Some(first) = offenders_in.replace(pol.path.clone()) {
                 c.field("offenders", format!("offenders is already set in {}", first.display()));

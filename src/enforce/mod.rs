@@ -189,6 +189,29 @@ pub fn record_strikes(policy: &PolicySet, offenders: &Offenders, facts: &Request
     }
 }
 
+/// Who a refusal decided after the head phase (the body phase) strikes: the `strikes` stage
+/// has run by then, so the deciding stage takes the actors at the head and strikes later.
+pub fn actors_to_strike(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>) -> Vec<Actor> {
+    if policy.bans.is_none() {
+        return Vec::new();
+    }
+    actors(policy, offenders, facts)
+}
+
+/// One strike against `actors`, blamed on `rule` (see `actors_to_strike`).
+pub fn strike_later(
+    policy: &PolicySet,
+    offenders: &Offenders,
+    actors: &[Actor],
+    rule: &std::sync::Arc<str>,
+    now: Millis,
+) {
+    let Some(bans) = &policy.bans else { return };
+    if let Some((actor, p)) = offenders.strike(actors, rule, bans, 1, now) {
+        log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
+    }
+}
+
 /// The whole request-time decision, as the stages in `stages` take it one step at a time:
 /// a standing penalty answers first; otherwise rules, limits and concurrency caps decide, and
 /// refusals and `strike` rules add strikes.
@@ -215,7 +238,24 @@ pub fn decide_with(
     if let Some(r) = refused {
         v.merge(r);
     }
+    // The WAF on what a head carries (replay has no bodies); after caps, and before strikes
+    // unless its blocks must not strike, as `stages` orders it.
+    let waf = policy
+        .waf
+        .as_deref()
+        .filter(|_| !v.settled())
+        .and_then(|w| crate::waf::request::evaluate_head(w, facts).map(|r| (w.strike, r)));
+    let waf = match waf {
+        Some((true, r)) => {
+            v.merge(r);
+            None
+        }
+        other => other,
+    };
     record_strikes(policy, offenders, facts, &v, now);
+    if let Some((_, r)) = waf {
+        v.merge(r);
+    }
     Decided { verdict: v, slots }
 }
 

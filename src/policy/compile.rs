@@ -129,6 +129,10 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
             identity: o.identity.as_ref().map(|k| k.0.clone()),
         });
     PolicySet {
+        waf: policies
+            .iter()
+            .find_map(|p| p.file.waf.as_ref())
+            .map(|w| std::sync::Arc::new(super::waf::compile(w))),
         index: RuleIndex::new(&rules),
         rules,
         limits,

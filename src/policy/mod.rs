@@ -8,6 +8,7 @@ pub mod inflight;
 pub mod ip;
 pub mod rate;
 pub mod rules;
+pub mod waf;
 
 use std::fmt;
 
@@ -27,6 +28,8 @@ pub struct PolicySet {
     pub caps: Vec<Cap>,
     /// Repeat-offender bans, when the policy turns them on.
     pub bans: Option<BanPolicy>,
+    /// Web attack detection, when a policy file has a `waf:` section.
+    pub waf: Option<std::sync::Arc<waf::WafPolicy>>,
     /// First 12 hex digits of the SHA-256 of every policy and list file, in load order.
     pub hash: String,
     /// Files it came from, for operators.
@@ -51,7 +54,7 @@ mod tests {
     /// The policies shipped in policies/ must always load.
     #[test]
     fn shipped_policies_are_valid() {
-        for name in ["default", "streaming-platform", "lockdown"] {
+        for name in ["default", "streaming-platform", "lockdown", "waf"] {
             let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("policies/{name}.yaml"));
             let overrides = Overrides {
                 listen: "127.0.0.1:1".parse().ok(),
