@@ -82,7 +82,7 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     }
     if let Some(f) = &cfg.state.identity_key_file {
         let f = resolve(c.file(), f);
-        if let Err(e) = crate::enforce::identity::read_key(&f) {
+        if let Err(e) = super::keyfile::read_key(&f) {
             c.field("state.identity_key_file", e.to_string());
         }
     }

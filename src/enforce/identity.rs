@@ -17,7 +17,7 @@ pub const PSEUDONYM_BYTES: usize = 16;
 /// Hex digits of a pseudonym shown in logs; enough to tell actors apart when reading.
 pub const SHORT_HEX: usize = 12;
 /// Shortest key accepted from a file, in bytes (the same floor as `telemetry.ip_hash_key_file`).
-pub const MIN_KEY_BYTES: usize = 16;
+pub use crate::config::keyfile::{KeyFileError, MIN_KEY_BYTES};
 /// Bytes of a key Palisade makes itself.
 pub const GENERATED_KEY_BYTES: usize = 32;
 /// Prefix of a pseudonym's text form.
@@ -28,10 +28,8 @@ const DOMAIN: &[u8] = b"palisade identity\0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityKeyError {
-    #[error("identity key {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("identity key {}: the key must be at least {MIN_KEY_BYTES} bytes", path.display())]
-    Short { path: PathBuf },
+    #[error(transparent)]
+    File(#[from] KeyFileError),
     #[error("identity key {}: cannot create it: {source}", path.display())]
     Create { path: PathBuf, source: std::io::Error },
     #[error("identity key: no randomness from /dev/urandom: {0}")]
@@ -140,8 +138,8 @@ impl IdentityKey {
         let path = beside_state(state);
         match read_key(&path) {
             Ok(k) => return Ok((Self::new(&k), KeySource::BesideState { path, created: false })),
-            Err(IdentityKeyError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(KeyFileError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
         let key = hex::encode(random_bytes()?);
         let created = write_new_key(&path, key.as_bytes());
@@ -167,20 +165,7 @@ pub fn beside_state(state: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// A key file's content without surrounding whitespace; at least `MIN_KEY_BYTES`.
-pub fn read_key(path: &Path) -> Result<Vec<u8>, IdentityKeyError> {
-    let k = std::fs::read(path).map_err(|source| IdentityKeyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let k = k.trim_ascii();
-    if k.len() < MIN_KEY_BYTES {
-        return Err(IdentityKeyError::Short {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(k.to_vec())
-}
+pub use crate::config::keyfile::read_key;
 
 fn random_bytes() -> Result<[u8; GENERATED_KEY_BYTES], IdentityKeyError> {
     let mut k = [0u8; GENERATED_KEY_BYTES];
@@ -299,7 +284,7 @@ mod tests {
         std::fs::write(&configured, "short").expect("write");
         assert!(matches!(
             IdentityKey::resolve(Some(&configured), None),
-            Err(IdentityKeyError::Short { .. })
+            Err(IdentityKeyError::File(KeyFileError::Short { .. }))
         ));
         std::fs::write(&configured, "a key of at least sixteen bytes\n").expect("write");
         let (k, src) = IdentityKey::resolve(Some(&configured), None).expect("configured");
