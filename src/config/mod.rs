@@ -7,6 +7,7 @@ pub mod file;
 pub mod limits;
 pub mod load;
 pub mod locate;
+mod moderation;
 mod peel;
 pub mod types;
 pub mod validate;

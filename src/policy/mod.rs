@@ -6,6 +6,7 @@ pub mod compile;
 pub mod index;
 pub mod inflight;
 pub mod ip;
+pub mod moderation;
 pub mod rate;
 pub mod rules;
 
@@ -14,6 +15,7 @@ use std::fmt;
 use crate::policy::bans::BanPolicy;
 use crate::policy::index::RuleIndex;
 use crate::policy::inflight::Cap;
+use crate::policy::moderation::ModRule;
 use crate::policy::rate::Limit;
 use crate::policy::rules::Rule;
 
@@ -27,6 +29,8 @@ pub struct PolicySet {
     pub caps: Vec<Cap>,
     /// Repeat-offender bans, when the policy turns them on.
     pub bans: Option<BanPolicy>,
+    /// Term-list rules for bodies and WebSocket messages.
+    pub moderation: Vec<ModRule>,
     /// First 12 hex digits of the SHA-256 of every policy and list file, in load order.
     pub hash: String,
     /// Files it came from, for operators.
