@@ -18,6 +18,10 @@ pub fn build(policy: &Arc<PolicySet>, shadow: Option<&Arc<PolicySet>>, offenders
         Arc::new(enforce::Rules { policy: policy.clone() }),
         Arc::new(enforce::Limits { policy: policy.clone() }),
         Arc::new(enforce::Caps { policy: policy.clone() }),
+        Arc::new(crate::moderate::stage::Moderation {
+            policy: policy.clone(),
+            offenders: offenders.clone(),
+        }),
         Arc::new(enforce::Strikes {
             policy: policy.clone(),
             offenders: offenders.clone(),
@@ -81,7 +85,7 @@ mod tests {
         let pipeline = build(&policy, None, &offenders).with(Arc::new(Tiny));
         assert_eq!(
             pipeline.names().collect::<Vec<_>>(),
-            ["penalties", "rules", "limits", "caps", "strikes", "tiny"]
+            ["penalties", "rules", "limits", "caps", "moderation", "strikes", "tiny"]
         );
         let mut refuse = http::HeaderMap::new();
         refuse.insert("x-tiny", "refuse".parse().expect("hv"));

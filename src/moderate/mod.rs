@@ -8,9 +8,11 @@
 //! compiled sets. `stage` is the security stage that applies a policy's moderation rules to
 //! request bodies and WebSocket messages. docs/moderation.md is the operator's guide.
 
+pub mod cli;
 pub mod fold;
 pub mod list;
 pub mod matcher;
+pub mod stage;
 
 pub use list::{parse, Entry, Exception, ListError, ListErrors, TermList};
 pub use matcher::{excerpt, mask, BuildError, Hit, TermSet};
