@@ -109,7 +109,8 @@ impl Stage for Moderation {
             let mut weight = 0u32;
             let mut kept = 0usize;
             for (field, text) in &texts {
-                if let Some(sel) = &rule.fields {
+                // A body read whole (`raw:`) has no fields to tell apart: every rule reads it.
+                if let (Some(sel), false) = (&rule.fields, field.starts_with("raw:")) {
                     if !sel.iter().any(|s| s.matches(field_name(field))) {
                         continue;
                     }
@@ -290,11 +291,12 @@ fn field_name(labelled: &str) -> &str {
 
 /// The body's texts to scan, each labelled `kind:name` (`json:user.bio`, `form:message`,
 /// `text:body`). A body that cannot be parsed as its content type claims, or has none, is
-/// scanned whole as text when it is UTF-8: an unparseable body still carries its words.
+/// scanned whole as `raw:body` when it is UTF-8: an unparseable body still carries its words,
+/// and breaking the JSON must not be a way around a rule.
 fn body_texts(content_type: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
     let whole = || {
         std::str::from_utf8(body)
-            .map(|t| vec![("text:body".to_owned(), t.to_owned())])
+            .map(|t| vec![("raw:body".to_owned(), t.to_owned())])
             .unwrap_or_default()
     };
     match extract::fields(content_type, body, &extract::Limits::default()) {
@@ -313,5 +315,98 @@ fn body_texts(content_type: Option<&str>, body: &[u8]) -> Vec<(String, String)> 
                 .collect()
         }
         _ => whole(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The stage without sockets: a policy compiled from text, facts and messages handed in.
+
+    use super::*;
+    use crate::config::load::policy_from_str;
+
+    const TERMS: &str = "badword | category=insult weight=2\njerk\n";
+
+    fn stage(rules: &str, extra: &str) -> Moderation {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("abuse.txt"), TERMS).expect("list");
+        let path = dir.path().join("p.yaml");
+        let yaml = format!("moderation:\n  lists:\n    abuse: {{file: abuse.txt}}\n  rules:\n{rules}{extra}");
+        let loaded = policy_from_str(&path.display().to_string(), &yaml, &["chat", "app"]).expect("valid");
+        Moderation {
+            policy: Arc::new(crate::policy::compile(&[loaded], None)),
+            offenders: Arc::new(Offenders::new()),
+        }
+    }
+
+    fn head(s: &Moderation, route: &str, headers: &http::HeaderMap) -> Ledger {
+        let facts = RequestFacts {
+            client_ip: "198.51.100.7".parse().expect("ip"),
+            method: "POST",
+            host: "live.example.test",
+            path: "/",
+            route,
+            query: None,
+            headers,
+            content_length: None,
+        };
+        let mut ledger = Ledger::default();
+        assert_eq!(s.on_request_head(&facts, &mut ledger, 0), Step::Pass);
+        ledger
+    }
+
+    #[test]
+    fn messages_are_wanted_only_on_the_rules_routes_and_judged_by_direction() {
+        let s = stage(
+            "    - {id: c, lists: [abuse], routes: [chat], in: [client_messages], action: drop}\n    - {id: o, lists: [abuse], routes: [chat], in: [origin_messages], action: mask, max_message: 1KiB}\n",
+            "",
+        );
+        let h = http::HeaderMap::new();
+        assert_eq!(head(&s, "app", &h).wants.messages, None);
+        let mut l = head(&s, "chat", &h);
+        assert_eq!(l.wants.messages, Some(64 * 1024));
+        let up = Direction::ClientToOrigin;
+        let down = Direction::OriginToClient;
+        assert_eq!(
+            s.on_message(up, Message::Text("hi there"), &mut l),
+            MessageStep::Forward
+        );
+        assert_eq!(s.on_message(up, Message::Text("you J3RK"), &mut l), MessageStep::Drop);
+        assert_eq!(
+            s.on_message(down, Message::Text("you J3RK!"), &mut l),
+            MessageStep::Replace("you ****!".into())
+        );
+        assert_eq!(s.on_message(up, Message::Binary(b"jerk"), &mut l), MessageStep::Forward);
+        let big = "x".repeat(2000);
+        assert_eq!(
+            s.on_message(down, Message::Text(&big), &mut l),
+            MessageStep::Close(CLOSE_TOO_BIG)
+        );
+        let f = &l.findings[0];
+        assert_eq!((f.rule.as_ref(), f.action, f.direction), ("abuse", "drop", Some(up)));
+        assert_eq!(l.findings[1].action, "mask");
+    }
+
+    #[test]
+    fn a_body_is_refused_by_field_and_an_unparseable_one_is_read_whole() {
+        let s = stage(
+            "    - {id: bio, lists: [abuse], in: [body], fields: [user.bio], action: block}\n",
+            "",
+        );
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, "application/json".parse().expect("hv"));
+        let judge = |body: &str| {
+            let mut l = head(&s, "app", &h);
+            assert!(l.wants.body.is_some());
+            l.body = body.as_bytes().to_vec();
+            (s.on_body_chunk(body.as_bytes(), true, &mut l), l.findings)
+        };
+        let (step, findings) = judge(r#"{"user":{"bio":"a b.a.d.w.o.r.d"}}"#);
+        let Step::Verdict(v) = step else { panic!("not refused") };
+        assert_eq!((v.label(), v.rule()), ("block", Some("bio")));
+        assert_eq!(findings[0].field.as_deref(), Some("json:user.bio"));
+        assert_eq!(judge(r#"{"user":{"name":"badword"}}"#).0, Step::Pass);
+        // Broken JSON carries its words all the same; the field cannot be told, so any counts.
+        assert!(matches!(judge(r#"{"user":{"bio":"jerk""#).0, Step::Verdict(_)));
     }
 }
