@@ -1,5 +1,5 @@
-//! Command line: `palisade run` (also bare `palisade -c FILE`), `palisade check`, and the analysis
-//! tools `palisade offenders` and `palisade replay`. Pingora's
+//! Command line: `palisade run` (also bare `palisade -c FILE`), `palisade check`, the analysis
+//! tools `palisade offenders` and `palisade replay`, and the term-list bench `palisade moderate`. Pingora's
 //! upgrade and daemon flags pass through to `run`. This is a stable contract for tooling.
 
 use std::net::SocketAddr;
@@ -34,6 +34,15 @@ pub enum Command {
     Offenders(OffendersArgs),
     /// Decide recorded requests again with a candidate policy; report what changes.
     Replay(ReplayArgs),
+    /// Try term lists on text: one line of stdin in, one JSON object out (docs/moderation.md).
+    Moderate(ModerateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModerateArgs {
+    /// A term-list file (docs/moderation.md). Repeat for several.
+    #[arg(long = "list", required = true)]
+    pub lists: Vec<PathBuf>,
 }
 
 /// Which recorded events to read, and which of them to look at.

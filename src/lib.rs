@@ -12,6 +12,7 @@ pub mod host;
 pub mod key;
 pub mod logging;
 pub mod metrics;
+pub mod moderate;
 pub mod pattern;
 pub mod policy;
 pub mod proxy;

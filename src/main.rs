@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use palisade::cli::{Cli, Command, CommonArgs, RunArgs};
+use palisade::cli::{Cli, Command, CommonArgs, ModerateArgs, RunArgs};
 use palisade::config;
 use palisade::server::{self, ProcessFlags};
 
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Offenders(args)) => report(palisade::analysis::run_offenders(&args)),
         Some(Command::Replay(args)) => report(palisade::analysis::run_replay(&args)),
+        Some(Command::Moderate(args)) => moderate(&args),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }
@@ -41,13 +42,34 @@ fn report(result: Result<String, String>) -> ExitCode {
     }
 }
 
+/// `palisade moderate`: list errors (every one, `file:line: …`) exit 1 before any input is read.
+fn moderate(args: &ModerateArgs) -> ExitCode {
+    use palisade::moderate::cli;
+    let result =
+        cli::load(&args.lists).and_then(|set| cli::run(&set, std::io::stdin().lock(), std::io::stdout().lock()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check(args: &CommonArgs) -> ExitCode {
     match config::load(args.config.as_deref(), &args.overrides()) {
         Ok(loaded) => {
             let rules: usize = loaded
                 .policies
                 .iter()
-                .map(|p| p.file.rules.len() + p.file.limits.len() + p.file.concurrency.len())
+                .map(|p| {
+                    p.file.rules.len()
+                        + p.file.limits.len()
+                        + p.file.concurrency.len()
+                        + p.file.moderation.as_ref().map_or(0, |m| m.rules.len())
+                })
                 .sum();
             println!(
                 "configuration ok: {} listener(s), {} route(s), {} pool(s), {} policy file(s) with {rules} rule(s), limit(s) and cap(s)",

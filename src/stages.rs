@@ -19,6 +19,10 @@ pub fn build(policy: &Arc<PolicySet>, shadow: Option<&Arc<PolicySet>>, offenders
         Arc::new(enforce::Rules { policy: policy.clone() }),
         Arc::new(enforce::Limits { policy: policy.clone() }),
         Arc::new(enforce::Caps { policy: policy.clone() }),
+        Arc::new(crate::moderate::stage::Moderation {
+            policy: policy.clone(),
+            offenders: offenders.clone(),
+        }),
     ];
     // Before `strikes`, so a WAF block is a strike; after it when the policy says it is not.
     let waf: Arc<dyn Stage> = Arc::new(Waf {
@@ -94,7 +98,16 @@ mod tests {
         let pipeline = build(&policy, None, &offenders).with(Arc::new(Tiny));
         assert_eq!(
             pipeline.names().collect::<Vec<_>>(),
-            ["penalties", "rules", "limits", "caps", "waf", "strikes", "tiny"]
+            [
+                "penalties",
+                "rules",
+                "limits",
+                "caps",
+                "moderation",
+                "waf",
+                "strikes",
+                "tiny"
+            ]
         );
         let mut refuse = http::HeaderMap::new();
         refuse.insert("x-tiny", "refuse".parse().expect("hv"));
@@ -118,15 +131,15 @@ mod tests {
     fn a_waf_that_does_not_strike_runs_after_strikes() {
         let offenders = Arc::new(Offenders::new());
         for (yaml, order) in [
-            ("waf: {}\n", ["caps", "waf", "strikes"]),
-            ("waf: {strike: false}\n", ["caps", "strikes", "waf"]),
+            ("waf: {}\n", ["caps", "moderation", "waf", "strikes"]),
+            ("waf: {strike: false}\n", ["caps", "moderation", "strikes", "waf"]),
         ] {
             let set = Arc::new(crate::policy::compile(
                 &[policy_from_str("w.yaml", yaml, &["app"]).expect("valid")],
                 None,
             ));
             let names: Vec<_> = build(&set, None, &offenders).names().collect();
-            assert_eq!(&names[3..6], order, "{yaml}");
+            assert_eq!(&names[3..7], order, "{yaml}");
         }
     }
 }

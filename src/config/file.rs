@@ -450,6 +450,92 @@ pub struct PolicyFile {
     pub concurrency: Vec<ConcurrencySection>,
     /// Web attack detection (built-in tier); off when absent. At most one policy file may set it.
     pub waf: Option<super::waf::WafSection>,
+    /// Term lists and where to look for their terms (docs/moderation.md).
+    pub moderation: Option<ModerationSection>,
+}
+
+/// What actors say: term lists, and rules naming where to look for them and what to do.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModerationSection {
+    pub lists: BTreeMap<String, TermListSection>,
+    pub rules: Vec<ModerationRuleSection>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TermListSection {
+    /// A term-list file (syntax: src/moderate/list.rs), relative to the policy file.
+    pub file: PathBuf,
+    /// The file as parsed at load (validation), so compile never reads a file.
+    #[serde(skip)]
+    pub terms: Option<crate::moderate::TermList>,
+}
+
+/// Largest WebSocket message judged when a rule sets no `max_message`, in bytes.
+pub const DEFAULT_MAX_MESSAGE: u64 = 64 * 1024;
+/// Body bytes inspected when a rule sets no `max_body`, and the most it may set, in bytes.
+pub const DEFAULT_MAX_BODY: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationRuleSection {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    pub lists: Vec<String>,
+    /// Route names; every route when absent.
+    pub routes: Option<Vec<String>>,
+    #[serde(rename = "in")]
+    pub places: Vec<ModerationPlace>,
+    /// Body fields (`extract::FieldSelector` syntax); every string field when absent.
+    pub fields: Option<Vec<String>>,
+    pub action: ModerationAction,
+    #[serde(default)]
+    pub mode: ModeSection,
+    /// Each hit strikes the sender with the entry's weight.
+    #[serde(default)]
+    pub strike: bool,
+    pub max_message: Option<ByteSize>,
+    pub max_body: Option<ByteSize>,
+    #[serde(default)]
+    pub oversize: OversizeSection,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerationPlace {
+    /// WebSocket messages from the client to the origin.
+    ClientMessages,
+    /// WebSocket messages from the origin to the client.
+    OriginMessages,
+    /// Request bodies.
+    Body,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerationAction {
+    /// The message is not forwarded; the stream stays up.
+    Drop,
+    /// Matched words are replaced by `*` in the forwarded message.
+    Mask,
+    /// The stream is closed with 1008.
+    Close,
+    /// Messages: as `close`. Bodies: 403, the origin sees nothing.
+    Block,
+    /// Recorded, nothing changed.
+    Log,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum OversizeSection {
+    /// Forwarded uninspected (counted).
+    #[default]
+    Pass,
+    /// Refused with 413.
+    Refuse,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

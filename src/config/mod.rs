@@ -8,6 +8,7 @@ pub mod keyfile;
 pub mod limits;
 pub mod load;
 pub mod locate;
+mod moderation;
 mod peel;
 pub mod types;
 pub mod validate;

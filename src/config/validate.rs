@@ -356,6 +356,7 @@ pub fn policies(
                 pol.list_text.push_str(&text);
             }
         }
+        super::moderation::read_lists(pol, errors, files);
     }
     let mut offenders_in: Option<PathBuf> = None;
     let mut waf_in: Option<PathBuf> = None;
@@ -441,6 +442,7 @@ pub fn policies(
                 );
             }
         }
+        super::moderation::check_rules(pol, &routes, &mut ids, &mut c);
         for (i, l) in pol.file.concurrency.iter().enumerate() {
             let p = format!("concurrency[{i}]");
             check_id(&l.id, &format!("{p}.id"), &pol.path, &mut ids, &mut c);
@@ -473,7 +475,7 @@ pub fn policies(
     }
 }
 
-fn check_id(id: &str, path: &str, file: &Path, ids: &mut BTreeMap<String, PathBuf>, c: &mut Collector<'_>) {
+pub(super) fn check_id(id: &str, path: &str, file: &Path, ids: &mut BTreeMap<String, PathBuf>, c: &mut Collector<'_>) {
     let ok = !id.is_empty() && id.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch));
     if !ok {
         c.field(path, format!("id {id:?} must be non-empty letters, digits, - _ . :"));

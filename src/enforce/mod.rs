@@ -116,7 +116,7 @@ fn penalty_verdict(p: &Penalty, now: Millis) -> Verdict {
 
 /// The actors a request is counted against: its client address and, when the ban policy names
 /// an identity key, that identity.
-fn actors(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>) -> Vec<Actor> {
+pub(crate) fn actors(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>) -> Vec<Actor> {
     let mut a = vec![Actor::Ip(facts.client_ip)];
     a.extend(identity(policy, offenders, facts).map(Actor::Id));
     a

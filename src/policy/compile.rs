@@ -53,6 +53,7 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
     let mut rules = Vec::new();
     let mut limits = Vec::new();
     let mut caps = Vec::new();
+    let mut moderation = Vec::new();
     for p in policies {
         let file_monitor = p.file.mode == Some(ModeSection::Monitor);
         let mode = |m: ModeSection| {
@@ -81,6 +82,10 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
                 delay: r.delay.map_or(DEFAULT_TARPIT, |d| d.0),
                 body: r.body.as_deref().map(Arc::from),
             });
+        }
+        if let Some(m) = &p.file.moderation {
+            let previous = previous.map_or(&[][..], |p| p.moderation.as_slice());
+            super::moderation::compile(m, file_monitor, previous, &mut moderation);
         }
         for c in &p.file.concurrency {
             let mut cap = Cap {
@@ -138,6 +143,7 @@ pub fn compile(policies: &[LoadedPolicy], previous: Option<&PolicySet>) -> Polic
         limits,
         caps,
         bans,
+        moderation,
         hash,
         sources: policies.iter().map(|p| p.path.display().to_string()).collect(),
     }

@@ -6,6 +6,7 @@ pub mod compile;
 pub mod index;
 pub mod inflight;
 pub mod ip;
+pub mod moderation;
 pub mod rate;
 pub mod rules;
 pub mod waf;
@@ -15,6 +16,7 @@ use std::fmt;
 use crate::policy::bans::BanPolicy;
 use crate::policy::index::RuleIndex;
 use crate::policy::inflight::Cap;
+use crate::policy::moderation::ModRule;
 use crate::policy::rate::Limit;
 use crate::policy::rules::Rule;
 
@@ -30,6 +32,8 @@ pub struct PolicySet {
     pub bans: Option<BanPolicy>,
     /// Web attack detection, when a policy file has a `waf:` section.
     pub waf: Option<std::sync::Arc<waf::WafPolicy>>,
+    /// Term-list rules for bodies and WebSocket messages.
+    pub moderation: Vec<ModRule>,
     /// First 12 hex digits of the SHA-256 of every policy and list file, in load order.
     pub hash: String,
     /// Files it came from, for operators.

@@ -48,6 +48,17 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The largest message an upgraded stream's relay holds, when a stage asked for messages:
+    /// the stages' cap, within the route's `max_websocket_message`.
+    pub fn message_cap(&self) -> Option<usize> {
+        let max = self.ledger.wants.messages?;
+        Some(
+            self.intake
+                .max_websocket_message()
+                .map_or(max, |c| max.min(usize::try_from(c).unwrap_or(usize::MAX))),
+        )
+    }
+
     pub fn new(start: Instant) -> Self {
         RequestCtx {
             start,

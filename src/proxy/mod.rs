@@ -216,7 +216,14 @@ impl ProxyHttp for Palisade {
         let Some(chunk) = body.as_ref() else { return Ok(()) };
         // After a 101 these are the client's WebSocket frames, not a request body.
         let metered = if session.was_upgraded() {
-            ctx.intake.on_tunnel(chunk).map(|()| None)
+            if ctx.ledger.wants.messages.is_some() {
+                // The relay below reads every frame and answers a bad or oversized one with a
+                // close frame (1002, 1009) under the same cap; the meter would cut the
+                // connection without one.
+                Ok(None)
+            } else {
+                ctx.intake.on_tunnel(chunk).map(|()| None)
+            }
         } else {
             ctx.intake.on_body(chunk.len(), Instant::now())
         };
@@ -227,10 +234,10 @@ impl ProxyHttp for Palisade {
         }
         let Some(snap) = ctx.snap.clone() else { return Ok(()) };
         if session.was_upgraded() {
-            let Some(max) = ctx.ledger.wants.messages else {
+            let Some(cap) = ctx.message_cap() else {
                 return Ok(());
             };
-            let tunnel = ctx.tunnel.get_or_insert_with(|| Box::new(tunnel::Tunnel::new(max)));
+            let tunnel = ctx.tunnel.get_or_insert_with(|| Box::new(tunnel::Tunnel::new(cap)));
             if tunnel.finished {
                 return Err(Error::explain(
                     ErrorType::ConnectionClosed,
@@ -375,9 +382,9 @@ impl ProxyHttp for Palisade {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        if !session.was_upgraded() {
-            return Ok(None);
-        }
+        // The tunnel exists once a 101 answered a request whose messages a stage wants (made in
+        // `response_filter`): the origin's first frames may arrive in the same read as the 101,
+        // before the session counts as upgraded, and must be judged all the same.
         let (Some(tunnel), Some(snap)) = (ctx.tunnel.as_mut(), ctx.snap.as_ref()) else {
             return Ok(None);
         };
@@ -405,6 +412,11 @@ impl ProxyHttp for Palisade {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Some(snap) = ctx.snap.clone() else { return Ok(()) };
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(cap) = ctx.message_cap() {
+                ctx.tunnel.get_or_insert_with(|| Box::new(tunnel::Tunnel::new(cap)));
+            }
+        }
         if snap
             .pipeline
             .response_head(resp.status.as_u16(), &resp.headers, &mut ctx.ledger)

@@ -179,6 +179,11 @@ impl Intake {
         }
     }
 
+    /// The WebSocket message cap of this request, once limits apply.
+    pub fn max_websocket_message(&self) -> Option<u64> {
+        self.limits.map(|l| l.max_websocket_message)
+    }
+
     /// Meter bytes a client sends through an upgraded (WebSocket) connection.
     pub fn on_tunnel(&mut self, bytes: &[u8]) -> Result<(), Refusal> {
         let Some(l) = self.limits else { return Ok(()) };

@@ -6,6 +6,7 @@
 pub mod bad_origin;
 pub mod origin;
 pub mod raw;
+pub mod ws;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
