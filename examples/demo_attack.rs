@@ -562,7 +562,7 @@ fn chat_state(chat: &mut Client) -> String {
             }
             Ok(None) => {
                 return format!(
-                    "still open (it was accepted before the ban; its messages stay moderated); last heard {}",
+                    "still open (it was accepted before the ban); last heard {}",
                     last.as_deref().map_or("nothing", |l| l)
                 )
             }
