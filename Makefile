@@ -2,7 +2,8 @@
 #
 #   make setup           install the Debian packages the build needs (only those missing)
 #   make build           release binary: target/release/palisade
-#   make run             demo: origin on 127.0.0.1:8081, Palisade on 127.0.0.1:8080
+#   make run             demo: a small streaming platform on 127.0.0.1:8081, Palisade on 127.0.0.1:8080
+#   make demo-attack     a scripted abusive chat user against a running `make run`, step by step
 #   make test            the whole test suite (nextest when installed, cargo test otherwise)
 #   make bench           criterion benchmarks of the decision path and the policy engine
 #   make check-policies  `palisade check` on every configuration under deploy/
@@ -36,7 +37,7 @@ FUZZ_SECS ?= 30
 FUZZ_TARGETS := config policy matchers framing waf_decode waf_inspect
 SOAK_SECS ?= 600
 
-.PHONY: setup build run test bench bench-peers check-policies lint clean-run fuzz soak
+.PHONY: setup build run demo-attack test bench bench-peers check-policies lint clean-run fuzz soak
 
 setup:
 	@missing=""; \
@@ -64,19 +65,25 @@ run: setup
 	cargo build --release --bin palisade --example demo_origin
 	@mkdir -p $(RUN_DIR)
 	@echo
-	@echo "Palisade demo: client -> Palisade 127.0.0.1:8080 -> demo origin $(DEMO_ORIGIN_ADDR)"
+	@echo "Palisade demo: client -> Palisade 127.0.0.1:8080 -> demo streaming platform $(DEMO_ORIGIN_ADDR)"
+	@echo
+	@echo "Open http://127.0.0.1:8080/ in a browser: a stream page with a chat room (WebSocket /chat)."
+	@echo "Sign in, chat, edit your profile; Palisade moderates what you say (deploy/demo/policy.yaml)."
 	@echo
 	@echo "Try these in another terminal:"
+	@echo "  the scripted abusive chat user: evasions dropped, profile refused, strikes, probation, ban:"
+	@echo "    make demo-attack"
 	@echo "  allowed (200, from the origin, security headers added, Server removed):"
-	@echo "    curl -i http://127.0.0.1:8080/"
+	@echo "    curl -i http://127.0.0.1:8080/api/stream"
 	@echo "  blocked (403): a client on the default deny list, named by the trusted proxy 127.0.0.1:"
 	@echo "    curl -i -H 'X-Forwarded-For: 203.0.113.9' http://127.0.0.1:8080/"
 	@echo "  blocked (403): a probe for source control files:"
 	@echo "    curl -i http://127.0.0.1:8080/.git/config"
 	@echo "  throttled: 12 requests to /login; the first 10 get 200, then 429 with Retry-After:"
 	@echo "    for i in \$$(seq 12); do curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1:8080/login; done"
-	@echo "  (each refusal is a strike: about 15 within a minute put this client on probation, every"
-	@echo "   request 429, and 30 ban it for 15 minutes; restart make run to start afresh)"
+	@echo "  (each refusal is a strike against this client: 5 within a couple of minutes put it on"
+	@echo "   probation, every request 429, and 10 ban it for 2 minutes; your browser is this client"
+	@echo "   too, so restart make run to start afresh)"
 	@echo "  metrics:   curl -s http://127.0.0.1:9100/metrics | grep ^palisade_"
 	@echo "  telemetry: tail -f $(RUN_DIR)/telemetry.jsonl   (one JSON event per request)"
 	@echo
@@ -92,6 +99,12 @@ run: setup
 	done; \
 	./target/release/palisade run -c $(DEMO_CONFIG) & pal=$$!; \
 	wait $$pal
+
+# Needs `make run` running in another terminal; exits 1 when a step did not go as expected.
+demo-attack: setup
+	cargo build --release --example demo_attack
+	@./target/release/examples/demo_attack --proxy 127.0.0.1:8080 --origin $(DEMO_ORIGIN_ADDR) \
+		--metrics 127.0.0.1:9100 --telemetry $(RUN_DIR)/telemetry.jsonl
 
 test: setup
 	@if cargo nextest --version >/dev/null 2>&1; then \

@@ -151,6 +151,7 @@ pub fn fold_into(text: &str, out: &mut Folded) {
         sep: SepState::default(),
         prev_single: false,
         last: None,
+        run_letter: false,
     };
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -208,6 +209,9 @@ struct Writer<'a> {
     prev_single: bool,
     /// Last character written in the current output word, for run collapsing.
     last: Option<char>,
+    /// The current glued run of one-character words holds a letter: a lone digit glued to it
+    /// is read as leetspeak (`l.0.s.e.r`), while spaced-out numbers (`1 2 3`) stay digits.
+    run_letter: bool,
 }
 
 impl Writer<'_> {
@@ -335,10 +339,12 @@ impl Writer<'_> {
             return;
         };
         let glue = self.begin_word(first.start == last.start);
+        let leet = has_letter || (glue && self.run_letter);
+        self.run_letter |= has_letter;
         for (n, u) in units.iter().enumerate() {
             let ch = match u.kind {
                 Kind::Letter => u.ch,
-                Kind::Digit(Some(l)) if has_letter => l as char,
+                Kind::Digit(Some(l)) if leet => l as char,
                 Kind::Digit(_) => u.ch,
                 Kind::Symbol(l) => l as char,
             };
@@ -361,6 +367,7 @@ impl Writer<'_> {
             return;
         };
         let glue = self.begin_word(word.len() == 1);
+        self.run_letter = true;
         let first = first.to_ascii_lowercase() as char;
         let repeats = self.last == Some(first) || word.windows(2).any(|p| p[0].eq_ignore_ascii_case(&p[1]));
         if !repeats {
@@ -399,6 +406,9 @@ impl Writer<'_> {
             && !self.sep.hard
             && self.sep.chars <= MAX_GLUE_SEPARATOR
             && !self.out.text.is_empty();
+        if !glue {
+            self.run_letter = false;
+        }
         if !self.out.text.is_empty() && !glue {
             self.push_raw(' ', self.sep.start, self.sep.end.max(self.sep.start));
             self.last = None;
