@@ -531,7 +531,7 @@ pub enum ModerationAction {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum OversizeSection {
-    /// Forwarded uninspected (counted).
+    /// Forwarded uninspected (counted in `palisade_bodies_uninspected_total`).
     #[default]
     Pass,
     /// Refused with 413.

@@ -52,15 +52,8 @@ fn default_body_limit() -> ByteSize {
     ByteSize(MAX_BODY_LIMIT)
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OversizeSection {
-    /// Forwarded uninspected (counted in `palisade_bodies_uninspected_total`).
-    #[default]
-    Pass,
-    /// Refused with 413.
-    Refuse,
-}
+/// A body declared larger than the inspection limit: shared with moderation.
+pub use super::file::OversizeSection;
 
 /// What one detector (or class) does.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
