@@ -400,14 +400,20 @@ fn an_edited_list_file_is_picked_up_by_the_running_proxy() {
         &format!("trusted_proxies: [127.0.0.1]\n{}", rest_with_policy(&origin)),
         &[("policy.yaml", policy), ("lists/deny.txt", "# denied\n192.0.2.1\n")],
     );
+    // Every answer that is not a refusal was forwarded: counted, to compare with the origin.
+    let allowed = std::cell::Cell::new(0);
     let as_client = |ip: &str| {
-        client()
+        let status = client()
             .get(p.url("/x"))
             .header("x-forwarded-for", ip)
             .send()
             .expect("request")
             .status()
-            .as_u16()
+            .as_u16();
+        if status == 200 {
+            allowed.set(allowed.get() + 1);
+        }
+        status
     };
     assert_eq!(as_client("192.0.2.1"), 403);
     assert_eq!(as_client("198.51.100.9"), 200);
@@ -434,7 +440,7 @@ fn an_edited_list_file_is_picked_up_by_the_running_proxy() {
     assert_eq!(as_client("192.0.2.1"), 403);
     assert_eq!(
         origin.seen_path("/x").len(),
-        2,
-        "only the two allowed requests were forwarded"
+        allowed.get(),
+        "only the allowed requests were forwarded (polling before a reload lands may add some)"
     );
 }
