@@ -166,7 +166,9 @@ pub fn take_slots(policy: &PolicySet, facts: &RequestFacts<'_>, v: &Verdict) -> 
 /// An enforced refusal, and each enforcing `strike` rule, adds strikes against the client and
 /// its identity, when the policy names one. Penalties strike in `check_penalty` instead.
 pub fn record_strikes(policy: &PolicySet, offenders: &Offenders, facts: &RequestFacts<'_>, v: &Verdict, now: Millis) {
-    let Some(bans) = &policy.bans else { return };
+    if policy.bans.is_none() {
+        return;
+    }
     if v.is_penalty() {
         return;
     }
@@ -177,15 +179,14 @@ pub fn record_strikes(policy: &PolicySet, offenders: &Offenders, facts: &Request
         v.observed.struck_by.clone()
     };
     if let Some(rule) = blamed.filter(|_| enforced + v.observed.strikes > 0) {
-        if let Some((actor, p)) = offenders.strike(
+        let _ = strike_later(
+            policy,
+            offenders,
             &actors(policy, offenders, facts),
             &rule,
-            bans,
             enforced + v.observed.strikes,
             now,
-        ) {
-            log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
-        }
+        );
     }
 }
 
@@ -198,18 +199,20 @@ pub fn actors_to_strike(policy: &PolicySet, offenders: &Offenders, facts: &Reque
     actors(policy, offenders, facts)
 }
 
-/// One strike against `actors`, blamed on `rule` (see `actors_to_strike`).
+/// `n` strikes against `actors`, blamed on `rule` (see `actors_to_strike`); the penalty they
+/// earn, if any, is logged and returned. Nothing without a ban policy or strikes.
 pub fn strike_later(
     policy: &PolicySet,
     offenders: &Offenders,
     actors: &[Actor],
     rule: &std::sync::Arc<str>,
+    n: u32,
     now: Millis,
-) {
-    let Some(bans) = &policy.bans else { return };
-    if let Some((actor, p)) = offenders.strike(actors, rule, bans, 1, now) {
-        log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
-    }
+) -> Option<PenaltyKind> {
+    let bans = policy.bans.as_ref().filter(|_| n > 0)?;
+    let (actor, p) = offenders.strike(actors, rule, bans, n, now)?;
+    log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
+    Some(p.kind)
 }
 
 /// The whole request-time decision, as the stages in `stages` take it one step at a time:

@@ -204,7 +204,7 @@ impl Stage for Moderation {
                     next = MessageStep::Close(CLOSE_POLICY);
                 }
             }
-            if weight(&next) > weight(&step) {
+            if next.weight() > step.weight() {
                 step = next;
             }
         }
@@ -218,24 +218,7 @@ impl Stage for Moderation {
 impl Moderation {
     /// Count `n` strikes against `actors` for `rule`; the penalty earned, if any.
     fn strike(&self, actors: &[Actor], rule: &ModRule, n: u32, now: Millis) -> Option<PenaltyKind> {
-        let bans = self.policy.bans.as_ref()?;
-        if n == 0 {
-            return None;
-        }
-        let (actor, p) = self.offenders.strike(actors, &rule.id, bans, n, now)?;
-        log::warn!("{actor}: {:?} until {:?} ({})", p.kind, p.until, p.reason);
-        Some(p.kind)
-    }
-}
-
-/// `MessageStep`'s own order (its `weight` is private to the pipeline): forward < replace <
-/// drop < close.
-fn weight(s: &MessageStep) -> u8 {
-    match s {
-        MessageStep::Forward => 0,
-        MessageStep::Replace(_) => 1,
-        MessageStep::Drop => 2,
-        MessageStep::Close(_) => 3,
+        crate::enforce::strike_later(&self.policy, &self.offenders, actors, &rule.id, n, now)
     }
 }
 

@@ -76,7 +76,7 @@ pub enum MessageStep {
 
 impl MessageStep {
     /// How strongly the step departs from forwarding; the strongest of all stages applies.
-    fn weight(&self) -> u8 {
+    pub fn weight(&self) -> u8 {
         match self {
             MessageStep::Forward => 0,
             MessageStep::Replace(_) => 1,

@@ -145,7 +145,7 @@ impl Stage for Waf {
         }
         record(ledger, w, t.findings, true);
         if v.enforced() && w.strike {
-            strike_later(&self.policy, &self.offenders, &p.actors, &RULE, p.now);
+            let _ = strike_later(&self.policy, &self.offenders, &p.actors, &RULE, 1, p.now);
         }
         Step::Verdict(v)
     }
