@@ -11,30 +11,19 @@ fn upstream_shortcut_runs_on_the_embedded_default_policy() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let dir = tempfile::tempdir().expect("dir");
     let listen = free_addr();
-    let log = std::fs::File::create(dir.path().join("log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args([
+    let upstream = origin.addr.expect("addr").to_string();
+    let _running = run_with_args(
+        dir.path(),
+        &[
             "--upstream",
-            &origin.addr.expect("addr").to_string(),
+            &upstream,
             "--listen",
             &listen.to_string(),
-        ])
-        .args(["--telemetry", "off"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(child);
-    eventually("the listener", || std::net::TcpStream::connect(listen).ok());
+            "--telemetry",
+            "off",
+        ],
+        listen,
+    );
     let c = client();
     assert_eq!(
         c.get(format!("http://{listen}/hello")).send().expect("req").status(),

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use reqwest::blocking::RequestBuilder;
 
@@ -289,29 +289,22 @@ fn the_shipped_waf_policy_runs_from_the_command_line() {
     let dir = tempfile::tempdir().expect("dir");
     let listen = free_addr();
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/waf.yaml");
-    let log = std::fs::File::create(dir.path().join("log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("run")
-        .args(["--listen", &listen.to_string()])
-        .args(["--upstream", &origin.addr.expect("addr").to_string()])
-        .arg("--policy")
-        .arg(&policy)
-        .args(["--telemetry", "off"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(child);
-    eventually("the listener", || std::net::TcpStream::connect(listen).ok());
+    let upstream = origin.addr.expect("addr").to_string();
+    let _running = run_with_args(
+        dir.path(),
+        &[
+            "run",
+            "--listen",
+            &listen.to_string(),
+            "--upstream",
+            &upstream,
+            "--policy",
+            &policy.to_string_lossy(),
+            "--telemetry",
+            "off",
+        ],
+        listen,
+    );
     let c = client();
     let get = |path: &str| {
         c.get(format!("http://{listen}{path}"))

@@ -10,7 +10,7 @@ pub mod ws;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,46 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr")
+}
+
+/// Copy a directory tree (fixtures laid out as an installation would have them).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// A `palisade` started with command-line arguments only (no harness config); killed when
+/// dropped.
+pub struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `palisade ARGS` in `dir` (stderr to `dir/log`) and wait until `listen` accepts.
+pub fn run_with_args(dir: &Path, args: &[&str], listen: SocketAddr) -> Running {
+    let log = fs::File::create(dir.join("log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start");
+    let running = Running(child);
+    eventually("the listener", || TcpStream::connect(listen).ok());
+    running
 }
 
 /// Poll `f` until it returns `Some`, or panic with `what` after `PATIENCE`.
