@@ -246,7 +246,8 @@ fn bench_route_find(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let snap = snapshot(dir.path(), "", false);
     let routes = &snap.routes;
-    let name = |host: &str, path: &str| routes.find(host, path).map(|(_, r)| r.name.to_string());
+    let headers = http::HeaderMap::new();
+    let name = |host: &str, path: &str| routes.find(host, path, &headers, None).map(|(_, r)| r.name.to_string());
     assert_eq!(name("live.example.com", "/api/v1/x").as_deref(), Some("site-api"));
     assert_eq!(name("eu.chat.example.com", "/ws/room").as_deref(), Some("chat"));
     assert_eq!(name("other.test", "/").as_deref(), Some("fallback"));
@@ -254,14 +255,24 @@ fn bench_route_find(c: &mut Criterion) {
     c.bench_function("route_find/exact_host_longest_prefix", |b| {
         b.iter(|| {
             routes
-                .find(black_box("live.example.com"), black_box("/api/v1/streams"))
+                .find(
+                    black_box("live.example.com"),
+                    black_box("/api/v1/streams"),
+                    &headers,
+                    None,
+                )
                 .is_some()
         })
     });
     c.bench_function("route_find/wildcard_host", |b| {
         b.iter(|| {
             routes
-                .find(black_box("eu.chat.example.com"), black_box("/ws/room/9"))
+                .find(
+                    black_box("eu.chat.example.com"),
+                    black_box("/ws/room/9"),
+                    &headers,
+                    None,
+                )
                 .is_some()
         })
     });

@@ -205,6 +205,92 @@ pub struct RouteSection {
     /// Overrides of the request-level `limits:` for this route.
     #[serde(default)]
     pub limits: Option<super::limits::RouteLimitsSection>,
+    /// Further conditions on the request (headers, query parameters), all of which must hold.
+    #[serde(default, rename = "match")]
+    pub matches: RouteMatchSection,
+    /// How the request is changed on its way to the origin (path, Host).
+    pub rewrite: Option<RewriteSection>,
+    /// Request headers removed, set or added on the way to the origin.
+    pub request_headers: Option<HeaderRulesSection>,
+    /// Response compression (gzip, brotli, zstd); off unless given.
+    pub compression: Option<CompressionSection>,
+}
+
+/// A route's conditions beyond host and path prefix.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteMatchSection {
+    /// Request headers by name (case-insensitive names).
+    pub headers: BTreeMap<String, ValueMatch>,
+    /// Query parameters by name (raw values, as sent).
+    pub query: BTreeMap<String, ValueMatch>,
+}
+
+impl RouteMatchSection {
+    pub fn len(&self) -> usize {
+        self.headers.len() + self.query.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewriteSection {
+    /// Replaces the route's `path_prefix` at the start of the path.
+    pub path_prefix: Option<String>,
+    /// A regular expression over the whole path; the match is replaced by `path_to`.
+    pub path_regex: Option<String>,
+    /// Replacement of `path_regex`: `$1`, `${name}` are its capture groups.
+    pub path_to: Option<String>,
+    /// The Host header the origin receives.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CodingSection {
+    Gzip,
+    Br,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionSection {
+    /// Codings offered, in the server's order of preference when the client weighs them equally.
+    pub codings: Vec<CodingSection>,
+    /// 1 (fastest) to 9 for gzip and zstd; brotli reads it as its quality (1 to 11).
+    pub level: u32,
+    /// Responses whose Content-Length is smaller are sent as they are.
+    pub min_size: ByteSize,
+    /// Content-Type prefixes compressed (case-insensitive).
+    pub types: Vec<String>,
+}
+
+impl Default for CompressionSection {
+    fn default() -> Self {
+        CompressionSection {
+            codings: vec![CodingSection::Br, CodingSection::Zstd, CodingSection::Gzip],
+            level: 5,
+            min_size: ByteSize(1024),
+            types: [
+                "text/",
+                "application/json",
+                "application/javascript",
+                "application/xml",
+                "application/xhtml+xml",
+                "application/rss+xml",
+                "application/atom+xml",
+                "application/wasm",
+                "image/svg+xml",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -224,6 +310,8 @@ pub struct HeaderRulesSection {
     pub remove: Vec<String>,
     /// Headers set on every response (security headers).
     pub set: BTreeMap<String, String>,
+    /// Headers added beside any of the same name.
+    pub add: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -147,6 +147,10 @@ pub fn policy_from_str(name: &str, source: &str, routes: &[&str]) -> Result<Load
                 timeouts: Default::default(),
                 response_headers: None,
                 limits: None,
+                matches: Default::default(),
+                rewrite: None,
+                request_headers: None,
+                compression: None,
             })
             .collect(),
         ..ConfigFile::default()
@@ -225,6 +229,10 @@ fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
             timeouts: Default::default(),
             response_headers: None,
             limits: None,
+            matches: Default::default(),
+            rewrite: None,
+            request_headers: None,
+            compression: None,
         }];
     }
     match o.telemetry.as_deref() {

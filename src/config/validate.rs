@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use http::header::{HeaderName, HeaderValue};
 
 use super::error::{Collector, ConfigError};
-use super::file::{ConfigFile, HeaderRulesSection, MatchSection, SinkKind, ValueMatch};
+use super::file::{
+    CompressionSection, ConfigFile, HeaderRulesSection, MatchSection, RewriteSection, RouteMatchSection, SinkKind,
+    ValueMatch,
+};
 use super::load::LoadedPolicy;
 use super::types::Cidr;
 use crate::key::KeyPart;
@@ -149,6 +152,17 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
         if let Some(h) = &r.response_headers {
             header_rules(h, &format!("{p}.response_headers"), c);
         }
+        route_matches(&r.matches, &r.name, &format!("{p}.match"), c);
+        if let Some(rw) = &r.rewrite {
+            rewrite(rw, &format!("{p}.rewrite"), c);
+        }
+        if let Some(h) = &r.request_headers {
+            header_rules(h, &format!("{p}.request_headers"), c);
+            request_header_names(h, &format!("{p}.request_headers"), c);
+        }
+        if let Some(z) = &r.compression {
+            compression(z, &format!("{p}.compression"), c);
+        }
     }
     header_rules(&cfg.response_headers, "response_headers", c);
     let route_limits: Vec<_> = cfg.routes.iter().map(|r| r.limits.as_ref()).enumerate().collect();
@@ -253,6 +267,107 @@ fn telemetry(t: &super::file::TelemetrySection, c: &mut Collector<'_>) {
     }
 }
 
+fn route_matches(m: &RouteMatchSection, route: &str, p: &str, c: &mut Collector<'_>) {
+    for (name, vm) in &m.headers {
+        let at = format!("{p}.headers.{name}");
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.field(&at, format!("{name:?} is not a valid header name"));
+        }
+        check_value_match(vm, &at, route, c);
+    }
+    for (name, vm) in &m.query {
+        check_value_match(vm, &format!("{p}.query.{name}"), route, c);
+    }
+}
+
+fn rewrite(rw: &RewriteSection, p: &str, c: &mut Collector<'_>) {
+    if let Some(to) = &rw.path_prefix {
+        if !to.starts_with('/') {
+            c.field(&format!("{p}.path_prefix"), "path_prefix must start with /");
+        }
+        if rw.path_regex.is_some() {
+            c.field(p, "give path_prefix or path_regex, not both");
+        }
+    }
+    match (&rw.path_regex, &rw.path_to) {
+        (Some(re), Some(to)) => match crate::pattern::compile_regex(re) {
+            Ok(re) => {
+                if let Err(e) = crate::pattern::check_replacement(&re, to) {
+                    c.field(&format!("{p}.path_to"), e.to_string());
+                }
+            }
+            Err(e) => c.field(&format!("{p}.path_regex"), e.to_string()),
+        },
+        (Some(_), None) => c.field(p, "path_regex needs path_to, the path it becomes"),
+        (None, Some(_)) => c.field(p, "path_to needs path_regex"),
+        (None, None) => {}
+    }
+    if let Some(h) = &rw.host {
+        if h.is_empty() || HeaderValue::from_str(h).is_err() || h.contains(['/', ' ', '@']) {
+            c.field(
+                &format!("{p}.host"),
+                format!("{h:?} is not a host name (with an optional port)"),
+            );
+        }
+    }
+}
+
+/// Request headers a route may not change: framing and connection headers (changing them would
+/// desynchronise the origin), `Host` (see `rewrite.host`) and the forwarding headers Palisade
+/// itself vouches for.
+const FIXED_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+];
+
+fn request_header_names(h: &HeaderRulesSection, p: &str, c: &mut Collector<'_>) {
+    let named = h
+        .remove
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("{p}.remove[{i}]"), n))
+        .chain(h.set.keys().map(|n| (format!("{p}.set.{n}"), n)))
+        .chain(h.add.keys().map(|n| (format!("{p}.add.{n}"), n)));
+    for (at, name) in named {
+        if FIXED_REQUEST_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            c.field(
+                &at,
+                format!("{name:?} cannot be changed by a route (framing, Host or forwarding header)"),
+            );
+        }
+    }
+}
+
+fn compression(z: &CompressionSection, p: &str, c: &mut Collector<'_>) {
+    if z.codings.is_empty() {
+        c.field(&format!("{p}.codings"), "name at least one of gzip, br, zstd");
+    }
+    let mut seen = HashSet::new();
+    for (i, k) in z.codings.iter().enumerate() {
+        if !seen.insert(k) {
+            c.field(&format!("{p}.codings[{i}]"), "named twice");
+        }
+    }
+    if !(1..=9).contains(&z.level) {
+        c.field(&format!("{p}.level"), "level must be from 1 (fastest) to 9 (smallest)");
+    }
+    if z.types.is_empty() {
+        c.field(
+            &format!("{p}.types"),
+            "name at least one content type (prefix), e.g. text/",
+        );
+    }
+}
+
 fn header_rules(h: &HeaderRulesSection, p: &str, c: &mut Collector<'_>) {
     for (i, name) in h.remove.iter().enumerate() {
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -262,16 +377,21 @@ fn header_rules(h: &HeaderRulesSection, p: &str, c: &mut Collector<'_>) {
             );
         }
     }
-    for (name, value) in &h.set {
+    for (key, name, value) in h
+        .set
+        .iter()
+        .map(|(n, v)| ("set", n, v))
+        .chain(h.add.iter().map(|(n, v)| ("add", n, v)))
+    {
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
             c.field(
-                &format!("{p}.set.{name}"),
+                &format!("{p}.{key}.{name}"),
                 format!("{name:?} is not a valid header name"),
             );
         }
         if HeaderValue::from_str(value).is_err() {
             c.field(
-                &format!("{p}.set.{name}"),
+                &format!("{p}.{key}.{name}"),
                 "value has characters not allowed in a header",
             );
         }

@@ -218,7 +218,7 @@ fn condition(m: &file::MatchSection, lists: &HashMap<&str, Vec<IpNet>>) -> Condi
     Condition::new(tests)
 }
 
-fn value_test(vm: &ValueMatch) -> ValueTest {
+pub(crate) fn value_test(vm: &ValueMatch) -> ValueTest {
     // Validation guarantees exactly one is set.
     if let Some(s) = &vm.equals {
         ValueTest::Equals(s.clone())

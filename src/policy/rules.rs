@@ -32,7 +32,7 @@ pub enum ValueTest {
 }
 
 impl ValueTest {
-    fn check(&self, v: Option<&[u8]>) -> bool {
+    pub fn check(&self, v: Option<&[u8]>) -> bool {
         match (self, v) {
             (ValueTest::Absent, v) => v.is_none(),
             (_, None) => false,

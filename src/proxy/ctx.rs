@@ -45,6 +45,8 @@ pub struct RequestCtx {
     pub body_inspected: bool,
     /// The upgraded stream's messages, when a stage asked for them.
     pub tunnel: Option<Box<super::tunnel::Tunnel>>,
+    /// The response body's encoder, when the route compresses this response.
+    pub encoder: Option<Box<crate::traffic::compress::Encoder>>,
 }
 
 impl RequestCtx {
@@ -79,6 +81,7 @@ impl RequestCtx {
             intake: Default::default(),
             body_inspected: false,
             tunnel: None,
+            encoder: None,
         }
     }
 

@@ -96,6 +96,31 @@ pub fn normalize_path(raw: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(path)
 }
 
+/// A decoded path written back as a request target: every byte outside RFC 3986's `pchar`
+/// and `/` (space, `%`, `?`, `#`, controls, non-ASCII) is percent-encoded.
+pub fn encode_path(path: &str) -> String {
+    encode_except(path, b"-._~!$&'()*+,;=:@/")
+}
+
+/// A query written by a rewrite, as a request target's query: like `encode_path`, with `?`
+/// also kept.
+pub fn encode_query(query: &str) -> String {
+    encode_except(query, b"-._~!$&'()*+,;=:@/?")
+}
+
+fn encode_except(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        let plain = b.is_ascii_alphanumeric() || keep.contains(&b);
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decode `%XX` escapes once; malformed escapes stay as written.
 pub fn percent_decode(b: &[u8]) -> Vec<u8> {
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -222,5 +247,25 @@ mod tests {
         assert_eq!(id.to_string(), &*id);
         assert_eq!(RequestId::from("abc").as_str(), "abc");
         assert!(RequestId::from("a\nb").header_value().is_err());
+    }
+
+    #[test]
+    fn an_encoded_path_reads_back_as_the_same_path() {
+        for p in [
+            "/plain/path",
+            "/with space",
+            "/100%",
+            "/q?x#y",
+            "/caf\u{e9}",
+            "/a:b@c;d=e",
+        ] {
+            let enc = encode_path(p);
+            assert!(enc.parse::<http::Uri>().is_ok(), "{enc}");
+            assert_eq!(
+                String::from_utf8(percent_decode(enc.as_bytes())).expect("test value"),
+                p
+            );
+        }
+        assert_eq!(encode_path("/a b/%"), "/a%20b/%25");
     }
 }

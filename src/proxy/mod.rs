@@ -82,6 +82,41 @@ fn https_location(host: &str, port: u16, req: &RequestHeader) -> String {
     format!("https://{host}{port}{target}")
 }
 
+/// Point the request at the route's rewritten path, keeping its query. The rewrite reads the
+/// normalized path (the one routing and the stages judged), so what the origin receives is that
+/// form; a path the rewrite does not match goes on as sent.
+fn rewrite_target(req: &mut RequestHeader, rewrite: &routes::Rewrite) -> Result<()> {
+    let Some(path_rewrite) = &rewrite.path else {
+        return Ok(());
+    };
+    let Some(path) = path_rewrite.apply(&facts::normalize_path(req.uri.path())) else {
+        return Ok(());
+    };
+    // A rewrite may add query parameters (`/users/$1?tab=$2`); the client's follow them.
+    let (path, added) = path
+        .split_once('?')
+        .map_or((path.as_str(), None), |(p, q)| (p, Some(q)));
+    let mut target = facts::encode_path(path);
+    let query: Vec<String> = added
+        .map(facts::encode_query)
+        .into_iter()
+        .chain(req.uri.query().map(str::to_string))
+        .collect();
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(&query.join("&"));
+    }
+    let uri = target
+        .parse::<http::Uri>()
+        .map_err(|e| Error::explain(ErrorType::InternalError, format!("rewritten target {target:?}: {e}")))?;
+    req.set_uri(uri);
+    Ok(())
+}
+
+fn rewrite_host(route: &routes::Route) -> Option<HeaderValue> {
+    route.rewrite.as_deref()?.host.clone()
+}
+
 impl Palisade {
     /// A routed, allowed request goes on to the origin: its body is metered from here.
     fn admit(
@@ -156,7 +191,7 @@ impl ProxyHttp for Palisade {
         // origin still receives the request as sent.
         let req = session.req_header();
         let path = facts::normalize_path(req.uri.path());
-        let route = snap.routes.find(&ctx.host, &path);
+        let route = snap.routes.find(&ctx.host, &path, &req.headers, req.uri.query());
         ctx.route = route.map(|(i, _)| i);
         let route_name = route.map_or("", |(_, r)| &*r.name);
         let facts = identify::request_facts(req, ctx.client_ip, &ctx.host, &path, route_name);
@@ -363,13 +398,21 @@ impl ProxyHttp for Palisade {
             req.remove_header(&header::SEC_WEBSOCKET_EXTENSIONS);
         }
         if let Some(route) = ctx.route() {
-            if !route.preserve_host {
+            if let Some(rewrite) = route.rewrite.as_deref() {
+                rewrite_target(req, rewrite)?;
+            }
+            if let Some(h) = rewrite_host(route) {
+                req.insert_header(header::HOST, h)?;
+            } else if !route.preserve_host {
                 let host = match (&route.pool.host, ctx.backend) {
                     (Some(h), _) => h.clone(),
                     (None, Some(addr)) => addr.to_string(),
                     (None, None) => String::new(),
                 };
                 req.insert_header(header::HOST, host)?;
+            }
+            if let Some(rules) = &route.request_headers {
+                rules.apply(req)?;
             }
         }
         Ok(())
@@ -379,9 +422,13 @@ impl ProxyHttp for Palisade {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(encoder) = ctx.encoder.as_mut() {
+            *body = encoder.encode(body.as_ref(), end_of_stream);
+            return Ok(None);
+        }
         // The tunnel exists once a 101 answered a request whose messages a stage wants (made in
         // `response_filter`): the origin's first frames may arrive in the same read as the 101,
         // before the session counts as upgraded, and must be judged all the same.
@@ -407,7 +454,7 @@ impl ProxyHttp for Palisade {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -425,11 +472,9 @@ impl ProxyHttp for Palisade {
             return Err(Error::explain(ErrorType::HTTPStatus(status), "refused by a stage"));
         }
         if let Some(route) = ctx.route() {
-            for h in &route.response_headers.remove {
-                resp.remove_header(h);
-            }
-            for (k, v) in &route.response_headers.set {
-                resp.insert_header(k.clone(), v.clone())?;
+            route.response_headers.apply(resp)?;
+            if let Some(z) = &route.compression {
+                ctx.encoder = z.start(session.req_header(), resp);
             }
         }
         resp.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;

@@ -162,9 +162,7 @@ impl Answer<'_> {
             h.insert_header(http::header::LOCATION, loc)?;
         }
         if let Some(rules) = self.headers {
-            for (k, v) in &rules.set {
-                h.insert_header(k.clone(), v.clone())?;
-            }
+            rules.apply(&mut h)?;
         }
         let head_only = session.req_header().method == http::Method::HEAD;
         session.write_response_header(Box::new(h), head_only).await?;

@@ -2,6 +2,7 @@
 //! traffic handling: routes, upstream pools, size and rate limits, request framing. Built from
 //! configuration off the request path; driven by `proxy`.
 
+pub mod compress;
 pub mod framing;
 pub mod limits;
 pub mod routes;

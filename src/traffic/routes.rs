@@ -1,18 +1,24 @@
-//! Routing table: host (exact, wildcard) and path prefix to a route, each naming a pool and its
-//! per-route timeouts and response header rules (request_filter, upstream_peer, response_filter).
+//! Routing table: host (exact, wildcard), path prefix and optional header and query conditions
+//! to a route, each naming a pool and its per-route timeouts, rewrites, header rules and
+//! compression (request_filter, upstream_peer, upstream_request_filter, response_filter).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
 use prometheus::Histogram;
+use regex::Regex;
 
+use super::compress::Compression;
 use super::limits::Limits;
 use super::upstream::Pool;
-use crate::config::file::{HeaderRulesSection, RouteSection, TimeoutsSection};
+use crate::config::file::{HeaderRulesSection, RewriteSection, RouteMatchSection, RouteSection, TimeoutsSection};
 use crate::host::HostPattern;
 use crate::metrics::METRICS;
+use crate::policy::compile::value_test;
+use crate::policy::rules::{query_value, ValueTest};
 
 /// Upstream connect timeout when a route sets none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,11 +27,23 @@ pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle time of pooled upstream connections when a route sets none.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Response header changes: origin headers removed, security headers set.
+/// Header changes: headers removed, then set (replacing any of the same name), then added.
 #[derive(Debug, Default)]
 pub struct HeaderRules {
     pub remove: Vec<HeaderName>,
     pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+fn header_pairs(m: &BTreeMap<String, String>) -> Vec<(HeaderName, HeaderValue)> {
+    m.iter()
+        .filter_map(|(k, v)| {
+            Some((
+                HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect()
 }
 
 impl HeaderRules {
@@ -36,16 +54,141 @@ impl HeaderRules {
                 .iter()
                 .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
                 .collect(),
-            set: s
-                .set
+            set: header_pairs(&s.set),
+            add: header_pairs(&s.add),
+        }
+    }
+
+    /// Apply to a request or response head.
+    pub fn apply(&self, head: &mut impl EditHeaders) -> pingora::Result<()> {
+        for k in &self.remove {
+            head.remove(k);
+        }
+        for (k, v) in &self.set {
+            head.set(k, v)?;
+        }
+        for (k, v) in &self.add {
+            head.add(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Pingora's request and response heads, which keep their own header-case maps and so are
+/// changed through their own methods.
+pub trait EditHeaders {
+    fn remove(&mut self, name: &HeaderName);
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) -> pingora::Result<()>;
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue) -> pingora::Result<()>;
+}
+
+macro_rules! edit_headers {
+    ($head:ty) => {
+        impl EditHeaders for $head {
+            fn remove(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+            fn set(&mut self, name: &HeaderName, value: &HeaderValue) -> pingora::Result<()> {
+                self.insert_header(name.clone(), value.clone())
+            }
+            fn add(&mut self, name: &HeaderName, value: &HeaderValue) -> pingora::Result<()> {
+                self.append_header(name.clone(), value.clone()).map(drop)
+            }
+        }
+    };
+}
+edit_headers!(pingora::http::RequestHeader);
+edit_headers!(pingora::http::ResponseHeader);
+
+/// A route's conditions beyond host and path prefix; every one must hold.
+#[derive(Debug, Default)]
+struct Conditions {
+    headers: Vec<(HeaderName, ValueTest)>,
+    query: Vec<(String, ValueTest)>,
+}
+
+impl Conditions {
+    fn new(m: &RouteMatchSection) -> Self {
+        Conditions {
+            headers: m
+                .headers
                 .iter()
-                .filter_map(|(k, v)| {
+                .filter_map(|(k, vm)| {
                     Some((
                         HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?,
-                        HeaderValue::from_str(v).ok()?,
+                        value_test(vm),
                     ))
                 })
                 .collect(),
+            query: m.query.iter().map(|(k, vm)| (k.clone(), value_test(vm))).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.headers.len() + self.query.len()
+    }
+
+    fn hold(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
+        self.headers
+            .iter()
+            .all(|(name, t)| t.check(headers.get(name).map(HeaderValue::as_bytes)))
+            && self
+                .query
+                .iter()
+                .all(|(name, t)| t.check(query_value(query, name).map(str::as_bytes)))
+    }
+}
+
+/// How a route's path changes on the way to the origin.
+#[derive(Debug)]
+pub enum PathRewrite {
+    /// The route's path prefix is replaced by this one.
+    Prefix { from: String, to: String },
+    /// The regex's match is replaced by the expansion of `to`.
+    Regex { re: Regex, to: String },
+}
+
+impl PathRewrite {
+    /// The path the origin receives, from the normalized path the route matched; `None` when
+    /// the rewrite does not apply (a regex that does not match).
+    pub fn apply(&self, path: &str) -> Option<String> {
+        let out = match self {
+            PathRewrite::Prefix { from, to } => format!("{to}{}", path.strip_prefix(from.as_str())?),
+            PathRewrite::Regex { re, to } => {
+                if !re.is_match(path) {
+                    return None;
+                }
+                re.replace(path, to.as_str()).into_owned()
+            }
+        };
+        Some(if out.starts_with('/') { out } else { format!("/{out}") })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Rewrite {
+    pub path: Option<PathRewrite>,
+    pub host: Option<HeaderValue>,
+}
+
+impl Rewrite {
+    fn new(s: &RewriteSection, route_prefix: &str) -> Self {
+        let path = if let Some(to) = &s.path_prefix {
+            Some(PathRewrite::Prefix {
+                from: route_prefix.to_string(),
+                to: to.clone(),
+            })
+        } else {
+            match (&s.path_regex, &s.path_to) {
+                (Some(re), Some(to)) => crate::pattern::compile_regex(re)
+                    .ok()
+                    .map(|re| PathRewrite::Regex { re, to: to.clone() }),
+                _ => None,
+            }
+        };
+        Rewrite {
+            path,
+            host: s.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()),
         }
     }
 }
@@ -77,6 +220,12 @@ pub struct Route {
     pub preserve_host: bool,
     pub timeouts: Timeouts,
     pub response_headers: Arc<HeaderRules>,
+    /// Changes to the request on its way to the origin; `None` on most routes.
+    pub request_headers: Option<HeaderRules>,
+    pub rewrite: Option<Box<Rewrite>>,
+    /// Response compression; `None` (the default) sends responses as the origin wrote them.
+    pub compression: Option<Arc<Compression>>,
+    conditions: Conditions,
     /// The request limits of this route: the global ones with the route's overrides applied.
     pub limits: Limits,
     /// The route's latency series, looked up in their vectors at first use and kept: a label
@@ -133,6 +282,10 @@ impl RouteTable {
                         .as_ref()
                         .map_or_else(|| defaults.clone(), |h| Arc::new(HeaderRules::new(h))),
                     limits: limits.with(r.limits.as_ref()),
+                    request_headers: r.request_headers.as_ref().map(HeaderRules::new),
+                    rewrite: r.rewrite.as_ref().map(|w| Box::new(Rewrite::new(w, &r.path_prefix))),
+                    compression: r.compression.as_ref().map(|z| Arc::new(Compression::new(z))),
+                    conditions: Conditions::new(&r.matches),
                     request_duration: OnceLock::new(),
                     upstream_duration: OnceLock::new(),
                 })
@@ -141,10 +294,12 @@ impl RouteTable {
         RouteTable { routes, defaults }
     }
 
-    /// The route for `host` (normalized) and `path`: the most specific host match wins, then
-    /// the longest path prefix, then the first in config order.
-    pub fn find(&self, host: &str, path: &str) -> Option<(usize, &Route)> {
-        let mut best: Option<(usize, usize, usize)> = None;
+    /// The route for `host` (normalized), `path` (normalized), the request's headers and raw
+    /// query: among the routes whose host, prefix and conditions all hold, the most specific
+    /// host match wins, then the longest path prefix, then the route with more conditions, then
+    /// the first in config order.
+    pub fn find(&self, host: &str, path: &str, headers: &HeaderMap, query: Option<&str>) -> Option<(usize, &Route)> {
+        let mut best: Option<((usize, usize, usize), usize)> = None;
         for (i, r) in self.routes.iter().enumerate() {
             if !path.starts_with(r.path_prefix.as_str()) {
                 continue;
@@ -158,12 +313,16 @@ impl RouteTable {
             else {
                 continue;
             };
-            let score = (spec, r.path_prefix.len());
-            if best.is_none_or(|(s, p, _)| score > (s, p)) {
-                best = Some((score.0, score.1, i));
+            let score = (spec, r.path_prefix.len(), r.conditions.len());
+            if best.is_some_and(|(s, _)| score <= s) {
+                continue;
             }
+            if r.conditions.len() > 0 && !r.conditions.hold(headers, query) {
+                continue;
+            }
+            best = Some((score, i));
         }
-        best.map(|(_, _, i)| (i, &self.routes[i]))
+        best.map(|(_, i)| (i, &self.routes[i]))
     }
 
     pub fn get(&self, i: usize) -> Option<&Route> {
