@@ -177,7 +177,12 @@ pub fn build(
         let name = format!("palisade listener {i} ({})", l.address);
         // Every accepted connection goes through the per-connection guards (header timeout,
         // connections per address) before Pingora's HTTP handling.
-        let proxy = pingora::proxy::http_proxy(&server.configuration, app);
+        let mut proxy = pingora::proxy::http_proxy(&server.configuration, app);
+        if l.h2c {
+            let mut options = pingora::apps::HttpServerOptions::default();
+            options.h2c = true;
+            proxy.server_options = Some(options);
+        }
         let mut svc = Service::new(name, Guarded::new(proxy, store.clone()));
         svc.set_connection_filter(Arc::new(AcceptFilter { store: store.clone() }));
         let addr = l.address.to_string();

@@ -68,6 +68,10 @@ pub struct ListenerSection {
     pub redirect_https: bool,
     /// Port used in redirect targets; 443 when absent.
     pub https_port: Option<u16>,
+    /// Also serve HTTP/2 with prior knowledge (h2c) on this plaintext listener, e.g. for gRPC
+    /// clients; HTTP/1.1 clients are served as before.
+    #[serde(default)]
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -129,6 +133,17 @@ pub struct UpstreamSection {
     pub tls: Option<UpstreamTlsSection>,
     /// Host header sent upstream by routes that do not preserve the client's.
     pub host: Option<String>,
+    /// Speak HTTP/2 to the backends: over TLS offered by ALPN (HTTP/1.1 when a backend declines),
+    /// in plaintext with prior knowledge (h2c). WebSocket upgrades still use HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+    /// Concurrent streams Palisade opens on one HTTP/2 connection to a backend.
+    #[serde(default = "default_h2_streams")]
+    pub h2_streams: usize,
+}
+
+fn default_h2_streams() -> usize {
+    100
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

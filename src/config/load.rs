@@ -206,6 +206,7 @@ fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
             tls: None,
             redirect_https: false,
             https_port: None,
+            h2c: false,
         }];
     }
     if let Some(addr) = o.upstream {
@@ -218,6 +219,8 @@ fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
                 health_check: None,
                 tls: None,
                 host: None,
+                http2: false,
+                h2_streams: 100,
             },
         );
         config.routes = vec![RouteSection {

@@ -28,6 +28,12 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
                 format!("address {} is used by another listener", l.address),
             );
         }
+        if l.h2c && l.tls.is_some() {
+            c.field(
+                &format!("{p}.h2c"),
+                "h2c is for plaintext listeners; a TLS listener offers HTTP/2 by ALPN (tls.http2)",
+            );
+        }
         if let Some(tls) = &l.tls {
             if l.redirect_https {
                 c.field(
@@ -121,6 +127,14 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
                     "healthy_after and unhealthy_after must be at least 1",
                 );
             }
+        }
+    }
+    for (name, u) in &cfg.upstreams {
+        if u.http2 && u.h2_streams == 0 {
+            c.field(
+                &format!("upstreams.{name}.h2_streams"),
+                "at least 1 stream per connection",
+            );
         }
     }
     if cfg.routes.is_empty() {

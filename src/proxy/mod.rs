@@ -211,7 +211,7 @@ impl ProxyHttp for Palisade {
         respond::send(session, ctx, reply).await
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream_peer without a route"))?;
@@ -235,6 +235,12 @@ impl ProxyHttp for Palisade {
         if let Some(t) = tls {
             o.verify_cert = t.verify;
             o.verify_hostname = t.verify;
+        }
+        // An upgrade (WebSocket) is an HTTP/1.1 mechanism: it goes to the origin in HTTP/1.1.
+        if let Some(streams) = pool.http2.filter(|_| !session.is_upgrade_req()) {
+            // Over TLS, ALPN offers h2 and h1; in plaintext, h2c with prior knowledge.
+            o.set_http_version(2, if tls.is_some() { 1 } else { 2 });
+            o.max_h2_streams = streams;
         }
         ctx.backend = Some(addr);
         ctx.upstream_start = Some(Instant::now());

@@ -55,6 +55,8 @@ pub struct Pool {
     pub tls: Option<PoolTls>,
     /// The `Host` header sent upstream when the route does not preserve the client's.
     pub host: Option<String>,
+    /// HTTP/2 to the backends, with this many streams per connection (`None`: HTTP/1.1).
+    pub http2: Option<usize>,
     balancer: Balancer,
     pub backends: Vec<SocketAddr>,
     health_interval: Option<Duration>,
@@ -112,6 +114,7 @@ impl Pool {
                 verify: t.verify,
             }),
             host: section.host.clone(),
+            http2: section.http2.then_some(section.h2_streams),
             balancer,
             backends: section.backends.iter().map(|b| b.address()).collect(),
             health_interval: section
@@ -275,6 +278,8 @@ mod tests {
             health_check: None,
             tls: None,
             host: None,
+            http2: false,
+            h2_streams: 100,
         };
         Pool::new("app", &section).expect("pool")
     }

@@ -57,6 +57,9 @@ fn peer_ip(stream: &Stream) -> Option<IpAddr> {
     digest.peer_addr()?.as_inet().map(|a| a.ip())
 }
 
+/// What an HTTP/2 client sends first (RFC 9113 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 #[async_trait]
 impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
@@ -83,8 +86,19 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         };
         // An HTTP/2 connection carries many requests at once: its streams are not timed here.
         let alpn = stream.selected_alpn_proto();
-        let http1 = matches!(alpn, None | Some(ALPN::H1))
-            && self.app.server_options().is_none_or(|o| !o.h2c && !o.force_custom);
+        let options = self.app.server_options();
+        let mut http1 = matches!(alpn, None | Some(ALPN::H1)) && options.is_none_or(|o| !o.force_custom);
+        let mut stream = stream;
+        if http1 && stream.get_ssl_digest().is_none() && options.is_some_and(|o| o.h2c) {
+            // A plaintext listener with h2c: HTTP/2 only when the connection opens with its
+            // preface (as Pingora decides); HTTP/1.1 clients keep this loop and its deadlines.
+            // The wait for the first bytes is under the header timeout.
+            let mut preface = [0u8; H2_PREFACE.len()];
+            match tokio::time::timeout(limits.header_timeout, stream.try_peek(&mut preface)).await {
+                Ok(Ok(peeked)) => http1 = !(peeked && preface == *H2_PREFACE),
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
         let now_ms = self.epoch.elapsed().as_millis() as u64;
         let clock = HeaderClock::new(http1.then_some(limits.header_timeout), now_ms);
         let guarded = Box::new(GuardedStream {
