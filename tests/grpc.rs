@@ -332,3 +332,31 @@ routes:
         ws.heads()
     );
 }
+
+#[test]
+fn an_http1_client_on_an_h2c_listener_is_still_held_to_the_header_timeout() {
+    use std::io::{Read, Write};
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let p = start(&format!("limits:\n  header_timeout: 300ms\n{}", single_pool(&origin)));
+    let mut s = std::net::TcpStream::connect(p.addr).expect("connect");
+    // Enough bytes to rule out the HTTP/2 preface, then a head that never ends.
+    s.write_all(b"GET /slowloris HTTP/1.1\r\nHost: a\r\nX-A: b\r\n")
+        .expect("write");
+    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(s.read(&mut buf), Ok(0) | Err(_)),
+        "the unfinished head got an answer"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    eventually("the header timeout is counted", || {
+        p.metric("palisade_connection_refusals_total{reason=\"header_timeout\"}")
+            .filter(|n| *n >= 1.0)
+    });
+    assert!(origin.seen_path("/slowloris").is_empty());
+}
