@@ -291,16 +291,13 @@ fn validate_crs(
     }
 }
 
-fn check_rule(
-    id: &str,
-    path: &str,
-    crs: Option<&crate::waf::crs::Crs>,
-    has_crs: bool,
-    c: &mut Collector<'_>,
-) {
+fn check_rule(id: &str, path: &str, crs: Option<&crate::waf::crs::Crs>, has_crs: bool, c: &mut Collector<'_>) {
     if crate::waf::crs::is_selector(id) {
         if !has_crs {
-            c.field(path, format!("{id:?} is a Core Rule Set id, and this section has no crs tier"));
+            c.field(
+                path,
+                format!("{id:?} is a Core Rule Set id, and this section has no crs tier"),
+            );
             return;
         }
         let Some((lo, hi)) = crate::waf::crs::selector_range(id) else {

@@ -115,11 +115,9 @@ impl WafPolicy {
 
     /// `weigh` for a match no policy field names: exclusions with a field do not cover it.
     pub fn weigh_unlocated(&self, rule: &str, path: &str) -> Weigh {
-        if self
-            .exclusions
-            .iter()
-            .any(|e| e.field.is_none() && rule_selects(&e.rule, rule) && e.path.as_deref().is_none_or(|p| path.starts_with(p)))
-        {
+        if self.exclusions.iter().any(|e| {
+            e.field.is_none() && rule_selects(&e.rule, rule) && e.path.as_deref().is_none_or(|p| path.starts_with(p))
+        }) {
             Weigh::Drop
         } else if self.monitor_only.iter().any(|s| rule_selects(s, rule)) {
             Weigh::Report

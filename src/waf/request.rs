@@ -7,9 +7,9 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use super::crs::CrsRequest;
 use super::{inspect_with, Item, Location, Report, Scratch};
 use crate::extract::{self, BodyKind};
-use super::crs::CrsRequest;
 use crate::policy::waf::{CrsPolicy, WafPolicy, Weigh};
 use crate::stage::{Action, Decision, Finding, Ledger, RequestFacts, Source, Verdict};
 
@@ -288,7 +288,12 @@ pub fn judge_crs(w: &WafPolicy, crs: &CrsPolicy, t: &CrsTally) -> Option<Verdict
     }))
 }
 
-pub(crate) fn record_crs(ledger: &mut Ledger, w: &WafPolicy, findings: Vec<(super::crs::Match, String, bool)>, over: bool) {
+pub(crate) fn record_crs(
+    ledger: &mut Ledger,
+    w: &WafPolicy,
+    findings: Vec<(super::crs::Match, String, bool)>,
+    over: bool,
+) {
     for (m, label, scored) in findings {
         let points = m.points();
         ledger.found(Finding {

@@ -109,9 +109,9 @@ fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, CrsError> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with("REQUEST-") && n.ends_with(".conf") && !n.starts_with("REQUEST-949-")
-            })
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("REQUEST-") && n.ends_with(".conf") && !n.starts_with("REQUEST-949-"))
         })
         .collect();
     files.sort();
@@ -342,7 +342,11 @@ pub fn parse_line(line: &str) -> Option<Match> {
             ("", var, "")
         }
     };
-    let at = if matched.is_empty() { 0 } else { value.find(matched).unwrap_or(0) };
+    let at = if matched.is_empty() {
+        0
+    } else {
+        value.find(matched).unwrap_or(0)
+    };
     let excerpt = if value.is_empty() {
         String::new()
     } else {
@@ -380,7 +384,11 @@ pub fn field_of(variable: &str, query_names: &[&str]) -> (Option<(Location, Stri
         }
         let in_query = get.unwrap_or_else(|| query_names.iter().any(|q| q == &name));
         (
-            if in_query { Location::QueryArg } else { Location::FormField },
+            if in_query {
+                Location::QueryArg
+            } else {
+                Location::FormField
+            },
             name.to_owned(),
         )
     };
@@ -429,7 +437,11 @@ mod tests {
         assert_eq!(m.rule, "crs:942100");
         assert_eq!(m.variable, "ARGS:q");
         assert_eq!(m.points(), 5);
-        assert!(!m.excerpt.contains("users--"), "a short value is never shown whole: {}", m.excerpt);
+        assert!(
+            !m.excerpt.contains("users--"),
+            "a short value is never shown whole: {}",
+            m.excerpt
+        );
         let quoted = r#"ModSecurity: Warning. Matched "Operator `Rx' ..." against variable `ARGS:x' (Value: `"><b>' ) [id "941110"] [data "Matched Data: "><b found within ARGS:x: "><b>"] [severity "2"] [ver "v"]"#;
         let m = parse_line(quoted).expect("parses");
         assert_eq!((m.id, m.variable.as_str()), (941_110, "ARGS:x"));
@@ -482,18 +494,44 @@ mod tests {
         let crs = loaded(&Settings::default()).expect("libmodsecurity3 and modsecurity-crs are installed");
         assert!(crs.rules > 300, "{crs:?}");
         assert!(crs.ids.contains(&942_100) && crs.ids.contains(&913_100));
-        let ua = [("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"), ("accept", "text/html")];
+        let ua = [
+            (
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+            ),
+            ("accept", "text/html"),
+        ];
         assert_eq!(run(&crs, "/search?q=hello+world&page=2", &ua, None), vec![]);
-        let sqli = run(&crs, "/search?q=1%27%20union%20select%20password%20from%20users--", &ua, None);
-        assert!(sqli.iter().any(|m| m.rule == "crs:942100" && m.variable == "ARGS:q"), "{sqli:?}");
+        let sqli = run(
+            &crs,
+            "/search?q=1%27%20union%20select%20password%20from%20users--",
+            &ua,
+            None,
+        );
+        assert!(
+            sqli.iter().any(|m| m.rule == "crs:942100" && m.variable == "ARGS:q"),
+            "{sqli:?}"
+        );
         let json = run(
             &crs,
             "/api",
-            &[("content-type", "application/json"), ("user-agent", "curl/8.0"), ("accept", "*/*")],
+            &[
+                ("content-type", "application/json"),
+                ("user-agent", "curl/8.0"),
+                ("accept", "*/*"),
+            ],
             Some(br#"{"cmd":"1; cat /etc/passwd"}"#),
         );
-        assert!(json.iter().any(|m| m.variable == "ARGS:json.cmd" && m.id / 1000 == 932), "{json:?}");
-        let broken = run(&crs, "/api", &[("content-type", "application/json"), ("accept", "*/*")], Some(b"{\"a\": "));
+        assert!(
+            json.iter().any(|m| m.variable == "ARGS:json.cmd" && m.id / 1000 == 932),
+            "{json:?}"
+        );
+        let broken = run(
+            &crs,
+            "/api",
+            &[("content-type", "application/json"), ("accept", "*/*")],
+            Some(b"{\"a\": "),
+        );
         assert!(broken.iter().any(|m| m.id == ID_BODY_ERROR), "{broken:?}");
     }
 
@@ -504,7 +542,10 @@ mod tests {
             ..Settings::default()
         })
         .expect_err("no such library");
-        assert!(matches!(e, CrsError::Library { .. }) && e.to_string().contains("libmodsecurity3"), "{e}");
+        assert!(
+            matches!(e, CrsError::Library { .. }) && e.to_string().contains("libmodsecurity3"),
+            "{e}"
+        );
         let e = load(&Settings {
             rules_dir: "/nonexistent/crs".into(),
             ..Settings::default()
