@@ -364,13 +364,24 @@ pub fn parse_line(line: &str) -> Option<Match> {
 /// Run `req` and return what matched (rules Palisade adds for setup never log, so every line
 /// is a CRS rule or the body-error rule).
 pub fn evaluate(crs: &Crs, req: &CrsRequest<'_>) -> Vec<Match> {
-    let lines = crs.engine.run(req);
+    let lines = off_worker(|| crs.engine.run(req));
     let mut out: Vec<Match> = lines.iter().filter_map(|l| parse_line(l)).collect();
     // One finding per rule and variable (a `multiMatch` rule logs a variable once per
     // transformation that matched).
     let mut seen = std::collections::HashSet::new();
     out.retain(|m| seen.insert((m.id, m.variable.clone())));
     out
+}
+
+/// Run `f` (milliseconds of CPU for a request with a body: docs/waf.md "Cost") so that the
+/// other requests of this worker thread move to another thread meanwhile instead of waiting:
+/// `block_in_place` on Tokio's multi-threaded runtime (Pingora's default, `work_stealing`);
+/// a plain call elsewhere (tests, benchmarks, replay, a current-thread runtime).
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Where a ModSecurity variable points, as the policy's fields name it: `(location, name)` for
