@@ -224,6 +224,19 @@ fn crs_rule_ids_are_policy_monitor_off_and_exclusions() {
     assert!(!f.is_empty() && f.iter().all(|f| f["action"] == "monitor"), "{ev}");
     assert_eq!(origin.seen_path("/deep/r-search").len(), 1);
 
+    // Monitor mode for the whole section: forwarded, recorded as would_block.
+    let (origin, p) = start("", "  mode: monitor\n");
+    let (s, ev) = send(&p, client().get(p.url(sqli)), "192.0.2.65");
+    assert_eq!(s, 200, "{ev}");
+    assert_eq!(ev["palisade"]["decision"]["action"], "would_block", "{ev}");
+    assert!(
+        crs_findings(&ev)
+            .iter()
+            .any(|f| f["rule"] == "crs:942100" && f["action"] == "monitor"),
+        "{ev}"
+    );
+    assert_eq!(origin.seen_path("/deep/r-search").len(), 1);
+
     // The scanner rule off: not evaluated, no finding.
     let (origin, p) = start("", "  rules:\n    - {id: \"crs:913100\", action: off}\n");
     let r = client()

@@ -546,6 +546,29 @@ mod tests {
         assert!(broken.iter().any(|m| m.id == ID_BODY_ERROR), "{broken:?}");
     }
 
+    /// Worker threads share one rule set; each transaction stays on its thread.
+    #[test]
+    fn concurrent_transactions_on_one_rule_set_agree() {
+        let crs = loaded(&Settings::default()).expect("libmodsecurity3 and modsecurity-crs are installed");
+        let ua = [(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        )];
+        let attack = "/s?q=1%27%20union%20select%20password%20from%20users--&f=..%2F..%2Fetc%2Fpasswd";
+        let expected = run(&crs, attack, &ua, None);
+        assert!(expected.len() >= 3, "{expected:?}");
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..15 {
+                        assert_eq!(run(&crs, attack, &ua, None), expected);
+                        assert_eq!(run(&crs, "/s?q=shoes&page=2", &ua, None), vec![]);
+                    }
+                });
+            }
+        });
+    }
+
     #[test]
     fn a_missing_library_or_rules_dir_is_a_clear_error() {
         let e = load(&Settings {
