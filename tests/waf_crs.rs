@@ -334,6 +334,19 @@ fn a_missing_library_or_rules_directory_is_a_check_error_with_file_and_line() {
 #[test]
 fn the_shipped_crs_policy_checks_and_runs_from_the_command_line() {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/waf-crs.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "check",
+            "--listen",
+            "127.0.0.1:1",
+            "--upstream",
+            "127.0.0.1:2",
+            "--policy",
+        ])
+        .arg(&policy)
+        .output()
+        .expect("run check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let dir = tempfile::tempdir().expect("dir");
     let listen = free_addr();
