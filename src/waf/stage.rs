@@ -2,7 +2,10 @@
 //! `on_body_chunk`, when the request has a body): the head's values are scored at once
 //! (`request.rs`), every finding goes to the ledger, and a score at or over the threshold blocks
 //! (or, in monitor mode, would block). Bodies are read whole and bounded before the origin sees
-//! a byte (`proxy::body`), then scored on top of the head.
+//! a byte (`proxy::body`), then scored on top of the head. On the routes of `waf.crs`, the Core
+//! Rule Set tier (`crs/`) then judges the request with its own score and threshold, at the head
+//! when no body follows, else once over head and body; it runs only if the built-in tier did not
+//! already decide.
 //!
 //! Listed before `strikes` in `crate::stages` so a head-phase block is a strike; a block decided
 //! on the body comes after that stage ran, so this stage strikes it itself.
@@ -103,7 +106,7 @@ impl Stage for Waf {
             && facts.content_length.is_some_and(|n| n > w.body.limit as u64)
             && w.body.oversize == crate::stage::Oversize::Pass;
         let mut verdict = judge(w, t.score, t.top);
-        // The CRS tier (hundreds of microseconds) runs only when the built-in tier did not
+        // The CRS tier (milliseconds: docs/waf.md "Cost") runs only when the built-in tier did not
         // already decide, and on the head alone when no body will follow.
         let crs_now = crs.filter(|_| verdict.is_none() && (!body || body_passed));
         let ct = crs_now.map(|c| {
