@@ -249,7 +249,11 @@ pub fn crs_tally(w: &WafPolicy, crs: &CrsPolicy, req: &CrsRequest<'_>, path: &st
         .unwrap_or_default();
     let mut t = CrsTally::default();
     for m in matches {
-        let (located, label) = super::crs::field_of(&m.variable, &query_names);
+        let located = super::crs::field_of(&m.variable, &query_names);
+        let label = match &located {
+            Some((location, name)) => field_label(*location, name),
+            None => m.variable.to_ascii_lowercase(),
+        };
         let weigh = match &located {
             Some((location, name)) => w.weigh(&m.rule, path, *location, name),
             // A variable no field names (TX, REQUEST_PROTOCOL, …): only path and rule apply.

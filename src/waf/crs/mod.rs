@@ -384,10 +384,10 @@ fn off_worker<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Where a ModSecurity variable points, as the policy's fields name it: `(location, name)` for
-/// exclusions, and the telemetry label. `query_names` tells query arguments from body ones
-/// (ModSecurity's `ARGS` holds both).
-pub fn field_of(variable: &str, query_names: &[&str]) -> (Option<(Location, String)>, String) {
+/// Where a ModSecurity variable points, as the policy's fields name it: `(location, name)`, or
+/// `None` for a variable no field names (`TX:…`, `REQUEST_PROTOCOL`). `query_names` tells query
+/// arguments from body ones (ModSecurity's `ARGS` holds both).
+pub fn field_of(variable: &str, query_names: &[&str]) -> Option<(Location, String)> {
     let (collection, key) = variable.split_once(':').unwrap_or((variable, ""));
     let arg = |name: &str, get: Option<bool>| {
         if let Some(json) = name.strip_prefix("json.") {
@@ -403,7 +403,7 @@ pub fn field_of(variable: &str, query_names: &[&str]) -> (Option<(Location, Stri
             name.to_owned(),
         )
     };
-    let located = match collection {
+    match collection {
         "ARGS" | "ARGS_NAMES" => Some(arg(key, None)),
         "ARGS_GET" | "ARGS_GET_NAMES" => Some(arg(key, Some(true))),
         "ARGS_POST" | "ARGS_POST_NAMES" => Some(arg(key, Some(false))),
@@ -416,12 +416,7 @@ pub fn field_of(variable: &str, query_names: &[&str]) -> (Option<(Location, Stri
             Some((Location::MultipartField, "body".to_owned()))
         }
         _ => None,
-    };
-    let label = match &located {
-        Some((loc, name)) => super::request::field_label(*loc, name),
-        None => variable.to_ascii_lowercase(),
-    };
-    (located, label)
+    }
 }
 
 #[cfg(test)]
@@ -460,16 +455,22 @@ mod tests {
 
     #[test]
     fn variables_map_to_policy_fields() {
+        assert_eq!(field_of("ARGS:q", &["q"]), Some((Location::QueryArg, "q".into())));
+        assert_eq!(field_of("ARGS:q", &[]), Some((Location::FormField, "q".into())));
         assert_eq!(
-            field_of("ARGS:q", &["q"]),
-            (Some((Location::QueryArg, "q".into())), "query:q".into())
+            field_of("ARGS:json.user.bio", &[]),
+            Some((Location::JsonString, "user.bio".into()))
         );
-        assert_eq!(field_of("ARGS:q", &[]).1, "form:q");
-        assert_eq!(field_of("ARGS:json.user.bio", &[]).1, "json:user.bio");
-        assert_eq!(field_of("REQUEST_HEADERS:User-Agent", &[]).1, "header:user-agent");
-        assert_eq!(field_of("REQUEST_COOKIES:sid", &[]).1, "cookie:sid");
-        assert_eq!(field_of("REQUEST_FILENAME", &[]).1, "path");
-        assert_eq!(field_of("TX:foo", &[]), (None, "tx:foo".into()));
+        assert_eq!(
+            field_of("REQUEST_HEADERS:User-Agent", &[]),
+            Some((Location::Header, "user-agent".into()))
+        );
+        assert_eq!(
+            field_of("REQUEST_COOKIES:sid", &[]),
+            Some((Location::Cookie, "sid".into()))
+        );
+        assert_eq!(field_of("REQUEST_FILENAME", &[]), Some((Location::Path, "path".into())));
+        assert_eq!(field_of("TX:foo", &[]), None);
     }
 
     #[test]
