@@ -3,6 +3,8 @@
 //! value sent where the corpus puts it: a query argument, a JSON or form body field, a header,
 //! a cookie or the path. Prints a per-class table (run with `--no-capture` to see it).
 
+// The corpora's `accept` lists and scanner paths serve the built-in tier's tests only.
+#[allow(dead_code)]
 mod waf_corpus;
 
 use palisade::waf::crs::{evaluate, loaded, Crs, CrsRequest, Match, Settings};
