@@ -22,8 +22,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # Packages the build needs on Debian: cmake and a C compiler build vendored C libraries
 # (zlib-ng, zstd, OpenSSL), perl drives OpenSSL's build, curl is for the demo and rustup,
 # nats-server (with JetStream) is started by the telemetry tests (tests/nats.rs), slowhttptest
-# drives the slow-client test (tests/slow_clients.rs).
-DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server slowhttptest
+# drives the slow-client test (tests/slow_clients.rs), libmodsecurity3 and modsecurity-crs are
+# the WAF's Core Rule Set tier (loaded at run time; tests/waf_crs.rs, policies/waf-crs.yaml).
+DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server slowhttptest libmodsecurity3 modsecurity-crs
 
 # Packages only `make bench-peers` needs (never CI): the peers, the load generators (wrk; h2load
 # from nghttp2-client) and openssl for the benchmark's self-signed certificate.

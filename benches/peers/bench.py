@@ -57,7 +57,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-DEFAULT_PACKAGES = "nginx-light haproxy wrk nghttp2-client openssl"
+DEFAULT_PACKAGES = "nginx-light haproxy wrk nghttp2-client openssl libmodsecurity3 modsecurity-crs"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BIG_SIZE = 1 << 20
 SMALL_BODY = "hello from the origin\n"
@@ -445,7 +445,11 @@ backend origin
                      [str(binary), f"127.0.0.1:{port}", f"127.0.0.1:{self.origin_port}",
                       f"127.0.0.1:{tls_port}", str(self.cert), str(self.key)], stop=signal.SIGINT)
 
-    def palisade(self, name: str, binary: Path, policy: bool = True, env: dict | None = None) -> Proxy:
+    def palisade(self, name: str, binary: Path, policy: bool = True, env: dict | None = None,
+                 waf: str | None = None) -> Proxy:
+        """Palisade with the peers' policy; `waf`: None, "builtin" (the built-in WAF tier on every
+        request, as policies/waf.yaml) or "crs" (the built-in tier plus the Core Rule Set tier at
+        paranoia level 1, as policies/waf-crs.yaml)."""
         port, tls_port = free_port(), free_port()
         t = self.tmp / name
         t.mkdir(exist_ok=True)
@@ -470,7 +474,8 @@ offenders:
   window: 60s
   throttle_at: 15
   ban_for: 15m
-""")
+""" + {None: "", "builtin": "waf: { mode: enforce, threshold: 5 }\n",
+       "crs": "waf: { mode: enforce, threshold: 5, crs: { paranoia: 1, threshold: 5 } }\n"}[waf])
         else:
             (t / "policy.yaml").write_text("{}\n")
         tele = (f"{{ sink: file, path: {telemetry}, max_file_size: 1GiB, keep_files: 0 }}"
@@ -915,7 +920,9 @@ def main() -> int:
     started = datetime.datetime.now().astimezone()
 
     proxies = [setup.nginx_proxy(False), setup.nginx_proxy(True), setup.haproxy_proxy(False),
-               setup.haproxy_proxy(True), setup.stock_pingora(stock_bin), setup.palisade("palisade", palisade_bin)]
+               setup.haproxy_proxy(True), setup.stock_pingora(stock_bin), setup.palisade("palisade", palisade_bin),
+               setup.palisade("palisade-waf", palisade_bin, waf="builtin"),
+               setup.palisade("palisade-crs", palisade_bin, waf="crs")]
     if args.with_bare_palisade:
         proxies.append(setup.palisade("palisade-bare", palisade_bin, policy=False))
     for spec in args.palisade:
@@ -1072,6 +1079,11 @@ def main() -> int:
            "repeat-offender tracking (`offenders:`), telemetry of every request to the file sink, "
            "the per-address connection cap on but set to 1M (every client is 127.0.0.1), "
            "`threads: 1`, default metrics, default limits otherwise.",
+           "- **palisade-waf**: palisade plus the built-in WAF tier on every request (`waf:` enforcing, "
+           "threshold 5, as policies/waf.yaml). The benchmark's request is `GET /` with no query or body, "
+           "so this is the tier's floor; docs/waf.md has its cost on a typical request.",
+           "- **palisade-crs**: palisade-waf plus the OWASP Core Rule Set tier at paranoia level 1 "
+           "(libmodsecurity3 and Debian's CRS 3.3.4, as policies/waf-crs.yaml); same request.",
            "- Other `palisade-*` rows are A/B builds or settings given with `--palisade`/`--palisade-env`.", ""]
     if h1s:
         out += [f"## HTTP/1.1 keep-alive, small response ({args.rounds} rounds × {D} s, wrk, {C} connections)", ""]

@@ -287,4 +287,25 @@ mod tests {
         assert_eq!(r.newly_refused.by_rule.get("waf"), Some(&2));
         assert_eq!(r.matrix.get("allow -> allow"), Some(&1));
     }
+
+    /// Real libmodsecurity3 and Debian CRS; the built-in tier is on another route, so what
+    /// refuses here is the CRS tier.
+    #[test]
+    fn the_crs_tier_judges_recorded_requests() {
+        let yaml = "waf:\n  routes: [other]\n  crs:\n    routes: [app]\n";
+        let mut p = compile(
+            &[policy_from_str("candidate.yaml", yaml, &["app", "other"]).expect("policy")],
+            None,
+        );
+        let mut attack = ev(1_000_000, "198.51.100.1", "/search", "allow");
+        attack.url.query = Some("q=1%27%20union%20select%20password%20from%20users--".into());
+        let mut scanner = ev(1_001_000, "198.51.100.2", "/", "allow");
+        scanner.user_agent.original = "Mozilla/5.0 (compatible; Grendel-Scan/1.0)".into();
+        let mut benign = ev(1_002_000, "198.51.100.3", "/search", "allow");
+        benign.url.query = Some("q=O%27Reilly+books".into());
+        let r = replay(&mut p, &[attack, scanner, benign], &Filter::default(), 5);
+        assert_eq!(r.newly_refused.count, 2, "{r:#?}");
+        assert_eq!(r.newly_refused.by_rule.get("waf"), Some(&2));
+        assert_eq!(r.matrix.get("allow -> allow"), Some(&1));
+    }
 }

@@ -38,6 +38,69 @@ pub struct WafSection {
     pub rules: Vec<WafRuleSection>,
     #[serde(default)]
     pub exclusions: Vec<WafExclusionSection>,
+    /// The OWASP Core Rule Set tier, on the routes it names (docs/waf.md).
+    pub crs: Option<CrsSection>,
+}
+
+/// `waf.crs`: the Core Rule Set run by libmodsecurity3, beside the built-in tier. Its rule ids
+/// (`crs:942100`, families `crs:942`) go in the section's `rules:` and `exclusions:`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CrsSection {
+    /// Routes the CRS tier inspects; the `waf` section's routes when absent.
+    pub routes: Option<Vec<String>>,
+    /// CRS paranoia level, 1 (fewest false positives) to 4.
+    #[serde(default = "default_paranoia")]
+    pub paranoia: u8,
+    /// Inbound anomaly score at which a request is blocked (CRS points: critical 5, error 4,
+    /// warning 3, notice 2).
+    #[serde(default = "default_crs_threshold")]
+    pub threshold: u32,
+    /// The ModSecurity shared library opened at load.
+    #[serde(default = "default_library")]
+    pub library: String,
+    /// Directory of the CRS `REQUEST-*.conf` rules and their data files.
+    #[serde(default = "default_rules_dir")]
+    pub rules_dir: String,
+    /// The CRS setup file.
+    #[serde(default = "default_setup")]
+    pub setup: String,
+}
+
+fn default_paranoia() -> u8 {
+    crate::waf::crs::DEFAULT_PARANOIA
+}
+
+fn default_crs_threshold() -> u32 {
+    crate::waf::crs::DEFAULT_THRESHOLD
+}
+
+fn default_library() -> String {
+    crate::waf::crs::DEFAULT_LIBRARY.to_owned()
+}
+
+fn default_rules_dir() -> String {
+    crate::waf::crs::DEFAULT_RULES_DIR.to_owned()
+}
+
+fn default_setup() -> String {
+    crate::waf::crs::DEFAULT_SETUP.to_owned()
+}
+
+/// The rule set a `crs` section and its section's `off` rules load.
+pub fn crs_settings(w: &WafSection, crs: &CrsSection) -> crate::waf::crs::Settings {
+    crate::waf::crs::Settings {
+        library: crs.library.clone(),
+        rules_dir: crs.rules_dir.clone().into(),
+        setup: crs.setup.clone().into(),
+        paranoia: crs.paranoia,
+        removed: w
+            .rules
+            .iter()
+            .filter(|r| r.action == WafRuleAction::Off && r.id != crate::waf::crs::PREFIX)
+            .filter_map(|r| crate::waf::crs::selector_range(&r.id))
+            .collect(),
+    }
 }
 
 fn default_threshold() -> u32 {
@@ -155,12 +218,17 @@ pub fn validate(w: &WafSection, routes: &std::collections::HashSet<&str>, c: &mu
             );
         }
     }
+    let crs = w.crs.as_ref().and_then(|crs| validate_crs(w, crs, routes, c));
     for (i, r) in w.rules.iter().enumerate() {
-        check_rule(&r.id, &format!("waf.rules[{i}].id"), c);
+        let p = format!("waf.rules[{i}].id");
+        check_rule(&r.id, &p, crs.as_deref(), w.crs.is_some(), c);
+        if r.id == crate::waf::crs::PREFIX && r.action == WafRuleAction::Off {
+            c.field(&p, "to turn the CRS tier off, remove waf.crs");
+        }
     }
     for (i, e) in w.exclusions.iter().enumerate() {
         let p = format!("waf.exclusions[{i}]");
-        check_rule(&e.rule, &format!("{p}.rule"), c);
+        check_rule(&e.rule, &format!("{p}.rule"), crs.as_deref(), w.crs.is_some(), c);
         if e.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
             c.field(&format!("{p}.path"), "a path prefix starts with /");
         }
@@ -181,7 +249,70 @@ pub fn validate(w: &WafSection, routes: &std::collections::HashSet<&str>, c: &mu
     }
 }
 
-fn check_rule(id: &str, path: &str, c: &mut Collector<'_>) {
+/// Checks of `waf.crs`, and the rule set it loads (the library opened, the rules parsed), so a
+/// policy that cannot run is refused here rather than at the first request.
+fn validate_crs(
+    w: &WafSection,
+    crs: &CrsSection,
+    routes: &std::collections::HashSet<&str>,
+    c: &mut Collector<'_>,
+) -> Option<std::sync::Arc<crate::waf::crs::Crs>> {
+    if let Some(rs) = &crs.routes {
+        if rs.is_empty() {
+            c.field(
+                "waf.crs.routes",
+                "name at least one route, or leave routes out for the waf section's routes",
+            );
+        }
+        for (i, r) in rs.iter().enumerate() {
+            if !routes.contains("*") && !routes.contains(r.as_str()) {
+                c.field(&format!("waf.crs.routes[{i}]"), format!("unknown route {r:?}"));
+            }
+        }
+    }
+    if !(1..=4).contains(&crs.paranoia) {
+        c.field("waf.crs.paranoia", "a CRS paranoia level is 1, 2, 3 or 4");
+        return None;
+    }
+    if crs.threshold == 0 {
+        c.field("waf.crs.threshold", "must be at least 1");
+    }
+    match crate::waf::crs::loaded(&crs_settings(w, crs)) {
+        Ok(loaded) => Some(loaded),
+        Err(e) => {
+            let field = match e {
+                crate::waf::crs::CrsError::Library { .. } => "waf.crs.library",
+                crate::waf::crs::CrsError::Files { ref path, .. } if *path == crs.setup => "waf.crs.setup",
+                _ => "waf.crs.rules_dir",
+            };
+            c.field(field, e.to_string());
+            None
+        }
+    }
+}
+
+fn check_rule(id: &str, path: &str, crs: Option<&crate::waf::crs::Crs>, has_crs: bool, c: &mut Collector<'_>) {
+    if crate::waf::crs::is_selector(id) {
+        if !has_crs {
+            c.field(
+                path,
+                format!("{id:?} is a Core Rule Set id, and this section has no crs tier"),
+            );
+            return;
+        }
+        let Some((lo, hi)) = crate::waf::crs::selector_range(id) else {
+            c.field(
+                path,
+                format!("{id:?}: a CRS rule is crs:NNNNNN (one rule), crs:NNN (a rule file's family) or crs"),
+            );
+            return;
+        };
+        // With no rule set loaded the section already has an error; ids cannot be checked.
+        if crs.is_some_and(|crs| crs.ids.range(lo..=hi).next().is_none()) {
+            c.field(path, format!("{id:?}: no such rule in the loaded Core Rule Set"));
+        }
+        return;
+    }
     if let Err(e) = crate::waf::Config::default().disable(id) {
         let known: Vec<&str> = crate::waf::RULES.iter().map(|(id, _)| *id).collect();
         c.field(path, format!("{e}; known ids: {}", known.join(", ")));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use crate::config::file::ModeSection;
-use crate::config::waf::{parse_field, FieldKind, OversizeSection, WafRuleAction, WafSection};
+use crate::config::waf::{crs_settings, parse_field, FieldKind, OversizeSection, WafRuleAction, WafSection};
 use crate::stage::{BodyWant, Mode, Oversize};
 use crate::waf::{selects, Config, Location};
 
@@ -25,6 +25,31 @@ pub struct WafPolicy {
     /// Rules (or classes) whose findings are reported but never scored.
     pub monitor_only: Vec<String>,
     pub exclusions: Vec<WafExclusion>,
+    /// The Core Rule Set tier, when the section has one.
+    pub crs: Option<CrsPolicy>,
+}
+
+/// The compiled `waf.crs`: a loaded rule set, where it runs and its threshold.
+pub struct CrsPolicy {
+    /// Routes inspected; `None`: every route.
+    pub routes: Option<Vec<Arc<str>>>,
+    pub threshold: u32,
+    pub set: Arc<crate::waf::crs::Crs>,
+}
+
+impl CrsPolicy {
+    pub fn applies_to(&self, route: &str) -> bool {
+        self.routes.as_ref().is_none_or(|rs| rs.iter().any(|r| &**r == route))
+    }
+}
+
+/// Whether a policy selector (`sqli`, `xss.tag`, `crs:942`, `crs:942100`) covers `rule`.
+pub fn rule_selects(selector: &str, rule: &str) -> bool {
+    if crate::waf::crs::is_selector(selector) {
+        crate::waf::crs::selects(selector, rule)
+    } else {
+        selects(selector, rule)
+    }
 }
 
 impl std::fmt::Debug for WafPolicy {
@@ -46,7 +71,7 @@ pub struct WafExclusion {
 
 impl WafExclusion {
     fn covers(&self, rule: &str, path: &str, location: Location, name: &str) -> bool {
-        selects(&self.rule, rule)
+        rule_selects(&self.rule, rule)
             && self.path.as_deref().is_none_or(|p| path.starts_with(p))
             && self.field.as_ref().is_none_or(|(kind, field)| {
                 kind_covers(*kind, location) && field.as_deref().is_none_or(|f| f.eq_ignore_ascii_case(name))
@@ -83,10 +108,28 @@ impl WafPolicy {
         self.routes.as_ref().is_none_or(|rs| rs.iter().any(|r| &**r == route))
     }
 
+    /// The CRS tier, when it runs on `route`.
+    pub fn crs_for(&self, route: &str) -> Option<&CrsPolicy> {
+        self.crs.as_ref().filter(|c| c.applies_to(route))
+    }
+
+    /// `weigh` for a match no policy field names: exclusions with a field do not cover it.
+    pub fn weigh_unlocated(&self, rule: &str, path: &str) -> Weigh {
+        if self.exclusions.iter().any(|e| {
+            e.field.is_none() && rule_selects(&e.rule, rule) && e.path.as_deref().is_none_or(|p| path.starts_with(p))
+        }) {
+            Weigh::Drop
+        } else if self.monitor_only.iter().any(|s| rule_selects(s, rule)) {
+            Weigh::Report
+        } else {
+            Weigh::Score
+        }
+    }
+
     pub fn weigh(&self, rule: &str, path: &str, location: Location, name: &str) -> Weigh {
         if self.exclusions.iter().any(|e| e.covers(rule, path, location, name)) {
             Weigh::Drop
-        } else if self.monitor_only.iter().any(|s| selects(s, rule)) {
+        } else if self.monitor_only.iter().any(|s| rule_selects(s, rule)) {
             Weigh::Report
         } else {
             Weigh::Score
@@ -107,6 +150,8 @@ pub fn compile(w: &WafSection) -> WafPolicy {
         match r.action {
             WafRuleAction::Block => {}
             WafRuleAction::Monitor => monitor_only.push(r.id.clone()),
+            // CRS rules that are off are removed from the loaded rule set (`crs_settings`).
+            WafRuleAction::Off if crate::waf::crs::is_selector(&r.id) => {}
             WafRuleAction::Off => match detect.clone().disable(&r.id) {
                 Ok(c) => detect = c,
                 Err(e) => log::error!("waf.rules: {e}"),
@@ -150,6 +195,20 @@ pub fn compile(w: &WafSection) -> WafPolicy {
                     .map(|(k, n)| (k, n.map(str::to_owned))),
             })
             .collect(),
+        crs: w.crs.as_ref().and_then(|c| {
+            let routes = c.routes.as_ref().or(w.routes.as_ref());
+            match crate::waf::crs::loaded(&crs_settings(w, c)) {
+                Ok(set) => Some(CrsPolicy {
+                    routes: routes.map(|rs| rs.iter().map(|r| Arc::from(r.as_str())).collect()),
+                    threshold: c.threshold,
+                    set,
+                }),
+                Err(e) => {
+                    log::error!("waf.crs: {e}");
+                    None
+                }
+            }
+        }),
     }
 }
 

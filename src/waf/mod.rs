@@ -6,6 +6,7 @@
 //! Aho-Corasick scan) that sends clean values home, then only the detectors the triggers call for.
 //! Design notes: `README.md` beside this file.
 
+pub mod crs;
 pub mod decode;
 pub mod patterns;
 pub mod request;

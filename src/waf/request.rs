@@ -7,9 +7,10 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use super::crs::CrsRequest;
 use super::{inspect_with, Item, Location, Report, Scratch};
 use crate::extract::{self, BodyKind};
-use crate::policy::waf::{WafPolicy, Weigh};
+use crate::policy::waf::{CrsPolicy, WafPolicy, Weigh};
 use crate::stage::{Action, Decision, Finding, Ledger, RequestFacts, Source, Verdict};
 
 /// The rule id WAF blocks are written under (telemetry `rule`, strikes' blame); the detector
@@ -209,11 +210,118 @@ pub(crate) fn body_tally(w: &WafPolicy, path: &str, content_type: Option<&str>, 
 /// The head's verdict alone, as replay sees a recorded request (no body): `None` when the
 /// route is not inspected or the score stays under the threshold.
 pub fn evaluate_head(w: &WafPolicy, facts: &RequestFacts<'_>) -> Option<Verdict> {
-    if !w.applies_to(facts.route) {
+    if w.applies_to(facts.route) {
+        let mut items = Vec::with_capacity(16);
+        head_items(w, facts, &mut items);
+        let t = tally(w, facts.path, &items);
+        if let Some(v) = judge(w, t.score, t.top) {
+            return Some(v);
+        }
+    }
+    let crs = w.crs_for(facts.route)?;
+    judge_crs(w, crs, &crs_head(w, crs, facts))
+}
+
+/// What the CRS tier matched on a request, after the policy weighed it.
+#[derive(Debug, Default)]
+pub struct CrsTally {
+    /// Sum of the scored matches' CRS points.
+    pub score: u32,
+    /// The scored match with the most points (the first of equals).
+    pub top: Option<String>,
+    top_points: u32,
+    /// Matches to report, with their field label and whether they were scored.
+    pub findings: Vec<(super::crs::Match, String, bool)>,
+}
+
+/// Run the CRS tier over a request and weigh its matches by the policy (exclusions,
+/// monitor-only rules; `off` rules were removed from the rule set).
+pub fn crs_tally(w: &WafPolicy, crs: &CrsPolicy, req: &CrsRequest<'_>, path: &str, query: Option<&str>) -> CrsTally {
+    let matches = super::crs::evaluate(&crs.set, req);
+    let query_names: Vec<&str> = query
+        .map(|q| {
+            q.split('&')
+                .filter(|s| !s.is_empty())
+                .take(MAX_ITEMS)
+                .map(|seg| seg.split_once('=').map_or(seg, |(n, _)| n))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut t = CrsTally::default();
+    for m in matches {
+        let located = super::crs::field_of(&m.variable, &query_names);
+        let label = match &located {
+            Some((location, name)) => field_label(*location, name),
+            None => m.variable.to_ascii_lowercase(),
+        };
+        let weigh = match &located {
+            Some((location, name)) => w.weigh(&m.rule, path, *location, name),
+            // A variable no field names (TX, REQUEST_PROTOCOL, …): only path and rule apply.
+            None => w.weigh_unlocated(&m.rule, path),
+        };
+        let scored = match weigh {
+            Weigh::Drop => continue,
+            Weigh::Report => false,
+            Weigh::Score => true,
+        };
+        if scored {
+            let points = m.points();
+            t.score += points;
+            if points > t.top_points {
+                t.top = Some(m.rule.clone());
+                t.top_points = points;
+            }
+        }
+        t.findings.push((m, label, scored));
+    }
+    t
+}
+
+/// The verdict a CRS score earns, if any.
+pub fn judge_crs(w: &WafPolicy, crs: &CrsPolicy, t: &CrsTally) -> Option<Verdict> {
+    if t.score < crs.threshold {
         return None;
     }
-    let mut items = Vec::with_capacity(16);
-    head_items(w, facts, &mut items);
-    let t = tally(w, facts.path, &items);
-    judge(w, t.score, t.top)
+    Some(Verdict::from(Decision {
+        action: Action::Block,
+        mode: w.mode,
+        source: Source::Policy(RULE.clone()),
+        matched: t.top.as_deref().map(Arc::from),
+        counter: Some(i64::from(t.score)),
+        ..Decision::default()
+    }))
+}
+
+pub(crate) fn record_crs(
+    ledger: &mut Ledger,
+    w: &WafPolicy,
+    findings: Vec<(super::crs::Match, String, bool)>,
+    over: bool,
+) {
+    for (m, label, scored) in findings {
+        let points = m.points();
+        ledger.found(Finding {
+            stage: RULE_ID,
+            rule: Arc::from(m.rule),
+            category: None,
+            field: Some(label),
+            direction: None,
+            score: Some(points),
+            excerpt: m.excerpt,
+            action: finding_action(w, scored, over),
+        });
+    }
+}
+
+/// The CRS tier on a head alone (replay; a request without a body).
+pub fn crs_head(w: &WafPolicy, crs: &CrsPolicy, facts: &RequestFacts<'_>) -> CrsTally {
+    let uri = super::crs::uri_for(facts.path, facts.query);
+    let req = CrsRequest {
+        client_ip: facts.client_ip,
+        method: facts.method,
+        uri: &uri,
+        headers: facts.headers,
+        body: None,
+    };
+    crs_tally(w, crs, &req, facts.path, facts.query)
 }

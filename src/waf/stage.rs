@@ -2,14 +2,21 @@
 //! `on_body_chunk`, when the request has a body): the head's values are scored at once
 //! (`request.rs`), every finding goes to the ledger, and a score at or over the threshold blocks
 //! (or, in monitor mode, would block). Bodies are read whole and bounded before the origin sees
-//! a byte (`proxy::body`), then scored on top of the head.
+//! a byte (`proxy::body`), then scored on top of the head. On the routes of `waf.crs`, the Core
+//! Rule Set tier (`crs/`) then judges the request with its own score and threshold, at the head
+//! when no body follows, else once over head and body; it runs only if the built-in tier did not
+//! already decide.
 //!
 //! Listed before `strikes` in `crate::stages` so a head-phase block is a strike; a block decided
 //! on the body comes after that stage ran, so this stage strikes it itself.
 
 use std::sync::Arc;
 
-use super::request::{body_tally, finding_action, head_items, judge, record, tally, Tally, RULE, RULE_ID};
+use super::crs::{uri_for, CrsRequest};
+use super::request::{
+    body_tally, crs_head, crs_tally, finding_action, head_items, judge, judge_crs, record, record_crs, tally, Tally,
+    RULE, RULE_ID,
+};
 use crate::enforce::offenders::{Actor, Offenders};
 use crate::enforce::{actors_to_strike, strike_later};
 use crate::metrics::METRICS;
@@ -32,6 +39,19 @@ struct Pending {
     content_type: Option<String>,
     actors: Vec<Actor>,
     now: Millis,
+    /// The built-in tier inspects this route.
+    builtin: bool,
+    /// The head, kept for the CRS tier, which runs once over head and body.
+    crs: Option<Box<CrsHead>>,
+}
+
+/// What the CRS tier needs of a head whose body is still to come.
+struct CrsHead {
+    client_ip: std::net::IpAddr,
+    method: String,
+    uri: String,
+    query: Option<String>,
+    headers: http::HeaderMap,
 }
 
 impl Pending {
@@ -50,6 +70,8 @@ impl Pending {
             content_type: self.content_type.take(),
             actors: std::mem::take(&mut self.actors),
             now: self.now,
+            builtin: self.builtin,
+            crs: self.crs.take(),
         })
     }
 }
@@ -68,21 +90,40 @@ impl Stage for Waf {
         let Some(w) = self.policy.waf.as_deref() else {
             return Step::Pass;
         };
-        if ledger.verdict.settled() || !w.applies_to(facts.route) {
+        let crs = w.crs_for(facts.route);
+        if ledger.verdict.settled() || (!w.applies_to(facts.route) && crs.is_none()) {
             return Step::Pass;
         }
-        let mut items = Vec::with_capacity(16);
-        head_items(w, facts, &mut items);
-        let t = tally(w, facts.path, &items);
-        let verdict = judge(w, t.score, t.top);
-        record(ledger, w, t.findings, verdict.is_some());
+        let t = if w.applies_to(facts.route) {
+            let mut items = Vec::with_capacity(16);
+            head_items(w, facts, &mut items);
+            tally(w, facts.path, &items)
+        } else {
+            Tally::default()
+        };
+        let body = has_body(facts);
+        let body_passed = body
+            && facts.content_length.is_some_and(|n| n > w.body.limit as u64)
+            && w.body.oversize == crate::stage::Oversize::Pass;
+        let mut verdict = judge(w, t.score, t.top);
+        // The CRS tier (milliseconds: docs/waf.md "Cost") runs only when the built-in tier did not
+        // already decide, and on the head alone when no body will follow.
+        let crs_now = crs.filter(|_| verdict.is_none() && (!body || body_passed));
+        let ct = crs_now.map(|c| {
+            let ct = crs_head(w, c, facts);
+            verdict = judge_crs(w, c, &ct);
+            ct
+        });
+        let over = verdict.is_some();
+        record(ledger, w, t.findings, over);
+        if let Some(ct) = ct {
+            record_crs(ledger, w, ct.findings, over);
+        }
         if let Some(v) = verdict {
             return Step::Verdict(v);
         }
-        if has_body(facts) {
-            if facts.content_length.is_some_and(|n| n > w.body.limit as u64)
-                && w.body.oversize == crate::stage::Oversize::Pass
-            {
+        if body {
+            if body_passed {
                 // Passed uninspected: the body would stream to the origin before a verdict.
                 METRICS.bodies_uninspected.inc();
                 return Step::Pass;
@@ -105,6 +146,16 @@ impl Stage for Waf {
                     Vec::new()
                 },
                 now,
+                builtin: w.applies_to(facts.route),
+                crs: crs.map(|_| {
+                    Box::new(CrsHead {
+                        client_ip: facts.client_ip,
+                        method: facts.method.to_owned(),
+                        uri: uri_for(facts.path, facts.query),
+                        query: facts.query.map(str::to_owned),
+                        headers: facts.headers.clone(),
+                    })
+                }),
             });
         }
         Step::Pass
@@ -129,9 +180,30 @@ impl Stage for Waf {
             top_points: p.top_points,
             findings: Vec::new(),
         };
-        t.add(body_tally(w, &p.path, p.content_type.as_deref(), &ledger.body));
-        let Some(v) = judge(w, t.score, t.top) else {
+        if p.builtin {
+            t.add(body_tally(w, &p.path, p.content_type.as_deref(), &ledger.body));
+        }
+        let mut verdict = judge(w, t.score, t.top);
+        let ct = match (&p.crs, w.crs.as_ref()) {
+            (Some(head), Some(c)) if verdict.is_none() => {
+                let req = CrsRequest {
+                    client_ip: head.client_ip,
+                    method: &head.method,
+                    uri: &head.uri,
+                    headers: &head.headers,
+                    body: Some(&ledger.body),
+                };
+                let ct = crs_tally(w, c, &req, &p.path, head.query.as_deref());
+                verdict = judge_crs(w, c, &ct);
+                Some(ct)
+            }
+            _ => None,
+        };
+        let Some(v) = verdict else {
             record(ledger, w, t.findings, false);
+            if let Some(ct) = ct {
+                record_crs(ledger, w, ct.findings, false);
+            }
             return Step::Pass;
         };
         // The head's findings were recorded as below the threshold; the body tipped it.
@@ -144,6 +216,9 @@ impl Stage for Waf {
             f.action = word;
         }
         record(ledger, w, t.findings, true);
+        if let Some(ct) = ct {
+            record_crs(ledger, w, ct.findings, true);
+        }
         if v.enforced() && w.strike {
             let _ = strike_later(&self.policy, &self.offenders, &p.actors, &RULE, 1, p.now);
         }
