@@ -54,6 +54,8 @@ pub struct Folded {
     // Scratch reused across calls so a reused `Folded` folds without allocating.
     token: Vec<Unit>,
     decomposed: Vec<char>,
+    steps: Vec<Step>,
+    cache: Option<Box<CharCache>>,
 }
 
 /// One folded character of the word being assembled.
@@ -111,6 +113,12 @@ impl Folded {
         pos == 0 || pos > bytes.len() || bytes[pos - 1] == b' ' || self.soft.binary_search(&(pos as u32)).is_ok()
     }
 
+    /// Folded offsets inside glued runs of spaced-out letters where a term may start, ascending
+    /// (the other word starts are the text's start and every byte after a space).
+    pub(crate) fn soft_starts(&self) -> &[u32] {
+        &self.soft
+    }
+
     /// Whether a term may end at folded offset `pos`: the end of the text or before a space.
     /// Unlike starts, ends inside glued runs do not count, so spaced-out `h e l l o` does not
     /// hold `hell`.
@@ -125,6 +133,39 @@ pub fn fold(text: &str) -> Folded {
     let mut out = Folded::default();
     fold_into(text, &mut out);
     out
+}
+
+/// The slow path alone: every character through the general per-character rules, no ASCII
+/// word shortcut, no cache. The fast paths of [`fold_into`] are tested against it.
+#[cfg(test)]
+pub(crate) fn fold_reference(text: &str) -> Folded {
+    let mut out = Folded::default();
+    let mut w = Writer {
+        out: &mut out,
+        sep: SepState::default(),
+        prev_single: false,
+        last: None,
+        run_letter: false,
+    };
+    for (i, c) in text.char_indices() {
+        let (start, end) = (i as u32, (i + c.len_utf8()) as u32);
+        if c.is_ascii() {
+            let (ch, class) = ASCII[c as usize];
+            w.feed(ch as char, class, start, end);
+        } else {
+            w.feed_uncached(c, start, end);
+        }
+    }
+    w.flush_token();
+    out
+}
+
+#[cfg(test)]
+impl Folded {
+    /// Everything a scan reads, for comparing two foldings.
+    pub(crate) fn parts(&self) -> (&[u8], &[u32], u32, &[u32]) {
+        (&self.text, &self.start, self.tail, &self.soft)
+    }
 }
 
 /// Fold `text` into `out`, reusing its buffers. Only the first 4 GiB of `text` are folded
@@ -237,42 +278,55 @@ impl Writer<'_> {
         self.sep.end = end;
     }
 
-    /// A non-ASCII character: drop invisibles, decompose, strip marks, map homoglyphs, lowercase.
+    /// A non-ASCII character: its steps (see [`char_steps`]) from the cache, or worked out and
+    /// cached. Chat repeats the few characters of its script, so most lookups hit.
     fn feed_slow(&mut self, c: char, start: u32, end: u32) {
-        if is_invisible(c) {
+        let cp = c as u32;
+        let slot = ((cp ^ (cp >> 8)) as usize) % CACHE_SLOTS;
+        let cache = self.out.cache.get_or_insert_with(Default::default);
+        let entry = &cache.0[slot];
+        if entry.key == cp {
+            let (len, steps) = (entry.len as usize, entry.steps);
+            for &step in &steps[..len] {
+                self.apply(step, start, end);
+            }
             return;
         }
-        let mut decomposed = std::mem::take(&mut self.out.decomposed);
-        decomposed.clear();
-        decompose_compatible(c, |d| decomposed.push(d));
-        for &d in &decomposed {
-            if is_combining_mark(d) {
-                self.extend_last(end);
-                continue;
-            }
-            if let Some(mapped) = homoglyph(d) {
-                for m in mapped.chars() {
-                    self.feed(m, ASCII[m as usize & 0x7f].1, start, end);
-                }
-                continue;
-            }
-            for l in d.to_lowercase() {
-                if is_combining_mark(l) {
-                    continue;
-                }
-                if l.is_ascii() {
-                    let (ch, class) = ASCII[l as usize];
-                    self.feed(ch as char, class, start, end);
-                } else if let Some(mapped) = homoglyph(l) {
-                    for m in mapped.chars() {
-                        self.feed(m, ASCII[m as usize & 0x7f].1, start, end);
-                    }
-                } else {
-                    self.feed(l, classify_other(l), start, end);
-                }
+        let mut steps = std::mem::take(&mut self.out.steps);
+        steps.clear();
+        char_steps(c, &mut self.out.decomposed, &mut steps);
+        for &step in &steps {
+            self.apply(step, start, end);
+        }
+        if steps.len() <= CACHED_STEPS {
+            let mut entry = CacheEntry {
+                key: cp,
+                len: steps.len() as u8,
+                steps: [Step::Mark; CACHED_STEPS],
+            };
+            entry.steps[..steps.len()].copy_from_slice(&steps);
+            if let Some(cache) = self.out.cache.as_mut() {
+                cache.0[slot] = entry;
             }
         }
-        self.out.decomposed = decomposed;
+        self.out.steps = steps;
+    }
+
+    /// `feed_slow` without the cache: the reference the cache is tested against.
+    #[cfg(test)]
+    fn feed_uncached(&mut self, c: char, start: u32, end: u32) {
+        let mut steps = Vec::new();
+        char_steps(c, &mut Vec::new(), &mut steps);
+        for step in steps {
+            self.apply(step, start, end);
+        }
+    }
+
+    fn apply(&mut self, step: Step, start: u32, end: u32) {
+        match step {
+            Step::Mark => self.extend_last(end),
+            Step::Out(ch, class) => self.feed(ch, class, start, end),
+        }
     }
 
     /// A combining mark belongs to the character before it: widen that character's source range
@@ -426,6 +480,85 @@ impl Writer<'_> {
             self.out.start.push(start);
         }
         self.out.tail = end;
+    }
+}
+
+/// What folding does with one non-ASCII character, whatever surrounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// A combining mark: joins the character before it (widens its source range).
+    Mark,
+    /// A folded character and its class.
+    Out(char, Class),
+}
+
+/// Steps kept per cached character; characters with more (long compatibility decompositions
+/// such as `ﷺ`) are worked out each time.
+const CACHED_STEPS: usize = 3;
+/// Slots of the per-`Folded` cache of non-ASCII characters (direct-mapped).
+const CACHE_SLOTS: usize = 256;
+
+#[derive(Debug, Clone, Copy)]
+struct CacheEntry {
+    /// The character's code point; 0 (ASCII, never cached) marks an empty slot.
+    key: u32,
+    len: u8,
+    steps: [Step; CACHED_STEPS],
+}
+
+/// Steps of recently folded non-ASCII characters, so NFKD, the homoglyph table and case
+/// mapping run once per distinct character rather than once per occurrence. Allocated on the
+/// first non-ASCII character, so folding ASCII terms at list compile costs nothing.
+#[derive(Debug, Clone)]
+struct CharCache([CacheEntry; CACHE_SLOTS]);
+
+impl Default for CharCache {
+    fn default() -> Self {
+        CharCache(
+            [CacheEntry {
+                key: 0,
+                len: 0,
+                steps: [Step::Mark; CACHED_STEPS],
+            }; CACHE_SLOTS],
+        )
+    }
+}
+
+/// The steps of one non-ASCII character: drop invisibles, decompose (NFKD), strip marks, map
+/// homoglyphs, lowercase. A pure function of `c` (`decomposed` is scratch), hence cacheable.
+fn char_steps(c: char, decomposed: &mut Vec<char>, out: &mut Vec<Step>) {
+    if is_invisible(c) {
+        return;
+    }
+    let latin = |mapped: &str, out: &mut Vec<Step>| {
+        for m in mapped.chars() {
+            out.push(Step::Out(m, ASCII[m as usize & 0x7f].1));
+        }
+    };
+    decomposed.clear();
+    decompose_compatible(c, |d| decomposed.push(d));
+    for &d in decomposed.iter() {
+        if is_combining_mark(d) {
+            out.push(Step::Mark);
+            continue;
+        }
+        if let Some(mapped) = homoglyph(d) {
+            latin(mapped, out);
+            continue;
+        }
+        for l in d.to_lowercase() {
+            if is_combining_mark(l) {
+                continue;
+            }
+            if l.is_ascii() {
+                let (ch, class) = ASCII[l as usize];
+                out.push(Step::Out(ch as char, class));
+            } else if let Some(mapped) = homoglyph(l) {
+                latin(mapped, out);
+            } else {
+                out.push(Step::Out(l, classify_other(l)));
+            }
+        }
     }
 }
 

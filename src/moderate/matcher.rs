@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::{dfa, nfa, Anchored, MatchKind, StartKind};
 use thiserror::Error;
 
 use super::fold::{fold_into, Folded};
@@ -15,8 +16,8 @@ use super::list::TermList;
 /// Most `l` positions in one term that get every `l`/`i` combination as a variant; past this
 /// only the all-`i` variant is added (2^4 = 16 patterns per term at most).
 const MAX_L_VARIANTS: usize = 4;
-/// Largest pattern count compiled to a DFA (fastest scan); larger sets use a contiguous NFA,
-/// which scans somewhat slower but builds about twice as fast and in far less memory, keeping
+/// Largest pattern count compiled to a DFA (fastest walk); larger sets use a contiguous NFA,
+/// which walks somewhat slower but builds about twice as fast and in far less memory, keeping
 /// a 100k-entry reload under a second.
 const MAX_DFA_PATTERNS: usize = 30_000;
 /// Characters of context kept on each side of a hit in an [`excerpt`].
@@ -39,7 +40,7 @@ pub enum BuildError {
 #[derive(Debug, Clone)]
 pub struct TermSet {
     lists: Vec<TermList>,
-    automaton: AhoCorasick,
+    automaton: Engine,
     /// Per automaton pattern id: who owns that folded string.
     patterns: Vec<Pattern>,
 }
@@ -110,18 +111,26 @@ impl TermSet {
                 }
             }
         }
-        let automaton = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(if strings.len() <= MAX_DFA_PATTERNS {
-                AhoCorasickKind::DFA
-            } else {
-                AhoCorasickKind::ContiguousNFA
-            }))
-            .build(&strings)
-            .map_err(|source| BuildError::Automaton {
-                patterns: strings.len(),
-                source,
-            })?;
+        // Anchored only: a term can only start at a word start, so the scan walks the automaton
+        // from each word start instead of running it unanchored over every byte (see `scan`).
+        let built = if strings.len() <= MAX_DFA_PATTERNS {
+            dfa::DFA::builder()
+                .match_kind(MatchKind::Standard)
+                .start_kind(StartKind::Anchored)
+                .prefilter(false)
+                .build(&strings)
+                .map(Engine::Dfa)
+        } else {
+            nfa::contiguous::NFA::builder()
+                .match_kind(MatchKind::Standard)
+                .prefilter(false)
+                .build(&strings)
+                .map(Engine::Nfa)
+        };
+        let automaton = built.map_err(|source| BuildError::Automaton {
+            patterns: strings.len(),
+            source,
+        })?;
         Ok(TermSet {
             lists: lists.to_vec(),
             automaton,
@@ -154,17 +163,17 @@ impl TermSet {
     fn scan_folded(&self, text: &str, folded: &Folded) -> Vec<Hit<'_>> {
         let mut terms: Vec<(Range<usize>, usize)> = Vec::new();
         let mut exceptions: Vec<Range<usize>> = Vec::new();
-        for m in self.automaton.find_overlapping_iter(folded.as_bytes()) {
-            if !folded.is_word_start(m.start()) || !folded.is_word_end(m.end()) {
-                continue;
-            }
-            let p = m.pattern().as_usize();
+        let mut found = |range: Range<usize>, p: usize| {
             if self.patterns[p].exception {
-                exceptions.push(m.range());
+                exceptions.push(range.clone());
             }
             if !self.patterns[p].terms.is_empty() {
-                terms.push((m.range(), p));
+                terms.push((range, p));
             }
+        };
+        match &self.automaton {
+            Engine::Dfa(a) => walk_word_starts(a, folded, &mut found),
+            Engine::Nfa(a) => walk_word_starts(a, folded, &mut found),
         }
         let mut hits = Vec::new();
         for (range, p) in terms {
@@ -201,13 +210,67 @@ enum Owner {
     Exception,
 }
 
+/// The compiled automaton: one Aho-Corasick automaton over every folded pattern, searched
+/// anchored.
+#[derive(Debug, Clone)]
+enum Engine {
+    Dfa(dfa::DFA),
+    Nfa(nfa::contiguous::NFA),
+}
+
+/// Every pattern occurrence that starts at a word start and ends at a word end of `folded`, as
+/// (folded range, pattern id). The same set an unanchored overlapping search filtered by the two
+/// boundary checks yields, found by walking the anchored automaton from each word start until it
+/// dies: the walk stays in the few hot states near the root, and the bytes inside words a walk
+/// never reaches are skipped.
+fn walk_word_starts<A: Automaton>(aut: &A, folded: &Folded, found: &mut impl FnMut(Range<usize>, usize)) {
+    let text = folded.as_bytes();
+    let Ok(start) = aut.start_state(Anchored::Yes) else {
+        return;
+    };
+    let mut walk = |from: usize| {
+        let mut sid = start;
+        for (at, &b) in text.iter().enumerate().skip(from) {
+            sid = aut.next_state(Anchored::Yes, sid, b);
+            if !aut.is_special(sid) {
+                continue;
+            }
+            if aut.is_dead(sid) {
+                return;
+            }
+            let end = at + 1;
+            if aut.is_match(sid) && folded.is_word_end(end) {
+                for i in 0..aut.match_len(sid) {
+                    let pid = aut.match_pattern(sid, i);
+                    // A match state also lists patterns that are suffixes of the walked path
+                    // (inherited along failure links); only those spanning the whole walk start
+                    // at `from`.
+                    if aut.pattern_len(pid) == end - from {
+                        found(from..end, pid.as_usize());
+                    }
+                }
+            }
+        }
+    };
+    if text.is_empty() {
+        return;
+    }
+    walk(0);
+    for p in memchr::memchr_iter(b' ', text) {
+        walk(p + 1);
+    }
+    for &p in folded.soft_starts() {
+        walk(p as usize);
+    }
+}
+
 /// The folded term and the spellings of it that folded chat can take:
 /// - a phrase also without its spaces, because spaced-out letters glue into one word
 ///   (`y o u s u c k` folds to `yousuck`), collapsing a letter doubled at the join;
 /// - `l`→`i` swaps: chat folds `1 ! |` (and a capital `I`) to `i`, so `loser` written `1oser`
 ///   or `Ioser` must still meet it. Swaps that would put two `i` side by side are skipped:
 ///   folded chat never holds a doubled letter.
-fn variants(folded: &str) -> Vec<String> {
+pub(super) fn variants(folded: &str) -> Vec<String> {
     let mut bases = vec![folded.to_owned()];
     if folded.contains(' ') {
         let mut joined = String::with_capacity(folded.len());

@@ -295,3 +295,119 @@ fn arbitrary_input_never_panics() {
         assert_eq!(masked.chars().count(), text.chars().count());
     }
 }
+
+/// Random chat-like text: ASCII letters in both cases, repeats, digits, leetspeak symbols,
+/// separators of every kind, and non-ASCII characters that take each folding step (accents,
+/// combining marks, homoglyphs, fullwidth, ligatures, invisibles, emoji, a character whose
+/// lowercase is two characters, one whose decomposition is too long to cache).
+fn chat_like(rng: &mut fastrand::Rng) -> String {
+    const POOL: &[&str] = &[
+        "a", "b", "d", "o", "r", "w", "l", "i", "s", "A", "B", "D", "W", "L", "I", "aa", "ooo", "0", "1", "3", "4",
+        "5", "7", "2", "9", "@", "$", "!", "|", " ", " ", " ", "  ", ".", "-", "_", "\n", "\t", ",", "?", "'", "\u{7f}",
+        "ä", "é", "\u{301}", "\u{200B}", "\u{AD}", "ß", "æ", "ﬁ", "ﬃ", "Ｂ", "ａ", "𝐛", "ⓑ", "б", "а", "о", "Α", "Η",
+        "η", "日", "😀", "\u{FEFF}", "\u{202E}", "İ", "ǅ", "\u{FDFA}", "\u{2028}", "¹", "٣",
+    ];
+    let words = rng.usize(0..12);
+    let mut s = String::new();
+    for _ in 0..words {
+        match rng.u8(0..4) {
+            // A plain ASCII word (the fast path's case) and a separator.
+            0 | 1 => {
+                for _ in 0..rng.usize(1..8) {
+                    let c = if rng.bool() { rng.lowercase() } else { rng.uppercase() };
+                    s.push(c);
+                }
+                s.push_str([" ", " ", ", ", "! ", ".", "  ", "\n", "?"][rng.usize(0..8)]);
+            }
+            _ => {
+                for _ in 0..rng.usize(1..6) {
+                    s.push_str(POOL[rng.usize(0..POOL.len())]);
+                }
+            }
+        }
+    }
+    s
+}
+
+/// The fast paths of `fold_into` (ASCII words copied in bulk, the per-character cache of
+/// non-ASCII steps, buffers reused across calls) fold exactly as the general per-character path:
+/// same text, same source offsets, same soft word starts.
+#[test]
+fn fast_folding_equals_the_reference_path() {
+    let mut rng = fastrand::Rng::with_seed(29);
+    let mut reused = super::fold::Folded::default();
+    for round in 0..12_000 {
+        let text = if round % 10 == 9 {
+            (0..rng.usize(0..30)).map(|_| rng.char(..)).collect()
+        } else {
+            chat_like(&mut rng)
+        };
+        let reference = super::fold::fold_reference(&text);
+        // Twice into the same buffers: the second run hits the character cache.
+        for _ in 0..2 {
+            super::fold::fold_into(&text, &mut reused);
+            assert_eq!(reused.parts(), reference.parts(), "{text:?}");
+        }
+        assert_eq!(super::fold::fold(&text).parts(), reference.parts(), "{text:?}");
+    }
+}
+
+/// The anchored walk from word starts finds exactly what an unanchored search of every folded
+/// term variant finds once filtered by the word-boundary rules.
+#[test]
+fn anchored_scan_equals_a_brute_force_search() {
+    let list = "badword\ncrud\njerk\nloser\nidiot\nbob\nbad word\nyou suck\nlol\nsos\nab\nba\n!jerk chicken\n!so sad\n";
+    let parsed = parse("l.txt", list).expect("valid list");
+    let set = TermSet::build(std::slice::from_ref(&parsed)).expect("builds");
+    let mut rng = fastrand::Rng::with_seed(31);
+    let extra = ["badword", "b a d w o r d", "l0ser", "1oser", "jerk chicken", "you suck", "y o u s u c k", "lol", "so sad"];
+    for _ in 0..6_000 {
+        let mut text = chat_like(&mut rng);
+        if rng.bool() {
+            text.push_str(extra[rng.usize(0..extra.len())]);
+            text.push_str(&chat_like(&mut rng));
+        }
+        let folded = super::fold::fold(&text);
+        let f = folded.as_str().as_bytes();
+        let found = |needles: &[String]| -> Vec<std::ops::Range<usize>> {
+            let mut out = Vec::new();
+            for n in needles {
+                let n = n.as_bytes();
+                for s in 0..f.len().saturating_sub(n.len() - 1) {
+                    if f[s..].starts_with(n) && folded.is_word_start(s) && folded.is_word_end(s + n.len()) {
+                        out.push(s..s + n.len());
+                    }
+                }
+            }
+            out
+        };
+        // A folded spelling shared by several entries (`bad word` joined is `badword`) belongs
+        // to the first of them.
+        let mut owner: Vec<(String, usize)> = Vec::new();
+        for (i, e) in parsed.entries().iter().enumerate() {
+            for v in super::matcher::variants(&e.folded) {
+                if !owner.iter().any(|(o, _)| *o == v) {
+                    owner.push((v, i));
+                }
+            }
+        }
+        let mut expected = Vec::new();
+        for (v, i) in &owner {
+            let i = *i;
+            for r in found(std::slice::from_ref(v)) {
+                let excepted = parsed.exceptions().iter().any(|x| {
+                    found(&super::matcher::variants(&x.folded))
+                        .iter()
+                        .any(|xr| xr.start <= r.start && r.end <= xr.end)
+                });
+                if !excepted {
+                    expected.push((folded.source_range(r), i));
+                }
+            }
+        }
+        expected.sort_by_key(|(r, i)| (r.start, r.end, *i));
+        expected.dedup();
+        let got: Vec<_> = set.scan(&text).into_iter().map(|h| (h.range, h.entry)).collect();
+        assert_eq!(got, expected, "{text:?} folded {:?}", folded.as_str());
+    }
+}

@@ -454,8 +454,10 @@ impl Scratch {
         let raw = &raw[..raw.len().min(limits.max_len)];
         let flags = classify(raw);
         if flags & ESCAPE != 0 || (plus_space && flags & PLUS != 0) {
-            decode_into(raw, plus_space, limits, &mut self.decoded, &mut self.tmp);
-            let f = classify(&self.decoded);
+            let info = decode_into(raw, plus_space, limits, &mut self.decoded, &mut self.tmp);
+            // A `&` or `%` that starts no escape (a URL's query string) leaves the value as it
+            // was, and so its classification.
+            let f = if info.layers == 0 { flags } else { classify(&self.decoded) };
             self.finish(f)
         } else {
             self.decoded.clear();
