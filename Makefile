@@ -23,7 +23,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # (zlib-ng, zstd, OpenSSL), perl drives OpenSSL's build, curl is for the demo and rustup,
 # nats-server (with JetStream) is started by the telemetry tests (tests/nats.rs), slowhttptest
 # drives the slow-client test (tests/slow_clients.rs).
-DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server slowhttptest
+DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server slowhttptest chromium chromium-driver
 
 # Packages only `make bench-peers` needs (never CI): the peers, the load generators (wrk; h2load
 # from nghttp2-client) and openssl for the benchmark's self-signed certificate.
