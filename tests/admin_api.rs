@@ -102,32 +102,37 @@ fn bans_by_address_network_and_account_refuse_traffic_and_lift_by_id() {
     assert_eq!(bans["bans"][0]["id"], made["id"]);
     assert_eq!(bans["bans"][0]["reason"], "scanner range");
     assert!(bans["bans"][0]["seconds_left"].as_u64().is_some_and(|s| s > 590));
-    let r = k
-        .c
-        .delete(format!("{}/api/bans/{}", k.admin, made["id"].as_str().expect("id")))
-        .bearer_auth(TOKEN)
-        .send()
-        .expect("lift");
+    let r =
+        k.c.delete(format!("{}/api/bans/{}", k.admin, made["id"].as_str().expect("id")))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("lift");
     assert_eq!(r.status(), 200);
     assert_eq!(k.status_of("/c", None), 200);
     // The same id again: nothing to lift.
-    let r = k
-        .c
-        .delete(format!("{}/api/bans/{}", k.admin, made["id"].as_str().expect("id")))
-        .bearer_auth(TOKEN)
-        .send()
-        .expect("lift");
+    let r =
+        k.c.delete(format!("{}/api/bans/{}", k.admin, made["id"].as_str().expect("id")))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("lift");
     assert_eq!(r.status(), 404);
 
     // An account: only its pseudonym is kept and shown; other accounts pass.
-    let r = k.post("/api/bans", json!({"account": "mallory@example.com", "duration": "forever"}));
+    let r = k.post(
+        "/api/bans",
+        json!({"account": "mallory@example.com", "duration": "forever"}),
+    );
     assert_eq!(r.status(), 201);
     let made: Value = r.json().expect("json");
     let actor = made["actor"].as_str().expect("actor");
     assert!(actor.starts_with("id:hmac:"), "{actor}");
     assert_eq!(k.status_of("/d", Some("mallory@example.com")), 403);
     assert_eq!(k.status_of("/d", Some("alice@example.com")), 200);
-    let listed = k.c.get(format!("{}/api/bans", k.admin)).bearer_auth(TOKEN).send().expect("bans");
+    let listed =
+        k.c.get(format!("{}/api/bans", k.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("bans");
     let text = listed.text().expect("body");
     assert!(!text.contains("mallory"), "the account value is never shown: {text}");
     assert!(text.contains(actor));
@@ -144,22 +149,27 @@ fn invalid_bans_name_the_field() {
         (json!({"cidr": "0.0.0.0/0", "duration": "1m"}), "cidr"),
         (json!({"address": "192.0.2.1"}), "duration"),
         (json!({"address": "192.0.2.1", "duration": "soon"}), "duration"),
-        (json!({"address": "192.0.2.1", "cidr": "192.0.2.0/24", "duration": "1m"}), "address"),
+        (
+            json!({"address": "192.0.2.1", "cidr": "192.0.2.0/24", "duration": "1m"}),
+            "address",
+        ),
         (json!({"actor": "alice", "duration": "1m"}), "actor"),
-        (json!({"address": "192.0.2.1", "duration": "1m", "reason": "a\nb"}), "reason"),
+        (
+            json!({"address": "192.0.2.1", "duration": "1m", "reason": "a\nb"}),
+            "reason",
+        ),
     ] {
         let r = k.post("/api/bans", body.clone());
         assert_eq!(r.status(), 400, "{body}");
         let err: Value = r.json().expect("json");
         assert_eq!(err["field"], field, "{body}: {err}");
     }
-    let r = k
-        .c
-        .post(format!("{}/api/bans", k.admin))
-        .bearer_auth(TOKEN)
-        .body("{\"address\": \"192.0.2.1\", \"duration\": \"1m\", \"extra\": 1}")
-        .send()
-        .expect("admin");
+    let r =
+        k.c.post(format!("{}/api/bans", k.admin))
+            .bearer_auth(TOKEN)
+            .body("{\"address\": \"192.0.2.1\", \"duration\": \"1m\", \"extra\": 1}")
+            .send()
+            .expect("admin");
     assert_eq!(r.status(), 400, "unknown fields are refused");
     assert!(k.get("/api/bans")["bans"].as_array().expect("bans").is_empty());
 }
@@ -180,17 +190,22 @@ fn offenders_show_refusals_strikes_rules_and_ban_state_under_pseudonyms() {
     });
     assert_eq!(found["kind"], "address");
     assert_eq!(found["last_rules"], json!(["no-admin"]));
-    assert!(found["strikes"].as_f64().is_some_and(|s| (1.5..=2.0).contains(&s)), "{found}");
+    assert!(
+        found["strikes"].as_f64().is_some_and(|s| (1.5..=2.0).contains(&s)),
+        "{found}"
+    );
     assert_eq!(found["penalty"], Value::Null);
-    let text = k
-        .c
-        .get(format!("{}/api/offenders", k.admin))
-        .bearer_auth(TOKEN)
-        .send()
-        .expect("offenders")
-        .text()
-        .expect("body");
-    assert!(text.contains("\"id:hmac:"), "the account is there as a pseudonym: {text}");
+    let text =
+        k.c.get(format!("{}/api/offenders", k.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("offenders")
+            .text()
+            .expect("body");
+    assert!(
+        text.contains("\"id:hmac:"),
+        "the account is there as a pseudonym: {text}"
+    );
     assert!(!text.contains("eve"), "and never in clear: {text}");
     // The third earns the ban, which the board shows.
     assert_eq!(k.status_of("/admin", None), 403);
@@ -203,12 +218,11 @@ fn offenders_show_refusals_strikes_rules_and_ban_state_under_pseudonyms() {
     });
     assert_eq!(banned["actor"], "127.0.0.1");
     for bad in ["top=0", "top=x", "window=1s", "window=2h"] {
-        let r = k
-            .c
-            .get(format!("{}/api/offenders?{bad}", k.admin))
-            .bearer_auth(TOKEN)
-            .send()
-            .expect("admin");
+        let r =
+            k.c.get(format!("{}/api/offenders?{bad}", k.admin))
+                .bearer_auth(TOKEN)
+                .send()
+                .expect("admin");
         assert_eq!(r.status(), 400, "{bad}");
     }
 }
@@ -227,8 +241,15 @@ fn the_policy_and_a_refused_reload_as_json() {
     assert_eq!(policy["bans"]["strikes"], 3);
     assert_eq!(policy["bans"]["identity"], "header:x-account");
     // A broken policy: the reload is refused with file, line and field, the old one serves.
-    k.p.rewrite("p.yaml", &POLICY.replace("action: block\n  - id: watch-wp", "action: blok\n  - id: watch-wp"));
-    let r = k.c.post(format!("{}/api/reload", k.admin)).bearer_auth(TOKEN).send().expect("reload");
+    k.p.rewrite(
+        "p.yaml",
+        &POLICY.replace("action: block\n  - id: watch-wp", "action: blok\n  - id: watch-wp"),
+    );
+    let r =
+        k.c.post(format!("{}/api/reload", k.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("reload");
     assert_eq!(r.status(), 422);
     let body: Value = r.json().expect("json");
     assert_eq!(body["reloaded"], false);
@@ -242,7 +263,11 @@ fn the_policy_and_a_refused_reload_as_json() {
     assert_eq!(stats["last_reload"]["ok"], false, "{stats}");
     // Fixed: the reload goes through and the version changes.
     k.p.rewrite("p.yaml", &POLICY.replace("/wp-login", "/xmlrpc"));
-    let r = k.c.post(format!("{}/api/reload", k.admin)).bearer_auth(TOKEN).send().expect("reload");
+    let r =
+        k.c.post(format!("{}/api/reload", k.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("reload");
     assert_eq!(r.status(), 200);
     let body: Value = r.json().expect("json");
     assert_ne!(body["hash"], hash.as_str());
@@ -273,14 +298,16 @@ fn read_events<T>(lines: &mut impl BufRead, mut want: impl FnMut(&str, &Value) -
 #[test]
 fn the_decision_stream_carries_every_refusal_live_with_its_request_id() {
     let k = start();
-    let refused = k.c.get(format!("{}/api/decisions/stream", k.admin)).send().expect("stream");
+    let refused =
+        k.c.get(format!("{}/api/decisions/stream", k.admin))
+            .send()
+            .expect("stream");
     assert_eq!(refused.status(), 401, "the stream needs the token");
-    let stream = k
-        .c
-        .get(format!("{}/api/decisions/stream", k.admin))
-        .bearer_auth(TOKEN)
-        .send()
-        .expect("stream");
+    let stream =
+        k.c.get(format!("{}/api/decisions/stream", k.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("stream");
     assert_eq!(stream.status(), 200);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let mut lines = BufReader::new(stream);
@@ -312,14 +339,13 @@ fn state_changes_from_another_site_are_refused() {
     let k = start();
     let host = k.admin.trim_start_matches("http://").to_string();
     for (header, value) in [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")] {
-        let r = k
-            .c
-            .post(format!("{}/api/bans", k.admin))
-            .bearer_auth(TOKEN)
-            .header(header, value)
-            .json(&json!({"address": "192.0.2.1", "duration": "1m"}))
-            .send()
-            .expect("admin");
+        let r =
+            k.c.post(format!("{}/api/bans", k.admin))
+                .bearer_auth(TOKEN)
+                .header(header, value)
+                .json(&json!({"address": "192.0.2.1", "duration": "1m"}))
+                .send()
+                .expect("admin");
         assert_eq!(r.status(), 403, "{header}: {value}");
     }
     assert_eq!(
@@ -327,15 +353,14 @@ fn state_changes_from_another_site_are_refused() {
         Some(2.0)
     );
     // The console's own page is same-origin.
-    let r = k
-        .c
-        .post(format!("{}/api/bans", k.admin))
-        .bearer_auth(TOKEN)
-        .header("origin", format!("http://{host}"))
-        .header("sec-fetch-site", "same-origin")
-        .json(&json!({"address": "192.0.2.1", "duration": "1m"}))
-        .send()
-        .expect("admin");
+    let r =
+        k.c.post(format!("{}/api/bans", k.admin))
+            .bearer_auth(TOKEN)
+            .header("origin", format!("http://{host}"))
+            .header("sec-fetch-site", "same-origin")
+            .json(&json!({"address": "192.0.2.1", "duration": "1m"}))
+            .send()
+            .expect("admin");
     assert_eq!(r.status(), 201);
     assert_eq!(k.get("/api/bans")["bans"].as_array().map(Vec::len), Some(1));
 }
@@ -346,13 +371,12 @@ fn state_changes_from_another_site_are_refused() {
 #[test]
 fn every_documented_operation_answers_as_documented() {
     let k = start();
-    let doc: Value = k
-        .c
-        .get(format!("{}/api/openapi.json", k.admin))
-        .send()
-        .expect("openapi")
-        .json()
-        .expect("json");
+    let doc: Value =
+        k.c.get(format!("{}/api/openapi.json", k.admin))
+            .send()
+            .expect("openapi")
+            .json()
+            .expect("json");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     // A ban to lift for DELETE /api/bans/{id}.
     let made: Value = k
@@ -401,6 +425,12 @@ fn every_documented_operation_answers_as_documented() {
     assert_eq!(checked, 19, "every route was called");
     // And the open ones are open: the page carries its CSP.
     let page = k.c.get(format!("{}/", k.admin)).send().expect("page");
-    let csp = page.headers()["content-security-policy"].to_str().expect("csp").to_string();
-    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
 }

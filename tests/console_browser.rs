@@ -74,10 +74,7 @@ fn an_operator_bans_an_attacking_account_from_the_console() {
     b.goto(&s.admin);
     sign_in(&b, TOKEN);
     b.wait("the console", || {
-        b.find_all("#console")
-            .first()
-            .filter(|c| b.displayed(c))
-            .cloned()
+        b.find_all("#console").first().filter(|c| b.displayed(c)).cloned()
     });
     let stored = b.script("return sessionStorage.getItem('palisade-admin-token')");
     assert_eq!(stored, TOKEN, "the token is kept for the tab");
@@ -106,8 +103,15 @@ fn an_operator_bans_an_attacking_account_from_the_console() {
     // …and the account among the offenders, as a pseudonym.
     let button = b.wait_for("#offenders tr[data-actor^='id:hmac:'] button.ban");
     let offender = b.text(&b.wait_for("#offenders tr[data-actor^='id:hmac:']"));
-    assert!(offender.contains("no-admin-probing"), "{offenders}", offenders = offender);
-    assert!(!offender.contains("mallory"), "the account is never shown in clear: {offender}");
+    assert!(
+        offender.contains("no-admin-probing"),
+        "{offenders}",
+        offenders = offender
+    );
+    assert!(
+        !offender.contains("mallory"),
+        "the account is never shown in clear: {offender}"
+    );
 
     b.click(&button);
     // The ban shows in the active bans with its time left…
@@ -126,7 +130,9 @@ fn an_operator_bans_an_attacking_account_from_the_console() {
 
     // Unban from the ban list: the account passes again.
     b.click(&b.wait_for("#bans tr[data-actor^='id:hmac:'] button.unban"));
-    b.wait("the ban lifted", || b.find_all("#bans tr[data-actor^='id:hmac:']").is_empty().then_some(()));
+    b.wait("the ban lifted", || {
+        b.find_all("#bans tr[data-actor^='id:hmac:']").is_empty().then_some(())
+    });
     assert_eq!(request(&s.p, "/home", "mallory").status(), 200);
 }
 

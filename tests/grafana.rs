@@ -87,9 +87,14 @@ fn every_metric_the_dashboard_queries_is_exported() {
     let c = client();
     assert_eq!(c.get(p.url("/ok")).send().expect("req").status(), 200);
     assert_eq!(c.get(p.url("/admin")).send().expect("req").status(), 403);
-    let smuggle = b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let smuggle =
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     assert_eq!(raw::exchange(p.addr, smuggle, Duration::from_secs(2)).status(), 400);
-    let r = c.post(format!("{admin}/api/reload")).bearer_auth(TOKEN).send().expect("reload");
+    let r = c
+        .post(format!("{admin}/api/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("reload");
     assert_eq!(r.status(), 200);
     let r = c
         .post(format!("{admin}/api/bans"))

@@ -117,34 +117,33 @@ pub(super) fn add_ban(app: &AdminApp, body: &[u8]) -> Response<Vec<u8>> {
     if given != 1 {
         return invalid("address", "give exactly one of address, cidr, account or actor");
     }
-    let actor = if let Some(a) = &ban.address {
-        match a.trim().parse::<IpAddr>() {
-            Ok(ip) => Actor::Ip(ip),
-            Err(_) => return invalid("address", "address is not an IP address"),
-        }
-    } else if let Some(c) = &ban.cidr {
-        match c.trim().parse::<ipnet::IpNet>() {
-            Ok(net) if net.prefix_len() == 0 => return invalid("cidr", "a /0 network would ban every client"),
-            Ok(net) => network(net),
-            Err(_) => return invalid("cidr", "cidr is not a network such as 203.0.113.0/24"),
-        }
-    } else if let Some(account) = &ban.account {
-        if account.is_empty() {
-            return invalid("account", "account is empty");
-        }
-        // The value is read once, here, and only its pseudonym is kept.
-        Actor::Id(offenders.pseudonym(account.as_bytes()))
-    } else {
-        match ban.actor.as_deref().and_then(parse_shown) {
-            Some(a) => a,
-            None => {
-                return invalid(
+    let actor =
+        if let Some(a) = &ban.address {
+            match a.trim().parse::<IpAddr>() {
+                Ok(ip) => Actor::Ip(ip),
+                Err(_) => return invalid("address", "address is not an IP address"),
+            }
+        } else if let Some(c) = &ban.cidr {
+            match c.trim().parse::<ipnet::IpNet>() {
+                Ok(net) if net.prefix_len() == 0 => return invalid("cidr", "a /0 network would ban every client"),
+                Ok(net) => network(net),
+                Err(_) => return invalid("cidr", "cidr is not a network such as 203.0.113.0/24"),
+            }
+        } else if let Some(account) = &ban.account {
+            if account.is_empty() {
+                return invalid("account", "account is empty");
+            }
+            // The value is read once, here, and only its pseudonym is kept.
+            Actor::Id(offenders.pseudonym(account.as_bytes()))
+        } else {
+            match ban.actor.as_deref().and_then(parse_shown) {
+                Some(a) => a,
+                None => return invalid(
                     "actor",
                     "actor is not an address, a network or id:hmac: and 32 hex digits, as GET /api/offenders shows it",
-                )
+                ),
             }
-        }
-    };
+        };
     let length = match ban.duration.as_deref().map(str::trim) {
         Some("forever") => None,
         Some(d) => match humantime::parse_duration(d) {
@@ -160,7 +159,11 @@ pub(super) fn add_ban(app: &AdminApp, body: &[u8]) -> Response<Vec<u8>> {
             &format!("reason is at most {MAX_REASON_CHARS} characters on one line"),
         );
     }
-    let reason = if reason.is_empty() { "banned by an operator" } else { reason };
+    let reason = if reason.is_empty() {
+        "banned by an operator"
+    } else {
+        reason
+    };
     let change = BanChange::Add {
         actor: actor.clone(),
         length,
@@ -264,7 +267,12 @@ pub(super) fn offenders(app: &AdminApp, query: Option<&str>) -> Response<Vec<u8>
             })
         })
         .collect();
-    let weight = |v: &Value| (v["refusals"].as_u64().unwrap_or(0), v["strikes"].as_f64().unwrap_or(0.0));
+    let weight = |v: &Value| {
+        (
+            v["refusals"].as_u64().unwrap_or(0),
+            v["strikes"].as_f64().unwrap_or(0.0),
+        )
+    };
     list.sort_by(|a, b| {
         let (ra, sa) = weight(a);
         let (rb, sb) = weight(b);

@@ -74,7 +74,11 @@ pub struct OffenderBoard {
 impl OffenderBoard {
     pub fn record(&self, ev: &FeedEvent) {
         let mut actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-        let keys = ev.client_ip.map(|ip| ip.to_string()).into_iter().chain(ev.identity.clone());
+        let keys = ev
+            .client_ip
+            .map(|ip| ip.to_string())
+            .into_iter()
+            .chain(ev.identity.clone());
         for key in keys {
             actors.entry(key).or_default().add(ev);
         }
@@ -167,6 +171,10 @@ mod tests {
         assert_eq!(rules, ["login-flood", "scanner"], "most recent last, once each");
         assert_eq!(a.last_request_id, format!("req-{}", t0 + 20 * 60_000));
         assert_eq!(b.get("id:hmac:aa").expect("identity").refusals(now, MAX_WINDOW_MS), 1);
-        assert_eq!(b.active(now, 60_000).len(), 1, "the identity was not seen in the last minute");
+        assert_eq!(
+            b.active(now, 60_000).len(),
+            1,
+            "the identity was not seen in the last minute"
+        );
     }
 }

@@ -126,7 +126,12 @@ pub const ROUTES: &[RouteDef] = &[
     def(Method::GET, "/api/policy", Access::Token, Route::Policy),
     def(Method::POST, "/api/reload", Access::Change, Route::Reload),
     def(Method::GET, "/api/stats", Access::Token, Route::Stats),
-    def(Method::GET, "/api/decisions/stream", Access::Token, Route::DecisionStream),
+    def(
+        Method::GET,
+        "/api/decisions/stream",
+        Access::Token,
+        Route::DecisionStream,
+    ),
     def(Method::GET, "/status", Access::Token, Route::LegacyStatus),
     def(Method::GET, "/bans", Access::Token, Route::LegacyBans),
     def(Method::POST, "/bans", Access::Change, Route::LegacyAddBan),
@@ -136,15 +141,16 @@ pub const ROUTES: &[RouteDef] = &[
 
 /// The route for a method and path, and the `{id}` segment when the path has one.
 pub fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static RouteDef, Option<&'p str>)> {
-    ROUTES.iter().filter(|r| r.method == method).find_map(|r| {
-        match r.path.strip_suffix("{id}") {
+    ROUTES
+        .iter()
+        .filter(|r| r.method == method)
+        .find_map(|r| match r.path.strip_suffix("{id}") {
             Some(prefix) => path
                 .strip_prefix(prefix)
                 .filter(|id| !id.is_empty() && !id.contains('/'))
                 .map(|id| (r, Some(id))),
             None => (r.path == path).then_some((r, None)),
-        }
-    })
+        })
 }
 
 /// Digest of a token; tokens are compared by digest so the comparison time does not depend
@@ -370,7 +376,11 @@ async fn write_whole(session: &mut ServerSession, response: Response<Vec<u8>>) -
 
 #[async_trait]
 impl HttpServerApp for AdminApp {
-    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         match session.read_request().await {
             Ok(true) => {}
             Ok(false) => return None,
@@ -469,11 +479,20 @@ mod tests {
     #[test]
     fn cross_site_requests_are_told_apart() {
         assert!(!session_with(&[]), "curl sends neither header");
-        assert!(!session_with(&[("host", "127.0.0.1:9101"), ("origin", "http://127.0.0.1:9101")]));
+        assert!(!session_with(&[
+            ("host", "127.0.0.1:9101"),
+            ("origin", "http://127.0.0.1:9101")
+        ]));
         assert!(!session_with(&[("sec-fetch-site", "same-origin")]));
-        assert!(session_with(&[("host", "127.0.0.1:9101"), ("origin", "https://evil.example")]));
+        assert!(session_with(&[
+            ("host", "127.0.0.1:9101"),
+            ("origin", "https://evil.example")
+        ]));
         assert!(session_with(&[("sec-fetch-site", "cross-site")]));
         assert!(session_with(&[("sec-fetch-site", "same-site")]));
-        assert!(session_with(&[("origin", "http://127.0.0.1:9101")]), "no Host to compare with");
+        assert!(
+            session_with(&[("origin", "http://127.0.0.1:9101")]),
+            "no Host to compare with"
+        );
     }
 }

@@ -90,6 +90,10 @@ mod tests {
         let text = encode(&ev);
         assert!(text.starts_with("id: abc123\nevent: decision\ndata: {"), "{text}");
         assert!(text.ends_with("}\n\n"));
-        assert_eq!(text.matches('\n').count(), 4, "the path's newline is escaped in the JSON");
+        assert_eq!(
+            text.matches('\n').count(),
+            4,
+            "the path's newline is escaped in the JSON"
+        );
     }
 }

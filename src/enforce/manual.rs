@@ -21,7 +21,9 @@ pub enum BanChange {
         length: Option<Duration>,
         reason: Arc<str>,
     },
-    Lift { actor: Actor },
+    Lift {
+        actor: Actor,
+    },
 }
 
 impl BanChange {

@@ -128,9 +128,17 @@ impl Browser {
 
     /// The elements matching a CSS selector now.
     pub fn find_all(&self, css: &str) -> Vec<String> {
-        let v = self.session_call("POST", "/elements", Some(json!({"using": "css selector", "value": css})));
+        let v = self.session_call(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
         v.as_array()
-            .map(|a| a.iter().filter_map(|e| e[ELEMENT].as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e[ELEMENT].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -156,7 +164,11 @@ impl Browser {
     }
 
     pub fn type_into(&self, element: &str, text: &str) {
-        self.session_call("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
+        self.session_call(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        );
     }
 
     pub fn text(&self, element: &str) -> String {
