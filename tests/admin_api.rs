@@ -423,6 +423,19 @@ fn every_documented_operation_answers_as_documented() {
         }
     }
     assert_eq!(checked, 19, "every route was called");
+    // A known path with another method is told apart from an unknown path.
+    let r =
+        k.c.put(format!("{}/api/bans", k.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("put");
+    assert_eq!(r.status(), 405);
+    let r =
+        k.c.get(format!("{}/api/nope", k.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("get");
+    assert_eq!(r.status(), 404);
     // And the open ones are open: the page carries its CSP.
     let page = k.c.get(format!("{}/", k.admin)).send().expect("page");
     let csp = page.headers()["content-security-policy"]

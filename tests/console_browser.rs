@@ -134,6 +134,16 @@ fn an_operator_bans_an_attacking_account_from_the_console() {
         b.find_all("#bans tr[data-actor^='id:hmac:']").is_empty().then_some(())
     });
     assert_eq!(request(&s.p, "/home", "mallory").status(), 200);
+
+    // Signing out forgets the token.
+    b.click(&b.wait_for("#signout"));
+    b.wait("the sign-in form", || {
+        b.find_all("#signin-panel").first().filter(|e| b.displayed(e)).cloned()
+    });
+    assert_eq!(
+        b.script("return sessionStorage.getItem('palisade-admin-token')"),
+        serde_json::Value::Null
+    );
 }
 
 #[test]
