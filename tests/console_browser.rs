@@ -177,30 +177,46 @@ fn a_wrong_token_is_refused_clearly_and_kept_nowhere() {
 #[test]
 #[ignore = "writes docs/img/console.png; run by hand"]
 fn screenshot_for_the_readme() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     let Some(b) = webdriver::browser() else { return };
     let s = start();
     b.goto(&s.admin);
     sign_in(&b, TOKEN);
     b.wait_for("#offenders");
-    let stop = std::time::Instant::now() + std::time::Duration::from_secs(8);
-    let mut n = 0;
-    while std::time::Instant::now() < stop {
-        let _ = request(&s.p, "/home", "alice");
-        let _ = request(&s.p, &format!("/page/{n}"), "bob");
-        if n % 3 == 0 {
-            let _ = request(&s.p, "/admin", "mallory");
-        }
-        if n % 5 == 0 {
-            let _ = request(&s.p, "/wp-login.php", "trudy");
-        }
-        n += 1;
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // Steady traffic with a few attackers, kept up until the picture is taken.
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = s.p.url("");
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let c = client();
+            let get = |path: &str, account: &str| {
+                let _ = c.get(format!("{url}{path}")).header("x-account", account).send();
+            };
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                get("/home", "alice");
+                get(&format!("/page/{n}"), "bob");
+                if n % 3 == 0 {
+                    get("/admin", "mallory");
+                }
+                if n % 5 == 0 {
+                    get("/wp-login.php", "trudy");
+                }
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(15 + (n % 7) * 5));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_secs(20));
     let ban = b.wait_for("#offenders tr[data-actor^='id:hmac:'] button.ban");
     b.click(&ban);
     b.wait_for("#bans tr[data-actor^='id:hmac:']");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_secs(5));
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img/console.png");
     std::fs::create_dir_all(out.parent().expect("dir")).expect("mkdir");
     b.screenshot(&out);
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().expect("traffic");
 }
