@@ -447,3 +447,91 @@ fn every_documented_operation_answers_as_documented() {
         "{csp}"
     );
 }
+
+/// A connection whose receive window is as small as the kernel allows, set before connecting:
+/// a client that reads nothing fills it at once.
+fn connect_with_tiny_window(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = addr else {
+        panic!("the admin listener is on IPv4 loopback")
+    };
+    // SAFETY: a fresh socket, options and address built here; the fd is owned by the stream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket");
+        let size: libc::c_int = 1024;
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            len,
+        );
+        assert_eq!(set, 0, "SO_RCVBUF");
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let salen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(
+            libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), salen),
+            0,
+            "connect"
+        );
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn a_stream_client_that_stops_reading_is_dropped_and_traffic_does_not_wait() {
+    use std::io::Write;
+    let k = start();
+    let admin_addr: std::net::SocketAddr = k.admin.trim_start_matches("http://").parse().expect("addr");
+    let mut stalled = connect_with_tiny_window(admin_addr);
+    write!(
+        stalled,
+        "GET /api/decisions/stream HTTP/1.1\r\nHost: {admin_addr}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    )
+    .expect("subscribe");
+    eventually("the stalled client subscribed", || {
+        (k.p.metric("palisade_decision_stream_clients") == Some(1.0)).then_some(())
+    });
+    // Refusals until the stalled client is dropped; every one is answered meanwhile.
+    let mut sent = 0;
+    let started = std::time::Instant::now();
+    while k.p.metric("palisade_decision_stream_dropped_total") != Some(1.0) {
+        assert!(sent < 20_000, "the stalled client was never dropped");
+        for _ in 0..100 {
+            assert_eq!(k.c.get(k.p.url("/admin")).send().expect("request").status(), 403);
+        }
+        sent += 100;
+    }
+    eprintln!("dropped after {sent} refusals in {:?}", started.elapsed());
+    assert!(sent > 256, "dropped only past its queue: {sent}");
+    // The feed goes on for a client that reads.
+    let stream =
+        k.c.get(format!("{}/api/decisions/stream", k.admin))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("stream");
+    let mut lines = BufReader::new(stream);
+    eventually("the second client subscribed", || {
+        (k.p.metric("palisade_decision_stream_clients") == Some(2.0)).then_some(())
+    });
+    let r = k.c.get(k.p.url("/admin/after")).send().expect("request");
+    let id = request_id(&r);
+    let ev = read_events(&mut lines, |e, v| {
+        (e == "decision" && v["request_id"] == id.as_str()).then(|| v.clone())
+    });
+    assert_eq!(ev["path"], "/admin/after");
+    // The stalled client's stream ends once it goes away.
+    drop(stalled);
+    eventually("the stalled client gone", || {
+        (k.p.metric("palisade_decision_stream_clients") == Some(1.0)).then_some(())
+    });
+}
