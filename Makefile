@@ -23,8 +23,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # (zlib-ng, zstd, OpenSSL), perl drives OpenSSL's build, curl is for the demo and rustup,
 # nats-server (with JetStream) is started by the telemetry tests (tests/nats.rs), slowhttptest
 # drives the slow-client test (tests/slow_clients.rs), libmodsecurity3 and modsecurity-crs are
-# the WAF's Core Rule Set tier (loaded at run time; tests/waf_crs.rs, policies/waf-crs.yaml).
-DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server slowhttptest libmodsecurity3 modsecurity-crs
+# the WAF's Core Rule Set tier (loaded at run time; tests/waf_crs.rs, policies/waf-crs.yaml),
+# chromium and chromium-driver run the console's browser test (tests/console_browser.rs).
+DEB_PACKAGES := cmake pkg-config libssl-dev build-essential perl curl nats-server slowhttptest libmodsecurity3 modsecurity-crs chromium chromium-driver
 
 # Packages only `make bench-peers` needs (never CI): the peers, the load generators (wrk; h2load
 # from nghttp2-client) and openssl for the benchmark's self-signed certificate.

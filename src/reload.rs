@@ -21,6 +21,19 @@ pub struct Reloader {
     pub store: Store,
     pub config_path: Option<PathBuf>,
     pub overrides: Overrides,
+    /// The result of the latest reload, whatever asked for it, for the admin console.
+    pub last: std::sync::Mutex<Option<LastReload>>,
+}
+
+/// What the latest reload did.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The generation now serving.
+    pub generation: u64,
+    /// Empty when it succeeded.
+    pub errors: Vec<crate::config::ConfigError>,
 }
 
 /// A cheap change detector for one file: modification time, size, inode.
@@ -35,6 +48,17 @@ fn stamp(p: &PathBuf) -> Stamp {
 impl Reloader {
     /// Build and install a new snapshot; on error the current one stays.
     pub fn reload(&self) -> Result<u64, ConfigErrors> {
+        let result = self.try_reload();
+        let last = LastReload {
+            at_ms: crate::enforce::offenders::now_ms(),
+            generation: self.store.load().generation,
+            errors: result.as_ref().err().map(|e| e.0.clone()).unwrap_or_default(),
+        };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+        result
+    }
+
+    fn try_reload(&self) -> Result<u64, ConfigErrors> {
         let result = config::load(self.config_path.as_deref(), &self.overrides).and_then(|loaded| {
             let prev = self.store.load_full();
             warn_restart_only(&prev, &loaded);

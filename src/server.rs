@@ -164,6 +164,7 @@ pub fn build(
         server.add_service(background_service("palisade telemetry writer", w));
     }
 
+    let feed = Arc::new(crate::telemetry::feed::DecisionFeed::default());
     for (i, l) in cfg.listeners.iter().enumerate() {
         let kind = ListenerKind {
             tls: l.tls.is_some(),
@@ -173,6 +174,7 @@ pub fn build(
             store: store.clone(),
             telemetry: telemetry.clone(),
             listener: kind,
+            feed: feed.clone(),
         };
         let name = format!("palisade listener {i} ({})", l.address);
         // Every accepted connection goes through the per-connection guards (header timeout,
@@ -230,6 +232,7 @@ pub fn build(
             store: store.clone(),
             config_path: config_path.clone(),
             overrides,
+            last: std::sync::Mutex::new(None),
         },
     );
     if let Some(a) = &cfg.admin {
@@ -239,10 +242,21 @@ pub fn build(
             .map(|f| crate::config::validate::resolve(config_path.as_deref().unwrap_or(std::path::Path::new("")), f))
             .map(|f| std::fs::read_to_string(&f).map_err(|source| ServerError::AdminToken { path: f, source }))
             .transpose()?;
+        let board = Arc::new(admin::board::OffenderBoard::default());
+        server.add_service(background_service(
+            "palisade offender board",
+            admin::board::BoardFeeder {
+                feed: feed.clone(),
+                board: board.clone(),
+            },
+        ));
         let app = AdminApp {
             store: store.clone(),
             reloader: reload.task(),
             token_digest: token.as_deref().map(admin::digest),
+            feed: feed.clone(),
+            board,
+            ban_publisher: None,
         };
         let mut svc = Service::new("palisade admin".to_string(), app);
         svc.add_tcp(&a.address.to_string());

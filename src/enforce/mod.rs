@@ -4,6 +4,7 @@
 //! socket or a session.
 
 pub mod identity;
+pub mod manual;
 pub mod offenders;
 pub mod persist;
 pub mod stages;
@@ -120,6 +121,16 @@ pub(crate) fn actors(policy: &PolicySet, offenders: &Offenders, facts: &RequestF
     let mut a = vec![Actor::Ip(facts.client_ip)];
     a.extend(identity(policy, offenders, facts).map(Actor::Id));
     a
+}
+
+/// The request's identity pseudonym, when the ban policy names one (the live decision feed
+/// shows it beside the address).
+pub fn request_identity(
+    policy: &PolicySet,
+    offenders: &Offenders,
+    facts: &RequestFacts<'_>,
+) -> Option<identity::Pseudonym> {
+    identity(policy, offenders, facts)
 }
 
 /// The request's identity, when the ban policy names one. The value is a credential (a session

@@ -47,6 +47,8 @@ pub enum Actor {
     /// An identity (account header, session cookie), only ever as its keyed pseudonym: the
     /// value itself is a credential (identity.rs).
     Id(Pseudonym),
+    /// A network banned by hand (admin API): every address in it. Never struck by rules.
+    Net(ipnet::IpNet),
 }
 
 impl std::fmt::Display for Actor {
@@ -54,6 +56,7 @@ impl std::fmt::Display for Actor {
         match self {
             Actor::Ip(ip) => write!(f, "{ip}"),
             Actor::Id(id) => write!(f, "id:{id}"),
+            Actor::Net(net) => write!(f, "{net}"),
         }
     }
 }
@@ -105,6 +108,9 @@ pub struct Offenders {
     /// Turns identity values into the pseudonyms penalties are kept under.
     identities: IdentityKey,
     penalties: ArcSwap<HashMap<Actor, Arc<Penalty>>>,
+    /// The networks among the penalties' actors, kept apart so requests scan them only when
+    /// there are any.
+    nets: ArcSwap<Vec<ipnet::IpNet>>,
     scores: Mutex<HashMap<Actor, Score>>,
     writer: Mutex<()>,
     /// Set by every change; cleared by the state saver.
@@ -127,6 +133,7 @@ impl Offenders {
         Offenders {
             identities,
             penalties: ArcSwap::from_pointee(HashMap::new()),
+            nets: ArcSwap::from_pointee(Vec::new()),
             scores: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
             dirty: AtomicBool::new(false),
@@ -152,6 +159,15 @@ impl Offenders {
             if let Some(p) = map.get(&actor).filter(|p| p.active(now)) {
                 if found.as_ref().is_none_or(|(_, f)| f.kind == PenaltyKind::Throttle) {
                     found = Some((actor, p.clone()));
+                }
+            }
+        }
+        if found.as_ref().is_none_or(|(_, f)| f.kind == PenaltyKind::Throttle) {
+            let nets = self.nets.load();
+            for net in nets.iter().filter(|n| n.contains(&ip)) {
+                let actor = Actor::Net(*net);
+                if let Some(p) = map.get(&actor).filter(|p| p.active(now)) {
+                    return Some((actor, p.clone()));
                 }
             }
         }
@@ -347,6 +363,16 @@ impl Offenders {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::clone(&self.penalties.load());
         f(&mut next);
+        let nets: Vec<ipnet::IpNet> = next
+            .keys()
+            .filter_map(|a| match a {
+                Actor::Net(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        if nets.len() != self.nets.load().len() || !nets.is_empty() {
+            self.nets.store(Arc::new(nets));
+        }
         self.penalties.store(Arc::new(next));
         self.dirty.store(true, Ordering::Relaxed);
         self.publish(now_ms());
@@ -443,5 +469,20 @@ mod tests {
         o.set(Actor::Id(alice), None, "", 1002);
         assert!(o.check(b, Some(&alice), 1003).is_none());
         assert!(Actor::Id(alice).to_string().starts_with("id:hmac:"));
+    }
+
+    #[test]
+    fn a_banned_network_covers_its_addresses_only() {
+        let o = Offenders::new();
+        let net: ipnet::IpNet = "203.0.113.0/24".parse().expect("net");
+        let inside: IpAddr = "203.0.113.77".parse().expect("ip");
+        let outside: IpAddr = "203.0.114.1".parse().expect("ip");
+        o.set(Actor::Net(net), Some(Some(Duration::from_secs(60))), "scan", 1000);
+        let (actor, p) = o.check(inside, None, 1001).expect("banned");
+        assert_eq!((actor, p.kind), (Actor::Net(net), PenaltyKind::Ban));
+        assert!(o.check(outside, None, 1001).is_none());
+        assert!(o.check(inside, None, 61_001).is_none(), "the ban ends on time");
+        o.set(Actor::Net(net), None, "", 1002);
+        assert!(o.check(inside, None, 1003).is_none(), "lifted");
     }
 }

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub upstream_retries: IntCounterVec,
     pub bodies_uninspected: IntCounter,
     pub findings: IntCounterVec,
+    pub decision_stream_clients: IntGauge,
+    pub decision_stream_dropped: IntCounter,
+    pub offender_board_lost: IntCounter,
 }
 
 // Registration only fails on a duplicate name, which is a programming error caught by tests.
@@ -167,6 +170,21 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             UPSTREAM_RETRIES_TOTAL,
             "Requests tried again on a backend after a failure, by pool and phase.",
             &["pool", "phase"]
+        )
+        .expect("metric"),
+        decision_stream_clients: register_int_gauge!(
+            DECISION_STREAM_CLIENTS,
+            "Clients of the admin decision stream connected now."
+        )
+        .expect("metric"),
+        decision_stream_dropped: register_int_counter!(
+            DECISION_STREAM_DROPPED_TOTAL,
+            "Decision stream clients dropped for falling behind."
+        )
+        .expect("metric"),
+        offender_board_lost: register_int_counter!(
+            OFFENDER_BOARD_LOST_TOTAL,
+            "Decisions the admin offender board missed because its queue was full."
         )
         .expect("metric"),
     }

@@ -29,3 +29,9 @@ pub const FINDINGS_TOTAL: &str = "palisade_findings_total";
 pub const BODIES_UNINSPECTED_TOTAL: &str = "palisade_bodies_uninspected_total";
 /// Requests sent again to a backend after a failure, by pool and phase (`connect`, `proxy`).
 pub const UPSTREAM_RETRIES_TOTAL: &str = "palisade_upstream_retries_total";
+/// Decision stream (`/api/decisions/stream`) clients connected now.
+pub const DECISION_STREAM_CLIENTS: &str = "palisade_decision_stream_clients";
+/// Decision stream clients dropped for falling behind the feed.
+pub const DECISION_STREAM_DROPPED_TOTAL: &str = "palisade_decision_stream_dropped_total";
+/// Decisions the console's offender board missed because its queue was full.
+pub const OFFENDER_BOARD_LOST_TOTAL: &str = "palisade_offender_board_lost_total";

@@ -17,6 +17,7 @@ use crate::metrics::{status_class, METRICS};
 use crate::stage::{Done, Ledger};
 use crate::state::Snapshot;
 use crate::telemetry::event;
+use crate::telemetry::feed::{DecisionFeed, FeedEvent};
 use crate::telemetry::Telemetry;
 
 pub struct RequestCtx {
@@ -122,9 +123,32 @@ pub fn emit_findings(session: &Session, ctx: &mut RequestCtx, telemetry: &Teleme
     telemetry.emit(rec, &snap.offenders, snap.policy.bans.as_ref(), now_ms());
 }
 
+/// The decision as the console's live feed shows it.
+fn feed_event(session: &Session, ctx: &RequestCtx, snap: &Snapshot, status: u16, route: Option<&Route>) -> FeedEvent {
+    let req = session.req_header();
+    let path = req.uri.path();
+    let route_name = route.map_or("", |r| &*r.name);
+    let facts = super::identify::request_facts(req, ctx.client_ip, &ctx.host, path, route_name);
+    let verdict = &ctx.ledger.verdict;
+    FeedEvent {
+        time_ms: now_ms(),
+        request_id: ctx.request_id.as_str().to_string(),
+        client_ip: ctx.client_ip,
+        identity: crate::enforce::request_identity(&snap.policy, &snap.offenders, &facts)
+            .map(|p| format!("id:{}", p.full())),
+        method: req.method.as_str().to_string(),
+        host: ctx.host.clone(),
+        path: path.to_string(),
+        route: route.map(|r| r.name.to_string()),
+        status,
+        decision: verdict.label(),
+        rule: verdict.rule().map(str::to_string),
+    }
+}
+
 /// Count the request in metrics and queue its telemetry record. Runs last: it moves the
 /// request id, host and verdict out of the context.
-pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetry: &Telemetry) {
+pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetry: &Telemetry, feed: &DecisionFeed) {
     let elapsed = ctx.start.elapsed();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     // `snap` is the request's own snapshot whenever a route was found.
@@ -157,6 +181,9 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     }
     if let Some(rule) = verdict.rule().filter(|_| !verdict.is_allow()) {
         METRICS.decisions.with_label_values(&[rule, decision]).inc();
+    }
+    if !verdict.is_allow() && feed.wanted() {
+        feed.publish(feed_event(session, ctx, snap, status, route));
     }
     count_findings(&ctx.ledger.findings);
     if !telemetry.enabled() {

@@ -52,6 +52,8 @@ pub struct Palisade {
     pub store: Store,
     pub telemetry: Telemetry,
     pub listener: ListenerKind,
+    /// The admin listener's live decision feed.
+    pub feed: std::sync::Arc<crate::telemetry::feed::DecisionFeed>,
 }
 
 /// The strict framing and size check of the head (`framing`), and the target in origin form
@@ -519,6 +521,6 @@ impl ProxyHttp for Palisade {
             conn.clock.finished();
         }
         let snap = ctx.snap.clone().unwrap_or_else(|| self.store.load_full());
-        ctx::record(session, ctx, &snap, &self.telemetry);
+        ctx::record(session, ctx, &snap, &self.telemetry, &self.feed);
     }
 }

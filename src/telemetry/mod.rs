@@ -6,6 +6,7 @@
 //! NATS JetStream with an on-disk spill queue (nats.rs, spill.rs).
 
 pub mod event;
+pub mod feed;
 pub mod indicators;
 mod json;
 pub mod nats;
