@@ -158,6 +158,11 @@ pub fn build(
         ));
     }
     let store: Store = Arc::new(ArcSwap::from_pointee(snap));
+    if let Some(f) = &cfg.fleet {
+        let (outbox, sync) = crate::fleet::start(f, store.clone());
+        store.load().offenders.set_broadcast(outbox);
+        server.add_service(background_service("palisade fleet sync", sync));
+    }
     let (telemetry, writer) =
         Telemetry::start(&cfg.telemetry, config_path.as_deref()).map_err(ServerError::Telemetry)?;
     if let Some(w) = writer {

@@ -6,8 +6,8 @@
 //!
 //! Open: `GET /healthz` · `GET /readyz`.
 //! With the token: `GET /status` · `GET /bans` · `POST /reload` ·
-//! `POST /bans?ip=ADDR&for=DURATION|forever` (or `id=IDENTITY`, or `pseudonym=hmac:HEX`) ·
-//! `DELETE /bans?ip=ADDR` (or `id=IDENTITY`, or `pseudonym=hmac:HEX`).
+//! `POST /bans?ip=ADDR&for=DURATION|forever` (or `net=CIDR`, `id=IDENTITY`, `pseudonym=hmac:HEX`) ·
+//! `DELETE /bans?ip=ADDR` (or `net=CIDR`, `id=IDENTITY`, `pseudonym=hmac:HEX`) · `GET /fleet`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -144,6 +144,15 @@ impl AdminApp {
             query_value(query, "id"),
             query_value(query, "pseudonym"),
         );
+        if let (None, None, None, Some(net)) = (given.0, given.1, given.2, query_value(query, "net")) {
+            return match net.parse::<crate::config::types::Cidr>() {
+                Ok(c) => self.apply_ban(&offenders, Actor::Net(c.0), add, query),
+                Err(_) => reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "net is not a CIDR (203.0.113.0/24)"}),
+                ),
+            };
+        }
         let actor = match given {
             (Some(ip), None, None) => match ip.parse::<IpAddr>() {
                 Ok(ip) => Actor::Ip(ip),
@@ -163,10 +172,20 @@ impl AdminApp {
             _ => {
                 return reply(
                     StatusCode::BAD_REQUEST,
-                    json!({"error": "give one of ip=ADDRESS, id=IDENTITY or pseudonym=hmac:HEX"}),
+                    json!({"error": "give one of ip=ADDRESS, net=CIDR, id=IDENTITY or pseudonym=hmac:HEX"}),
                 )
             }
         };
+        self.apply_ban(&offenders, actor, add, query)
+    }
+
+    fn apply_ban(
+        &self,
+        offenders: &crate::enforce::offenders::Offenders,
+        actor: Actor,
+        add: bool,
+        query: Option<&str>,
+    ) -> Response<Vec<u8>> {
         let ban = if add {
             match query_value(query, "for") {
                 Some("forever") => Some(None),
@@ -226,6 +245,7 @@ fn shown(actor: &Actor) -> String {
     match actor {
         Actor::Ip(ip) => ip.to_string(),
         Actor::Id(p) => format!("id:{}", p.full()),
+        Actor::Net(n) => n.to_string(),
     }
 }
 
@@ -246,8 +266,9 @@ impl ServeHttp for AdminApp {
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => return reply(StatusCode::OK, json!({"ok": true})),
             (&Method::GET, "/readyz") => return self.ready().await,
-            (&Method::GET, "/status" | "/bans") | (&Method::POST, "/reload" | "/bans") | (&Method::DELETE, "/bans") => {
-            }
+            (&Method::GET, "/status" | "/bans" | "/fleet")
+            | (&Method::POST, "/reload" | "/bans")
+            | (&Method::DELETE, "/bans") => {}
             _ => return reply(StatusCode::NOT_FOUND, json!({"error": "unknown admin endpoint"})),
         }
         // Reads tell who is banned and why: they need the token as much as changes do.
@@ -257,6 +278,7 @@ impl ServeHttp for AdminApp {
         match (&method, path.as_str()) {
             (&Method::GET, "/status") => self.status(),
             (&Method::GET, "/bans") => self.bans(),
+            (&Method::GET, "/fleet") => reply(StatusCode::OK, crate::fleet::status::admin_view()),
             (&Method::POST, "/reload") => match self.reloader.reload() {
                 Ok(generation) => reply(StatusCode::OK, json!({"reloaded": true, "generation": generation})),
                 Err(errors) => reply(

@@ -29,3 +29,11 @@ pub const FINDINGS_TOTAL: &str = "palisade_findings_total";
 pub const BODIES_UNINSPECTED_TOTAL: &str = "palisade_bodies_uninspected_total";
 /// Requests sent again to a backend after a failure, by pool and phase (`connect`, `proxy`).
 pub const UPSTREAM_RETRIES_TOTAL: &str = "palisade_upstream_retries_total";
+/// Fleet mode (`crate::fleet::metrics`): bus connected, propagation lag, updates in and out.
+pub const FLEET_BUS_CONNECTED: &str = "palisade_fleet_bus_connected";
+pub const FLEET_PROPAGATION_SECONDS: &str = "palisade_fleet_propagation_seconds";
+pub const FLEET_RECEIVED_TOTAL: &str = "palisade_fleet_received_total";
+pub const FLEET_APPLIED_TOTAL: &str = "palisade_fleet_applied_total";
+pub const FLEET_PUBLISHED_TOTAL: &str = "palisade_fleet_published_total";
+pub const FLEET_DROPPED_TOTAL: &str = "palisade_fleet_dropped_total";
+pub const FLEET_RECONCILIATIONS_TOTAL: &str = "palisade_fleet_reconciliations_total";
