@@ -392,22 +392,31 @@ impl Sync {
     }
 }
 
+/// The bucket, created when missing. Created as its stream (the KV layout: `KV_NAME` over
+/// `$KV.NAME.>`, one value per key, rollups for purges) rather than with
+/// `create_key_value`: that one first asks for the account's limits, whose answer from
+/// nats-server 2.9 (Debian 12) async-nats 0.46 cannot parse.
 async fn bucket(js: &jetstream::Context, name: &str, replicas: usize) -> Result<kv::Store, String> {
     if let Ok(kv) = js.get_key_value(name).await {
         return Ok(kv);
     }
-    let config = kv::Config {
-        bucket: name.to_string(),
-        history: 1,
+    let config = jetstream::stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
         storage: jetstream::stream::StorageType::File,
         num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(kv) => Ok(kv),
-        // Another instance created it at the same moment.
-        Err(e) => js.get_key_value(name).await.map_err(|_| e.to_string()),
-    }
+    // Another instance may create it at the same moment: then it is there to get.
+    let created = js.get_or_create_stream(config).await.map_err(|e| e.to_string());
+    js.get_key_value(name)
+        .await
+        .map_err(|e| created.err().unwrap_or_else(|| e.to_string()))
 }
 
 /// Delay before reconnect attempt `attempts`: doubled each time, capped at `max`.
@@ -475,6 +484,7 @@ impl pingora::services::background::BackgroundService for FleetSync {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_heartbeat = Instant::now();
+        let (mut retry_at, mut failures) = (Instant::now(), 0);
         loop {
             let event = tokio::select! {
                 _ = shutdown.changed() => Event::Shutdown,
@@ -530,9 +540,10 @@ impl pingora::services::background::BackgroundService for FleetSync {
                 Event::Tick => {
                     if client.connection_state() != Conn::Connected {
                         lost(&mut session, "disconnected");
-                    } else if session.is_none() {
+                    } else if session.is_none() && Instant::now() >= retry_at {
                         match st.establish(&js, &client).await {
                             Ok(s) => {
+                                failures = 0;
                                 log::info!(
                                     "fleet: {} synced with {} (bucket {})",
                                     self.cfg.instance,
@@ -549,7 +560,11 @@ impl pingora::services::background::BackgroundService for FleetSync {
                                 }
                                 next_heartbeat = Instant::now();
                             }
-                            Err(e) => log::warn!("fleet: bus not ready: {e}"),
+                            Err(e) => {
+                                log::warn!("fleet: bus not ready: {e}");
+                                retry_at = Instant::now() + backoff(failures, self.cfg.reconnect_max_delay.0);
+                                failures += 1;
+                            }
                         }
                     }
                     if Instant::now() >= next_heartbeat {
