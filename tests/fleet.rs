@@ -32,6 +32,8 @@ struct Edge {
     proxy: Proxy,
     admin: SocketAddr,
     name: String,
+    /// For admin calls, kept so that each call does not pay for a new client.
+    http: reqwest::blocking::Client,
 }
 
 impl Edge {
@@ -54,6 +56,7 @@ impl Edge {
             proxy,
             admin,
             name: name.into(),
+            http: client(),
         };
         eventually(&format!("{name} to sync with the bus"), || {
             (e.proxy.metric("palisade_fleet_bus_connected") == Some(1.0)).then_some(())
@@ -62,7 +65,8 @@ impl Edge {
     }
 
     fn admin(&self, method: reqwest::Method, query: &str) -> serde_json::Value {
-        let r = client()
+        let r = self
+            .http
             .request(method, format!("http://{}/bans?{query}", self.admin))
             .bearer_auth(TOKEN)
             .send()
@@ -80,7 +84,7 @@ impl Edge {
     }
 
     fn get_admin(&self, path: &str) -> serde_json::Value {
-        client()
+        self.http
             .get(format!("http://{}{path}", self.admin))
             .bearer_auth(TOKEN)
             .send()
@@ -165,7 +169,8 @@ fn a_ban_decided_at_one_instance_is_enforced_at_the_others() {
     let lags = propagation(&edges, 30, "10.1");
     let (p50, p99) = (percentile(&lags, 0.5), percentile(&lags, 0.99));
     eprintln!("propagation p50 {p50:?} p99 {p99:?} over {} refusals", lags.len());
-    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+    // Loose (the issue asks for 100 ms; `make bench-fleet` measures it): CI machines are busy.
+    assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
 
     // Lifted at another instance than the one that banned it: allowed everywhere.
     b.unban("ip=10.1.0.1");
@@ -432,6 +437,15 @@ fn bench_propagation() {
         ms(percentile(&lags, 0.99))
     );
     println!("{line}");
+    for e in &edges {
+        let sum = e.metric("palisade_fleet_propagation_seconds_sum");
+        let count = e.metric("palisade_fleet_propagation_seconds_count");
+        eprintln!(
+            "{}: {count} arrivals, mean {:.1} ms from decision to arrival",
+            e.name,
+            sum * 1000.0 / count.max(1.0)
+        );
+    }
     if let Some(path) = std::env::var_os("FLEET_BENCH_OUT") {
         std::fs::write(path, format!("{line}\n")).expect("write the result");
     }

@@ -74,8 +74,12 @@ struct Sync {
     cfg: FleetSection,
     store: Store,
     records: HashMap<String, BanRecord>,
+    /// The bucket's revision of each key, as last seen (watch or own write).
+    revisions: HashMap<String, u64>,
     /// Keys whose record this instance must (re)write to the bucket.
     pending: BTreeSet<String>,
+    /// The pending keys changed by a decision here (the others are reconciliations).
+    decided: BTreeSet<String>,
     /// Strike deltas waiting for the bus (bounded by `queue`).
     strikes: VecDeque<StrikeDelta>,
     me: Heartbeat,
@@ -128,6 +132,7 @@ impl Sync {
     fn local(&mut self, r: BanRecord) {
         let key = record::key(&r.actor);
         self.take_in(&key, &r);
+        self.decided.insert(key.clone());
         self.pending.insert(key);
     }
 
@@ -146,6 +151,8 @@ impl Sync {
         if e.delta == 0 {
             self.me.last_sync = now;
         }
+        let rev = self.revisions.entry(e.key.clone()).or_default();
+        *rev = (*rev).max(e.revision);
         if e.operation != kv::Operation::Put {
             // Removed as stale by some instance: forget it too, unless ours says otherwise.
             if self
@@ -285,6 +292,23 @@ impl Sync {
     }
 
     async fn push(&mut self, kv: &kv::Store, key: &str) -> Result<(), String> {
+        // A decision made here, first try: the view already holds the value of the revision
+        // last seen, so what it has is the merge; one round trip when nobody wrote the key
+        // since.
+        if let Some(ours) = self.records.get(key).filter(|_| self.decided.remove(key)) {
+            let revision = self.revisions.get(key).copied().unwrap_or(0);
+            let value = serde_json::to_vec(ours).map_err(|e| e.to_string())?;
+            match kv.update(key, value.into(), revision).await {
+                Ok(r) => {
+                    self.revisions.insert(key.to_string(), r);
+                    FLEET.published.with_label_values(&["ban"]).inc();
+                    self.me.published += 1;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         for _ in 0..CAS_TRIES {
             let Some(ours) = self.records.get(key).cloned() else {
                 return Ok(());
@@ -305,7 +329,8 @@ impl Sync {
             }
             let value = serde_json::to_vec(&merged).map_err(|e| e.to_string())?;
             match kv.update(key, value.into(), revision).await {
-                Ok(_) => {
+                Ok(r) => {
+                    self.revisions.insert(key.to_string(), r);
                     FLEET.published.with_label_values(&["ban"]).inc();
                     self.me.published += 1;
                     return Ok(());
@@ -351,6 +376,7 @@ impl Sync {
                 }
             }
             self.records.remove(&key);
+            self.revisions.remove(&key);
         }
     }
 
@@ -467,6 +493,8 @@ impl pingora::services::background::BackgroundService for FleetSync {
             cfg: self.cfg.clone(),
             store: self.store.clone(),
             records: HashMap::new(),
+            revisions: HashMap::new(),
+            decided: BTreeSet::new(),
             pending: BTreeSet::new(),
             strikes: VecDeque::new(),
             me: Heartbeat {
