@@ -38,9 +38,14 @@ struct Edge {
 
 impl Edge {
     fn start(nats: &str, name: &str, origin: &Origin) -> Edge {
+        Self::start_with(nats, name, origin, "")
+    }
+
+    /// `extra`: more keys of the `fleet:` section, each line indented by two spaces.
+    fn start_with(nats: &str, name: &str, origin: &Origin, extra: &str) -> Edge {
         let admin = free_addr();
         let config = format!(
-            "{BASE}trusted_proxies: [127.0.0.1]\nadmin:\n  address: {admin}\n  token_file: token\nstate:\n  identity_key_file: identity.key\nfleet:\n  instance: {name}\n  url: {nats}\n  heartbeat: 200ms\n  timeout: 500ms\n  reconnect_max_delay: 100ms\npolicies: [policy.yaml]\n{}",
+            "{BASE}trusted_proxies: [127.0.0.1]\nadmin:\n  address: {admin}\n  token_file: token\nstate:\n  identity_key_file: identity.key\nfleet:\n  instance: {name}\n  url: {nats}\n  heartbeat: 200ms\n  timeout: 500ms\n  reconnect_max_delay: 100ms\n{extra}policies: [policy.yaml]\n{}",
             single_pool(origin)
         );
         let proxy = Proxy::start_with(
@@ -412,6 +417,134 @@ fn fleet_configuration_errors_name_the_field() {
         assert!(text.contains(&format!("field `{field}`")), "{field}: {text}");
     }
     assert!(text.contains("palisade.yaml:9"), "line of fleet.instance: {text}");
+}
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The content cloud-init writes to `path`.
+fn cloud_init_file(path: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("deploy/fleet/cloud-init.user-data")).expect("user-data");
+    assert!(text.starts_with("#cloud-config\n"), "cloud-init needs its first line");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("user-data is YAML");
+    doc["write_files"]
+        .as_sequence()
+        .expect("write_files")
+        .iter()
+        .find(|f| f["path"].as_str() == Some(path))
+        .and_then(|f| f["content"].as_str())
+        .unwrap_or_else(|| panic!("cloud-init writes no {path}"))
+        .to_string()
+}
+
+#[test]
+fn cloud_init_installs_the_shipped_unit_and_a_configuration_that_checks() {
+    let unit = std::fs::read_to_string(repo().join("deploy/palisade.service")).expect("unit");
+    assert_eq!(cloud_init_file("/etc/systemd/system/palisade.service"), unit);
+    // Laid out as on the VM, with the FILL_IN values filled in.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("palisade.yaml");
+    std::fs::write(&config, cloud_init_file("/etc/palisade/palisade.yaml")).expect("config");
+    for f in ["/etc/palisade/identity.key", "/etc/palisade/admin.token"] {
+        assert_eq!(cloud_init_file(f).trim(), "FILL_IN", "{f} ships unfilled");
+    }
+    std::fs::write(dir.path().join("identity.key"), IDENTITY_KEY).expect("key");
+    std::fs::write(dir.path().join("admin.token"), TOKEN).expect("token");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .expect("palisade check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(
+        text.contains("\nfleet:\n  instance: edge-1\n"),
+        "runcmd rewrites this line"
+    );
+    // The pid file the unit follows is the one the configuration writes.
+    assert!(
+        unit.contains("PIDFile=/run/palisade/palisade.pid") && text.contains("pid_file: /run/palisade/palisade.pid")
+    );
+}
+
+/// The three NATS node files of deploy/fleet, on loopback: their addresses and store
+/// directories rewritten to run-time ports and a temporary directory, nothing else.
+#[test]
+fn the_shipped_nats_cluster_keeps_the_fleet_going_when_a_node_dies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client_ports: Vec<u16> = (0..3).map(|_| free_addr().port()).collect();
+    let route_ports: Vec<u16> = (0..3).map(|_| free_addr().port()).collect();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let mut conf =
+            std::fs::read_to_string(repo().join(format!("deploy/fleet/nats-{}.conf", i + 1))).expect("nats conf");
+        let replace = |conf: &mut String, from: &str, to: &str| {
+            assert!(conf.contains(from), "{from} in nats-{}.conf", i + 1);
+            *conf = conf.replace(from, to);
+        };
+        replace(
+            &mut conf,
+            "listen: 0.0.0.0:4222",
+            &format!("listen: 127.0.0.1:{}", client_ports[i]),
+        );
+        replace(
+            &mut conf,
+            "listen: 0.0.0.0:6222",
+            &format!("listen: 127.0.0.1:{}", route_ports[i]),
+        );
+        replace(&mut conf, "http: 127.0.0.1:8222\n", "");
+        let store = dir.path().join(format!("store-{i}"));
+        replace(
+            &mut conf,
+            "store_dir: /var/lib/nats",
+            &format!("store_dir: {}", store.display()),
+        );
+        for (j, port) in route_ports.iter().enumerate() {
+            replace(
+                &mut conf,
+                &format!("nats-{}.internal:6222", j + 1),
+                &format!("127.0.0.1:{port}"),
+            );
+        }
+        let path = dir.path().join(format!("nats-{i}.conf"));
+        std::fs::write(&path, conf).expect("write conf");
+        let log = std::fs::File::create(dir.path().join(format!("nats-{i}.log"))).expect("log");
+        let child = std::process::Command::new(common::nats::nats_binary())
+            .arg("-c")
+            .arg(&path)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        nodes.push(KillOnDrop(child));
+    }
+    let url = client_ports
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let a = Edge::start_with(&url, "cluster-a", &origin, "  replicas: 3\n");
+    let b = Edge::start_with(&url, "cluster-b", &origin, "  replicas: 3\n");
+    a.ban("ip=192.0.2.30&for=10m");
+    refused_everywhere(&[&b], "192.0.2.30", None);
+    // One node of three goes: the replicated bucket keeps working.
+    drop(nodes.remove(0));
+    b.ban("ip=192.0.2.31&for=10m");
+    refused_everywhere(&[&a], "192.0.2.31", None);
+    let d = Edge::start_with(&url, "cluster-d", &origin, "  replicas: 3\n");
+    refused_everywhere(&[&d], "192.0.2.30", None);
+    refused_everywhere(&[&d], "192.0.2.31", None);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `make bench-fleet`: three instances and one nats-server on loopback; FLEET_BENCH_BANS
