@@ -131,6 +131,9 @@ pub fn run(cfg: &crate::config::fleet::FleetSection, json: bool) -> Result<Strin
         if let Ok(kv) = js.get_key_value(&cfg.bans_bucket).await {
             let mut keys = kv.keys().await.map_err(|e| e.to_string())?;
             while let Some(Ok(k)) = keys.next().await {
+                if k.starts_with("probe.") {
+                    continue;
+                }
                 if let Ok(Some(v)) = kv.get(&k).await {
                     let r = serde_json::from_slice::<super::record::BanRecord>(&v);
                     bans += usize::from(r.is_ok_and(|r| r.active_ban(now).is_some()));

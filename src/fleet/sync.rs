@@ -82,8 +82,17 @@ struct Sync {
     decided: BTreeSet<String>,
     /// Strike deltas waiting for the bus (bounded by `queue`).
     strikes: VecDeque<StrikeDelta>,
+    /// This instance's last probe written to the bucket and not yet seen on the watch: its
+    /// revision and when it was written.
+    probe: Option<(u64, Instant)>,
     me: Heartbeat,
 }
+
+/// Bucket keys of probes (`probe.INSTANCE`): each instance writes its own at every heartbeat
+/// and expects to see it come back on its watch. A watch whose consumer lived on a NATS node
+/// that died stays silent (the client only notices after two missed idle heartbeats, about
+/// 10 s); an unanswered probe finds it sooner.
+const PROBE_PREFIX: &str = "probe.";
 
 impl Sync {
     fn offenders(&self) -> Arc<Offenders> {
@@ -150,6 +159,14 @@ impl Sync {
         let now = now_ms();
         if e.delta == 0 {
             self.me.last_sync = now;
+        }
+        if e.key.starts_with(PROBE_PREFIX) {
+            if e.key.strip_prefix(PROBE_PREFIX) == Some(self.cfg.instance.as_str())
+                && self.probe.is_some_and(|(r, _)| e.revision >= r)
+            {
+                self.probe = None;
+            }
+            return;
         }
         let rev = self.revisions.entry(e.key.clone()).or_default();
         *rev = (*rev).max(e.revision);
@@ -253,13 +270,22 @@ impl Sync {
     }
 
     async fn establish(&mut self, js: &jetstream::Context, client: &async_nats::Client) -> Result<Session, String> {
-        let kv = bucket(js, &self.cfg.bans_bucket, self.cfg.replicas).await?;
-        let instances = bucket(js, &self.cfg.instances_bucket, self.cfg.replicas).await?;
+        let t = self.cfg.timeout.0;
+        let step = |what: &'static str| move |_| format!("{what}: no answer within {t:?}");
+        let kv = tokio::time::timeout(t, bucket(js, &self.cfg.bans_bucket, self.cfg.replicas))
+            .await
+            .map_err(step("ban bucket"))??;
+        let instances = tokio::time::timeout(t, bucket(js, &self.cfg.instances_bucket, self.cfg.replicas))
+            .await
+            .map_err(step("instances bucket"))??;
         let strikes = client
             .subscribe(self.cfg.strikes_subject.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let watch = kv.watch_with_history(">").await.map_err(|e| e.to_string())?;
+        let watch = tokio::time::timeout(t, kv.watch_with_history(">"))
+            .await
+            .map_err(step("watch"))?
+            .map_err(|e| format!("watch: {e}"))?;
         // Whatever the bucket lacks goes back: everything this instance knows, and every ban
         // it holds. The merge keeps what is newer on either side.
         self.adopt_local_bans();
@@ -274,6 +300,7 @@ impl Sync {
         self.pending.extend(live);
         FLEET.reconciliations.inc();
         self.me.reconciliations += 1;
+        self.probe = None;
         Ok(Session {
             kv,
             instances,
@@ -380,6 +407,25 @@ impl Sync {
         }
     }
 
+    /// Write this instance's probe, unless one is still waiting.
+    async fn probe(&mut self, kv: &kv::Store) {
+        if self.probe.is_some() {
+            return;
+        }
+        let key = format!("{PROBE_PREFIX}{}", self.cfg.instance);
+        match tokio::time::timeout(self.cfg.timeout.0, kv.put(key, now_ms().to_string().into())).await {
+            Ok(Ok(r)) => self.probe = Some((r, Instant::now())),
+            Ok(Err(e)) => log::debug!("fleet: probe not written: {e}"),
+            Err(_) => log::debug!("fleet: probe not written in time"),
+        }
+    }
+
+    /// The watch has not shown the probe in time.
+    fn watch_silent(&self) -> bool {
+        let limit = (self.cfg.heartbeat.0 * 2).max(Duration::from_secs(1));
+        self.probe.is_some_and(|(_, at)| at.elapsed() > limit)
+    }
+
     async fn heartbeat(&mut self, instances: Option<kv::Store>) {
         let now = now_ms();
         self.me.at = now;
@@ -393,19 +439,26 @@ impl Sync {
             .count();
         let mut peers = Vec::new();
         if let Some(instances) = &instances {
-            if let Ok(v) = serde_json::to_vec(&self.me) {
-                if let Err(e) = instances.put(&self.cfg.instance, v.into()).await {
-                    log::debug!("fleet: heartbeat not written: {e}");
+            // Bounded: a slow bucket (a NATS node lost, leaders being elected) must not hold
+            // up the updates this loop applies.
+            let exchange = async {
+                if let Ok(v) = serde_json::to_vec(&self.me) {
+                    if let Err(e) = instances.put(&self.cfg.instance, v.into()).await {
+                        log::debug!("fleet: heartbeat not written: {e}");
+                    }
                 }
-            }
-            if let Ok(mut keys) = instances.keys().await {
-                while let Some(Ok(k)) = keys.next().await {
-                    if let Ok(Some(v)) = instances.get(&k).await {
-                        if let Ok(h) = serde_json::from_slice::<Heartbeat>(&v) {
-                            peers.push(h);
+                if let Ok(mut keys) = instances.keys().await {
+                    while let Some(Ok(k)) = keys.next().await {
+                        if let Ok(Some(v)) = instances.get(&k).await {
+                            if let Ok(h) = serde_json::from_slice::<Heartbeat>(&v) {
+                                peers.push(h);
+                            }
                         }
                     }
                 }
+            };
+            if tokio::time::timeout(self.cfg.timeout.0, exchange).await.is_err() {
+                log::debug!("fleet: heartbeats not exchanged in time");
             }
         }
         let me = self.me.clone();
@@ -497,6 +550,7 @@ impl pingora::services::background::BackgroundService for FleetSync {
             decided: BTreeSet::new(),
             pending: BTreeSet::new(),
             strikes: VecDeque::new(),
+            probe: None,
             me: Heartbeat {
                 instance: self.cfg.instance.clone(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -568,6 +622,8 @@ impl pingora::services::background::BackgroundService for FleetSync {
                 Event::Tick => {
                     if client.connection_state() != Conn::Connected {
                         lost(&mut session, "disconnected");
+                    } else if session.is_some() && st.watch_silent() {
+                        lost(&mut session, "the watch did not show this instance's probe");
                     } else if session.is_none() && Instant::now() >= retry_at {
                         match st.establish(&js, &client).await {
                             Ok(s) => {
@@ -598,7 +654,8 @@ impl pingora::services::background::BackgroundService for FleetSync {
                     if Instant::now() >= next_heartbeat {
                         next_heartbeat = Instant::now() + self.cfg.heartbeat.0;
                         if let Some(kv) = session.as_ref().map(|s| s.kv.clone()) {
-                            st.sweep(&kv).await;
+                            st.probe(&kv).await;
+                            let _ = tokio::time::timeout(self.cfg.timeout.0, st.sweep(&kv)).await;
                         }
                         st.heartbeat(session.as_ref().map(|s| s.instances.clone())).await;
                     }
