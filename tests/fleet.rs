@@ -423,6 +423,22 @@ fn with_the_bus_down_instances_serve_and_enforce_and_reconcile_when_it_returns()
 }
 
 #[test]
+fn when_nats_loses_its_store_the_instances_write_their_bans_back() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let mut nats = Nats::start();
+    let a = Edge::start(&nats.url(), "s-a", &origin);
+    a.ban("ip=192.0.2.40&for=10m");
+    a.ban("net=198.18.0.0/15&for=10m");
+    nats.kill();
+    std::fs::remove_dir_all(nats.dir.path().join("store")).expect("remove the store");
+    nats.run();
+    // A new instance learns them from the bucket a rebuilt.
+    let b = Edge::start(&nats.url(), "s-b", &origin);
+    refused_within(&[&b], "192.0.2.40", None, BUS_PATIENCE);
+    refused_within(&[&b], "198.19.1.1", None, BUS_PATIENCE);
+}
+
+#[test]
 fn fleet_configuration_errors_name_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("palisade.yaml");
