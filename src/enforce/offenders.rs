@@ -628,7 +628,7 @@ mod tests {
         assert_eq!(told.0.load(Ordering::Relaxed), 0, "nothing received is sent back");
         // Local decisions are told: a strike, a ban it earns, an operator's unban.
         let rule: Arc<str> = Arc::from("r");
-        o.strike(&[a.clone()], &rule, &policy(), 3, 3_000);
+        o.strike(std::slice::from_ref(&a), &rule, &policy(), 3, 3_000);
         o.set(a, None, "", 3_001);
         assert_eq!(told.0.load(Ordering::Relaxed), 3);
     }

@@ -118,7 +118,7 @@ pub fn merge(a: &BanRecord, b: &BanRecord) -> BanRecord {
 /// The bucket key of an actor: `ip.ADDR`, `net.ADDR_LEN` or `id.HEX` (KV keys take letters,
 /// digits and `-/_=.`; the separators of addresses are rewritten).
 pub fn key(actor: &Actor) -> String {
-    let clean = |s: String| s.replace(':', "_").replace('/', "_");
+    let clean = |s: String| s.replace([':', '/'], "_");
     match actor {
         Actor::Ip(ip) => format!("ip.{}", clean(ip.to_string())),
         Actor::Net(n) => format!("net.{}", clean(n.to_string())),
