@@ -13,6 +13,8 @@
 #   make clean-run       delete the demo's run/ directory (telemetry, pid file, socket)
 #   make bench-peers     side-by-side benchmark against nginx, HAProxy and stock Pingora
 #                        (benches/peers/bench.py; about 10 minutes; not part of CI)
+#   make bench-fleet     ban propagation across three instances and one nats-server on
+#                        loopback (FLEET_BENCH_BANS bans, default 300; docs/fleet.md)
 
 SHELL := /bin/bash
 
@@ -39,7 +41,7 @@ FUZZ_SECS ?= 30
 FUZZ_TARGETS := config policy matchers framing waf_decode waf_inspect
 SOAK_SECS ?= 600
 
-.PHONY: setup build run demo-attack test bench bench-peers check-policies lint clean-run fuzz soak
+.PHONY: setup build run demo-attack test bench bench-peers bench-fleet check-policies lint clean-run fuzz soak
 
 setup:
 	@missing=""; \
@@ -121,6 +123,16 @@ bench: setup
 # ARGS passes options to the script, e.g. ARGS="--rounds 5 --duration 6" (see its --help).
 bench-peers: setup
 	PEER_BENCH_PACKAGES="$(PEER_BENCH_PACKAGES)" python3 benches/peers/bench.py $(ARGS)
+
+# Three palisade processes (debug build, as the tests run them) and one nats-server on
+# 127.0.0.1; bans addresses at random instances and times each until the other two refuse it.
+# Ends with one line: `propagation p50 X ms p99 Y ms over N bans`.
+FLEET_BENCH_BANS ?= 300
+bench-fleet: setup
+	@rm -f target/bench-fleet.txt
+	FLEET_BENCH_BANS=$(FLEET_BENCH_BANS) FLEET_BENCH_OUT=$(CURDIR)/target/bench-fleet.txt \
+		cargo test --test fleet -- --ignored --exact bench_propagation
+	@cat target/bench-fleet.txt
 
 # deploy/palisade.yaml names certificates under /etc/palisade/tls/ that do not exist in a
 # checkout: `palisade check` reports them as missing, and only "missing certificate file"

@@ -1,5 +1,5 @@
 //! Command line: `palisade run` (also bare `palisade -c FILE`), `palisade check`, the analysis
-//! tools `palisade offenders` and `palisade replay`, and the term-list bench `palisade moderate`. Pingora's
+//! tools `palisade offenders` and `palisade replay`, and the term-list bench `palisade moderate`, and `palisade fleet status`. Pingora's
 //! upgrade and daemon flags pass through to `run`. This is a stable contract for tooling.
 
 use std::net::SocketAddr;
@@ -36,6 +36,27 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Try term lists on text: one line of stdin in, one JSON object out (docs/moderation.md).
     Moderate(ModerateArgs),
+    /// Fleet mode (docs/fleet.md): `palisade fleet status -c palisade.yaml`.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    #[command(subcommand)]
+    pub command: FleetCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum FleetCommand {
+    /// The instances seen (heartbeats), each one's last sync and lag, and the ban counts.
+    Status {
+        /// Configuration file whose `fleet:` section names the NATS server and buckets.
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

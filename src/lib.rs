@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod enforce;
 pub mod extract;
+pub mod fleet;
 pub mod host;
 pub mod key;
 pub mod logging;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(Command::Offenders(args)) => report(palisade::analysis::run_offenders(&args)),
         Some(Command::Replay(args)) => report(palisade::analysis::run_replay(&args)),
         Some(Command::Moderate(args)) => moderate(&args),
+        Some(Command::Fleet(args)) => report(fleet(&args)),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }
@@ -56,6 +57,20 @@ fn moderate(args: &ModerateArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `palisade fleet status`: what the fleet's buckets say, read with the configuration's NATS
+/// address.
+fn fleet(args: &palisade::cli::FleetArgs) -> Result<String, String> {
+    let palisade::cli::FleetCommand::Status { config, json } = &args.command;
+    let loaded = config::load(Some(config), &config::Overrides::default())
+        .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
+    let f = loaded
+        .config
+        .fleet
+        .as_ref()
+        .ok_or_else(|| format!("{}: no `fleet:` section", config.display()))?;
+    palisade::fleet::status::run(f, *json)
 }
 
 fn check(args: &CommonArgs) -> ExitCode {

@@ -158,6 +158,11 @@ pub fn build(
         ));
     }
     let store: Store = Arc::new(ArcSwap::from_pointee(snap));
+    if let Some(f) = &cfg.fleet {
+        let (outbox, sync) = crate::fleet::start(f, store.clone());
+        store.load().offenders.set_broadcast(outbox);
+        server.add_service(background_service("palisade fleet sync", sync));
+    }
     let (telemetry, writer) =
         Telemetry::start(&cfg.telemetry, config_path.as_deref()).map_err(ServerError::Telemetry)?;
     if let Some(w) = writer {
@@ -256,7 +261,6 @@ pub fn build(
             token_digest: token.as_deref().map(admin::digest),
             feed: feed.clone(),
             board,
-            ban_publisher: None,
         };
         let mut svc = Service::new("palisade admin".to_string(), app);
         svc.add_tcp(&a.address.to_string());

@@ -170,7 +170,7 @@ pub(super) fn add_ban(app: &AdminApp, body: &[u8]) -> Response<Vec<u8>> {
         reason: Arc::from(reason),
     };
     let now = now_ms();
-    manual::apply(&offenders, app.ban_publisher.as_deref(), &change, now);
+    manual::apply(&offenders, &change, now);
     let until = length.map(|d| now.saturating_add(d.as_millis() as u64));
     reply(
         StatusCode::CREATED,
@@ -190,7 +190,6 @@ pub(super) fn lift_ban(app: &AdminApp, id: &str) -> Response<Vec<u8>> {
     let text = shown(&actor);
     manual::apply(
         &offenders,
-        app.ban_publisher.as_deref(),
         &BanChange::Lift { actor },
         now_ms(),
     );
@@ -420,6 +419,7 @@ pub(super) fn stats(app: &AdminApp) -> Response<Vec<u8>> {
                 "spilled": total(&f, names::TELEMETRY_SPILLED_TOTAL),
                 "dropped": total(&f, names::TELEMETRY_DROPPED_TOTAL),
             },
+            "fleet": fleet_health(),
             "stream": {
                 "clients": total(&f, names::DECISION_STREAM_CLIENTS),
                 "dropped": total(&f, names::DECISION_STREAM_DROPPED_TOTAL),
@@ -427,6 +427,18 @@ pub(super) fn stats(app: &AdminApp) -> Response<Vec<u8>> {
             },
         }),
     )
+}
+
+/// The console's fleet line: off, or whether the bus is there, the last sync, the lag and how
+/// many instances (this one included) wrote a heartbeat.
+fn fleet_health() -> serde_json::Value {
+    let v = crate::fleet::status::view();
+    if !v.enabled {
+        return json!({"enabled": false});
+    }
+    json!({"enabled": true, "connected": v.me.connected, "last_sync_ms": v.me.last_sync,
+           "lag_ms": v.me.lag_ms, "fleet_bans": v.me.fleet_bans, "instances": v.peers.len(),
+           "dropped": v.me.dropped})
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ pub(super) fn change_ban(app: &AdminApp, query: Option<&str>, add: bool) -> Resp
         BanChange::Lift { actor }
     };
     let text = shown(change.actor());
-    manual::apply(&offenders, app.ban_publisher.as_deref(), &change, now_ms());
+    manual::apply(&offenders, &change, now_ms());
     reply(StatusCode::OK, json!({"actor": text, "banned": add}))
 }
 

@@ -33,7 +33,6 @@ use pingora_http::ResponseHeader;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::enforce::manual::BanPublisher;
 use crate::metrics::METRICS;
 use crate::reload::Reloader;
 use crate::state::Store;
@@ -54,8 +53,6 @@ pub struct AdminApp {
     pub token_digest: Option<[u8; 32]>,
     pub feed: Arc<DecisionFeed>,
     pub board: Arc<OffenderBoard>,
-    /// Told of every manual ban change (fleet mode); `None` today.
-    pub ban_publisher: Option<Arc<dyn BanPublisher>>,
 }
 
 /// Who may call a route.
@@ -86,6 +83,7 @@ pub enum Route {
     Policy,
     Reload,
     Stats,
+    Fleet,
     DecisionStream,
     LegacyStatus,
     LegacyBans,
@@ -126,6 +124,7 @@ pub const ROUTES: &[RouteDef] = &[
     def(Method::GET, "/api/policy", Access::Token, Route::Policy),
     def(Method::POST, "/api/reload", Access::Change, Route::Reload),
     def(Method::GET, "/api/stats", Access::Token, Route::Stats),
+    def(Method::GET, "/api/fleet", Access::Token, Route::Fleet),
     def(
         Method::GET,
         "/api/decisions/stream",
@@ -313,6 +312,7 @@ impl AdminApp {
             Route::Policy => api::policy(self),
             Route::Reload => api::reload(self),
             Route::Stats => api::stats(self),
+            Route::Fleet => reply(StatusCode::OK, crate::fleet::status::admin_view()),
             Route::DecisionStream => return Answer::Stream(self.feed.subscribe()),
             Route::LegacyStatus => legacy::status(self),
             Route::LegacyBans => legacy::bans(self),

@@ -35,6 +35,8 @@ pub struct ConfigFile {
     pub state: StateSection,
     /// What one client may send, and how slowly (sizes, body rate, header timeout, connections).
     pub limits: super::limits::LimitsSection,
+    /// Sharing bans and strikes with other instances through NATS JetStream.
+    pub fleet: Option<super::fleet::FleetSection>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

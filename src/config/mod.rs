@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod error;
 pub mod file;
+pub mod fleet;
 pub mod keyfile;
 pub mod limits;
 pub mod load;

@@ -181,6 +181,7 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     header_rules(&cfg.response_headers, "response_headers", c);
     let route_limits: Vec<_> = cfg.routes.iter().map(|r| r.limits.as_ref()).enumerate().collect();
     super::limits::validate(&cfg.limits, &route_limits, c);
+    super::fleet::validate(cfg.fleet.as_ref(), c);
     let t = &cfg.telemetry;
     if t.sink == SinkKind::File && t.path.is_none() {
         c.field("telemetry.path", "the file sink needs a path");

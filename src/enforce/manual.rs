@@ -1,6 +1,7 @@
 //! Bans made by hand (admin API and console): the one function every manual ban and unban goes
-//! through, so that whatever else must hear of them (fleet mode, to publish them to the other
-//! instances) is called from one place. Runs on the admin listener, never on the request path.
+//! through. In fleet mode the offender state tells the other instances of every change it makes
+//! (`Offenders::set`, `crate::fleet`), these included. Runs on the admin listener, never on the
+//! request path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,14 +35,8 @@ impl BanChange {
     }
 }
 
-/// Told of every manual ban change after it is applied locally. Fleet mode implements it to
-/// send the change to the other instances; nothing does today.
-pub trait BanPublisher: Send + Sync {
-    fn publish(&self, change: &BanChange);
-}
-
-/// Apply a manual ban change to this instance's offender state, then tell the publisher.
-pub fn apply(offenders: &Offenders, publisher: Option<&dyn BanPublisher>, change: &BanChange, now: Millis) {
+/// Apply a manual ban change to this instance's offender state (and so to the fleet's).
+pub fn apply(offenders: &Offenders, change: &BanChange, now: Millis) {
     match change {
         BanChange::Add { actor, length, reason } => {
             log::warn!("admin: banned {actor} for {} ({reason})", describe(*length));
@@ -51,9 +46,6 @@ pub fn apply(offenders: &Offenders, publisher: Option<&dyn BanPublisher>, change
             log::warn!("admin: unbanned {actor}");
             offenders.set(actor.clone(), None, "", now);
         }
-    }
-    if let Some(p) = publisher {
-        p.publish(change);
     }
 }
 
@@ -81,32 +73,46 @@ pub fn ban_id(actor: &Actor) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enforce::offenders::Broadcast;
     use std::sync::Mutex;
 
-    struct Recorder(Mutex<Vec<BanChange>>);
-    impl BanPublisher for Recorder {
-        fn publish(&self, change: &BanChange) {
-            self.0.lock().expect("lock").push(change.clone());
+    /// What the offender state tells the fleet.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+    impl Broadcast for Recorder {
+        fn banned(&self, actor: &Actor, until: Option<Millis>, _: Millis, reason: &str) {
+            let told = format!("ban {actor} until {until:?} ({reason})");
+            self.0.lock().expect("lock").push(told);
         }
+        fn unbanned(&self, actor: &Actor, _: Millis) {
+            self.0.lock().expect("lock").push(format!("unban {actor}"));
+        }
+        fn struck(&self, _: &[Actor], _: &Arc<str>, _: u32, _: Millis) {}
     }
 
     #[test]
-    fn changes_are_applied_then_published() {
+    fn changes_are_applied_and_told_to_the_fleet() {
         let o = Offenders::new();
-        let rec = Recorder(Mutex::new(Vec::new()));
+        let rec = Arc::new(Recorder::default());
+        o.set_broadcast(rec.clone());
         let ip: std::net::IpAddr = "192.0.2.9".parse().expect("ip");
         let add = BanChange::Add {
             actor: Actor::Ip(ip),
             length: Some(Duration::from_secs(60)),
             reason: "credential stuffing".into(),
         };
-        apply(&o, Some(&rec), &add, 1_000);
+        apply(&o, &add, 1_000);
         let (_, p) = o.check(ip, None, 1_001).expect("banned");
         assert_eq!(&*p.reason, "credential stuffing");
-        let lift = BanChange::Lift { actor: Actor::Ip(ip) };
-        apply(&o, Some(&rec), &lift, 1_002);
+        apply(&o, &BanChange::Lift { actor: Actor::Ip(ip) }, 1_002);
         assert!(o.check(ip, None, 1_003).is_none());
-        assert_eq!(*rec.0.lock().expect("lock"), vec![add, lift]);
+        assert_eq!(
+            *rec.0.lock().expect("lock"),
+            vec![
+                "ban 192.0.2.9 until Some(61000) (credential stuffing)".to_string(),
+                "unban 192.0.2.9".to_string()
+            ]
+        );
     }
 
     #[test]

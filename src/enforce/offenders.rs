@@ -47,8 +47,33 @@ pub enum Actor {
     /// An identity (account header, session cookie), only ever as its keyed pseudonym: the
     /// value itself is a credential (identity.rs).
     Id(Pseudonym),
-    /// A network banned by hand (admin API): every address in it. Never struck by rules.
-    Net(ipnet::IpNet),
+    /// A network, banned by an operator (never earned by strikes): every address in it.
+    Net(#[serde(with = "net_text")] ipnet::IpNet),
+}
+
+/// A network as its CIDR text (`203.0.113.0/24`).
+mod net_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &ipnet::IpNet, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(n)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ipnet::IpNet, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where the offender state tells the rest of a fleet what it decided (`crate::fleet`). Each
+/// call must return at once: it runs on the request path.
+pub trait Broadcast: Send + Sync {
+    /// A ban was imposed here (earned by strikes or set by an operator).
+    fn banned(&self, actor: &Actor, until: Option<Millis>, at: Millis, reason: &str);
+    /// An operator lifted the actor's penalty here.
+    fn unbanned(&self, actor: &Actor, at: Millis);
+    /// Strikes counted here (not those received from the fleet).
+    fn struck(&self, actors: &[Actor], rule: &Arc<str>, n: u32, at: Millis);
 }
 
 impl std::fmt::Display for Actor {
@@ -56,7 +81,7 @@ impl std::fmt::Display for Actor {
         match self {
             Actor::Ip(ip) => write!(f, "{ip}"),
             Actor::Id(id) => write!(f, "id:{id}"),
-            Actor::Net(net) => write!(f, "{net}"),
+            Actor::Net(net) => write!(f, "net:{net}"),
         }
     }
 }
@@ -108,9 +133,10 @@ pub struct Offenders {
     /// Turns identity values into the pseudonyms penalties are kept under.
     identities: IdentityKey,
     penalties: ArcSwap<HashMap<Actor, Arc<Penalty>>>,
-    /// The networks among the penalties' actors, kept apart so requests scan them only when
-    /// there are any.
-    nets: ArcSwap<Vec<ipnet::IpNet>>,
+    /// The `Actor::Net` entries of `penalties`, scanned on each check while any exist.
+    nets: ArcSwap<Vec<(ipnet::IpNet, Arc<Penalty>)>>,
+    /// Set once when the instance is part of a fleet.
+    broadcast: std::sync::OnceLock<Arc<dyn Broadcast>>,
     scores: Mutex<HashMap<Actor, Score>>,
     writer: Mutex<()>,
     /// Set by every change; cleared by the state saver.
@@ -134,6 +160,7 @@ impl Offenders {
             identities,
             penalties: ArcSwap::from_pointee(HashMap::new()),
             nets: ArcSwap::from_pointee(Vec::new()),
+            broadcast: std::sync::OnceLock::new(),
             scores: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
             dirty: AtomicBool::new(false),
@@ -144,6 +171,12 @@ impl Offenders {
     /// value is read; keep nothing of the value itself.
     pub fn pseudonym(&self, raw: &[u8]) -> Pseudonym {
         self.identities.pseudonym(raw)
+    }
+
+    /// Tell `b` of every ban, unban and strike decided here from now on. Only the first call
+    /// counts (one fleet per process).
+    pub fn set_broadcast(&self, b: Arc<dyn Broadcast>) {
+        let _ = self.broadcast.set(b);
     }
 
     /// The active penalty of the client or its identity, if any; bans before probations.
@@ -164,11 +197,8 @@ impl Offenders {
         }
         if found.as_ref().is_none_or(|(_, f)| f.kind == PenaltyKind::Throttle) {
             let nets = self.nets.load();
-            for net in nets.iter().filter(|n| n.contains(&ip)) {
-                let actor = Actor::Net(*net);
-                if let Some(p) = map.get(&actor).filter(|p| p.active(now)) {
-                    return Some((actor, p.clone()));
-                }
+            if let Some((net, p)) = nets.iter().find(|(n, p)| p.active(now) && n.contains(&ip)) {
+                found = Some((Actor::Net(*net), p.clone()));
             }
         }
         found
@@ -183,13 +213,42 @@ impl Offenders {
         n: u32,
         now: Millis,
     ) -> Option<(Actor, Penalty)> {
+        if let Some(b) = self.broadcast.get() {
+            b.struck(actors, rule, n, now);
+        }
+        self.count_strikes(actors, rule, policy, n, now)
+    }
+
+    /// Strikes another instance of the fleet counted at `at`: they add to ours toward the
+    /// same thresholds, and are not told to the fleet again. A ban they earn is (every
+    /// instance may earn it; the fleet's merge keeps one).
+    pub fn strike_received(
+        &self,
+        actors: &[Actor],
+        rule: &Arc<str>,
+        policy: &BanPolicy,
+        n: u32,
+        at: Millis,
+    ) -> Option<(Actor, Penalty)> {
+        self.count_strikes(actors, rule, policy, n, at)
+    }
+
+    fn count_strikes(
+        &self,
+        actors: &[Actor],
+        rule: &Arc<str>,
+        policy: &BanPolicy,
+        n: u32,
+        now: Millis,
+    ) -> Option<(Actor, Penalty)> {
         let mut earned = None;
         for actor in actors {
             let score = {
                 let mut scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
                 let s = scores.entry(actor.clone()).or_insert(Score { value: 0.0, at: now });
                 s.value = s.decayed(now, policy.window) + n as f64;
-                s.at = now;
+                // Strikes from the fleet may arrive after later local ones.
+                s.at = s.at.max(now);
                 // Rounded, so strikes a few milliseconds apart count as whole ones.
                 let v = s.value.round();
                 if v >= policy.strikes as f64 {
@@ -240,6 +299,9 @@ impl Offenders {
                 result = Some((actor.clone(), p));
             });
             if let Some(r) = result {
+                if let (Some(b), PenaltyKind::Ban) = (self.broadcast.get(), r.1.kind) {
+                    b.banned(&r.0, r.1.until, now, &r.1.reason);
+                }
                 if earned
                     .as_ref()
                     .is_none_or(|(_, p): &(Actor, Penalty)| p.kind == PenaltyKind::Throttle)
@@ -253,6 +315,12 @@ impl Offenders {
 
     /// Ban an actor by hand for `ban_for` (`None`: permanently), or lift its penalty.
     pub fn set(&self, actor: Actor, ban: Option<Option<Duration>>, reason: &str, now: Millis) {
+        if let Some(b) = self.broadcast.get() {
+            match ban {
+                Some(len) => b.banned(&actor, len.map(|d| now.saturating_add(ms(d))), now, reason),
+                None => b.unbanned(&actor, now),
+            }
+        }
         if ban.is_none() {
             // Lifting a ban forgives the strikes too.
             self.scores.lock().unwrap_or_else(|e| e.into_inner()).remove(&actor);
@@ -276,6 +344,63 @@ impl Offenders {
                 m.remove(&actor);
             }
         });
+    }
+
+    /// A ban the fleet holds (decided at `at`, elsewhere or here): imposed unless this actor
+    /// already has a ban that lasts at least as long. Not told to the fleet again. True when
+    /// it changed anything.
+    pub fn impose(&self, actor: &Actor, until: Option<Millis>, at: Millis, reason: &str) -> bool {
+        let covers = |p: &Penalty| {
+            p.kind == PenaltyKind::Ban
+                && match (p.until, until) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(mine), Some(theirs)) => mine >= theirs,
+                }
+        };
+        if self.penalties.load().get(actor).is_some_and(|p| covers(p)) {
+            return false;
+        }
+        let mut changed = false;
+        self.update(|m| {
+            let prev = m.get(actor);
+            if prev.is_some_and(|p| covers(p)) {
+                return;
+            }
+            let was_banned = prev.is_some_and(|p| p.kind == PenaltyKind::Ban && p.active(at));
+            let p = Penalty {
+                kind: PenaltyKind::Ban,
+                until,
+                first_seen: prev.map_or(at, |p| p.first_seen.min(at)),
+                last_seen: prev.map_or(at, |p| p.last_seen.max(at)),
+                bans: prev.map_or(0, |p| p.bans) + u32::from(!was_banned),
+                strikes: prev.map_or(0.0, |p| p.strikes),
+                rules: prev.map_or_else(|| vec![Arc::from("fleet")], |p| p.rules.clone()),
+                reason: reason.into(),
+            };
+            m.insert(actor.clone(), Arc::new(p));
+            changed = true;
+        });
+        changed
+    }
+
+    /// An unban the fleet holds, decided at `at`: the actor's penalty goes, unless it was
+    /// decided after `at`, and its strikes are forgiven. Not told to the fleet again. True
+    /// when it removed a penalty.
+    pub fn lift(&self, actor: &Actor, at: Millis) -> bool {
+        let older = |p: &Penalty| p.last_seen <= at;
+        if !self.penalties.load().get(actor).is_some_and(|p| older(p)) {
+            return false;
+        }
+        self.scores.lock().unwrap_or_else(|e| e.into_inner()).remove(actor);
+        let mut changed = false;
+        self.update(|m| {
+            if m.get(actor).is_some_and(|p| older(p)) {
+                m.remove(actor);
+                changed = true;
+            }
+        });
+        changed
     }
 
     /// Forget penalties past their memory and strikes that decayed away; publish the count.
@@ -363,14 +488,14 @@ impl Offenders {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::clone(&self.penalties.load());
         f(&mut next);
-        let nets: Vec<ipnet::IpNet> = next
-            .keys()
-            .filter_map(|a| match a {
-                Actor::Net(n) => Some(*n),
+        let nets: Vec<_> = next
+            .iter()
+            .filter_map(|(a, p)| match a {
+                Actor::Net(n) => Some((*n, p.clone())),
                 _ => None,
             })
             .collect();
-        if nets.len() != self.nets.load().len() || !nets.is_empty() {
+        if !nets.is_empty() || !self.nets.load().is_empty() {
             self.nets.store(Arc::new(nets));
         }
         self.penalties.store(Arc::new(next));
@@ -472,17 +597,57 @@ mod tests {
     }
 
     #[test]
-    fn a_banned_network_covers_its_addresses_only() {
+    fn fleet_bans_are_imposed_and_lifted_without_telling_the_fleet_again() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl Broadcast for Count {
+            fn banned(&self, _: &Actor, _: Option<Millis>, _: Millis, _: &str) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+            fn unbanned(&self, _: &Actor, _: Millis) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+            fn struck(&self, _: &[Actor], _: &Arc<str>, _: u32, _: Millis) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let told = Arc::new(Count(Default::default()));
+        let o = Offenders::new();
+        o.set_broadcast(told.clone());
+        let ip: IpAddr = "198.51.100.70".parse().expect("ip");
+        let a = Actor::Ip(ip);
+        assert!(o.impose(&a, Some(10_000), 1_000, "fleet"));
+        assert!(
+            !o.impose(&a, Some(9_000), 1_500, "fleet"),
+            "a shorter ban changes nothing"
+        );
+        assert!(o.impose(&a, Some(20_000), 1_500, "fleet"), "a longer one extends it");
+        assert_eq!(o.check(ip, None, 19_999).map(|(_, p)| p.until), Some(Some(20_000)));
+        assert!(!o.lift(&a, 1_200), "an unban older than the ban leaves it");
+        assert!(o.lift(&a, 2_000));
+        assert!(o.check(ip, None, 2_001).is_none());
+        assert_eq!(told.0.load(Ordering::Relaxed), 0, "nothing received is sent back");
+        // Local decisions are told: a strike, a ban it earns, an operator's unban.
+        let rule: Arc<str> = Arc::from("r");
+        o.strike(std::slice::from_ref(&a), &rule, &policy(), 3, 3_000);
+        o.set(a, None, "", 3_001);
+        assert_eq!(told.0.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_banned_network_covers_its_addresses() {
         let o = Offenders::new();
         let net: ipnet::IpNet = "203.0.113.0/24".parse().expect("net");
+        o.set(Actor::Net(net), Some(Some(Duration::from_secs(60))), "abuse", 1_000);
         let inside: IpAddr = "203.0.113.77".parse().expect("ip");
         let outside: IpAddr = "203.0.114.1".parse().expect("ip");
-        o.set(Actor::Net(net), Some(Some(Duration::from_secs(60))), "scan", 1000);
-        let (actor, p) = o.check(inside, None, 1001).expect("banned");
-        assert_eq!((actor, p.kind), (Actor::Net(net), PenaltyKind::Ban));
-        assert!(o.check(outside, None, 1001).is_none());
-        assert!(o.check(inside, None, 61_001).is_none(), "the ban ends on time");
-        o.set(Actor::Net(net), None, "", 1002);
-        assert!(o.check(inside, None, 1003).is_none(), "lifted");
+        assert_eq!(o.check(inside, None, 2_000).map(|(a, _)| a), Some(Actor::Net(net)));
+        assert!(o.check(outside, None, 2_000).is_none());
+        assert!(o.check(inside, None, 61_000).is_none(), "it ends on time");
+        o.set(Actor::Net(net), Some(Some(Duration::from_secs(60))), "abuse", 62_000);
+        o.set(Actor::Net(net), None, "", 62_001);
+        assert!(o.check(inside, None, 62_002).is_none(), "lifted");
+        let json = serde_json::to_string(&Actor::Net(net)).expect("json");
+        assert_eq!(json, r#"{"net":"203.0.113.0/24"}"#);
+        assert_eq!(serde_json::from_str::<Actor>(&json).expect("back"), Actor::Net(net));
     }
 }

@@ -35,3 +35,11 @@ pub const DECISION_STREAM_CLIENTS: &str = "palisade_decision_stream_clients";
 pub const DECISION_STREAM_DROPPED_TOTAL: &str = "palisade_decision_stream_dropped_total";
 /// Decisions the console's offender board missed because its queue was full.
 pub const OFFENDER_BOARD_LOST_TOTAL: &str = "palisade_offender_board_lost_total";
+/// Fleet mode (`crate::fleet::metrics`): bus connected, propagation lag, updates in and out.
+pub const FLEET_BUS_CONNECTED: &str = "palisade_fleet_bus_connected";
+pub const FLEET_PROPAGATION_SECONDS: &str = "palisade_fleet_propagation_seconds";
+pub const FLEET_RECEIVED_TOTAL: &str = "palisade_fleet_received_total";
+pub const FLEET_APPLIED_TOTAL: &str = "palisade_fleet_applied_total";
+pub const FLEET_PUBLISHED_TOTAL: &str = "palisade_fleet_published_total";
+pub const FLEET_DROPPED_TOTAL: &str = "palisade_fleet_dropped_total";
+pub const FLEET_RECONCILIATIONS_TOTAL: &str = "palisade_fleet_reconciliations_total";

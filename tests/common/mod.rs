@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bad_origin;
+pub mod nats;
 pub mod origin;
 pub mod raw;
 pub mod ws;

@@ -149,6 +149,15 @@ function showStats(s) {
                                            t.emitted === 0 ? "muted" : healthy ? "ok" : "warn"));
   $("telemetry-counts").textContent = t.sent + " / " + t.dropped;
   $("telemetry-spilled").textContent = String(t.spilled);
+  const f = s.fleet;
+  if (!f.enabled) {
+    $("fleet-health").replaceChildren(el("span", "off (this instance alone)", "muted"));
+  } else {
+    const ago = f.last_sync_ms ? Math.round((s.time_ms - f.last_sync_ms) / 1000) + " s ago" : "never";
+    $("fleet-health").replaceChildren(el("span", f.connected ? "connected" : "bus away", f.connected ? "ok" : "warn"),
+      el("span", " · synced " + ago + (f.lag_ms == null ? "" : " · lag " + f.lag_ms + " ms") + " · "
+        + f.instances + " instance(s) seen · " + f.fleet_bans + " fleet ban(s)" + (f.dropped ? " · " + f.dropped + " update(s) dropped" : "")));
+  }
   $("feed-health").textContent = s.stream.clients + " client(s), " + s.stream.dropped + " dropped for lag, "
     + s.stream.board_lost + " board events lost";
   $("active-bans").textContent = String(s.active_bans);
