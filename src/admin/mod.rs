@@ -7,7 +7,8 @@
 //! Open: `GET /healthz` · `GET /readyz`.
 //! With the token: `GET /status` · `GET /bans` · `POST /reload` ·
 //! `POST /bans?ip=ADDR&for=DURATION|forever` (or `id=IDENTITY`, or `pseudonym=hmac:HEX`) ·
-//! `DELETE /bans?ip=ADDR` (or `id=IDENTITY`, or `pseudonym=hmac:HEX`).
+//! `DELETE /bans?ip=ADDR` (or `id=IDENTITY`, or `pseudonym=hmac:HEX`) ·
+//! `POST /cache/purge` with `{"key": …}` or `{"prefix": …}` (`crate::cache::purge`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -246,6 +247,12 @@ impl ServeHttp for AdminApp {
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => return reply(StatusCode::OK, json!({"ok": true})),
             (&Method::GET, "/readyz") => return self.ready().await,
+            (&Method::POST, "/cache/purge") => {
+                return match self.refusal(session) {
+                    Some(denied) => denied,
+                    None => crate::cache::purge::answer(session).await,
+                }
+            }
             (&Method::GET, "/status" | "/bans") | (&Method::POST, "/reload" | "/bans") | (&Method::DELETE, "/bans") => {
             }
             _ => return reply(StatusCode::NOT_FOUND, json!({"error": "unknown admin endpoint"})),

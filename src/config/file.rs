@@ -35,6 +35,8 @@ pub struct ConfigFile {
     pub state: StateSection,
     /// What one client may send, and how slowly (sizes, body rate, header timeout, connections).
     pub limits: super::limits::LimitsSection,
+    /// The response cache's shared store (`routes[].cache` turns caching on per route).
+    pub cache: super::cache::CacheSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -205,6 +207,9 @@ pub struct RouteSection {
     /// Overrides of the request-level `limits:` for this route.
     #[serde(default)]
     pub limits: Option<super::limits::RouteLimitsSection>,
+    /// Serve this route's cacheable responses from the cache.
+    #[serde(default)]
+    pub cache: Option<super::cache::RouteCacheSection>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

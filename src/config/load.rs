@@ -147,6 +147,7 @@ pub fn policy_from_str(name: &str, source: &str, routes: &[&str]) -> Result<Load
                 timeouts: Default::default(),
                 response_headers: None,
                 limits: None,
+                cache: None,
             })
             .collect(),
         ..ConfigFile::default()
@@ -225,6 +226,7 @@ fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
             timeouts: Default::default(),
             response_headers: None,
             limits: None,
+            cache: None,
         }];
     }
     match o.telemetry.as_deref() {

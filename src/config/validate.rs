@@ -153,6 +153,8 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     header_rules(&cfg.response_headers, "response_headers", c);
     let route_limits: Vec<_> = cfg.routes.iter().map(|r| r.limits.as_ref()).enumerate().collect();
     super::limits::validate(&cfg.limits, &route_limits, c);
+    let route_caches: Vec<_> = cfg.routes.iter().map(|r| r.cache.as_ref()).enumerate().collect();
+    super::cache::validate(&cfg.cache, &route_caches, c);
     let t = &cfg.telemetry;
     if t.sink == SinkKind::File && t.path.is_none() {
         c.field("telemetry.path", "the file sink needs a path");

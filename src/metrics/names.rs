@@ -29,3 +29,9 @@ pub const FINDINGS_TOTAL: &str = "palisade_findings_total";
 pub const BODIES_UNINSPECTED_TOTAL: &str = "palisade_bodies_uninspected_total";
 /// Requests sent again to a backend after a failure, by pool and phase (`connect`, `proxy`).
 pub const UPSTREAM_RETRIES_TOTAL: &str = "palisade_upstream_retries_total";
+/// Requests on caching routes, by route and cache status (`crate::cache::status`).
+pub const CACHE_REQUESTS_TOTAL: &str = "palisade_cache_requests_total";
+/// Bytes of responses the cache holds.
+pub const CACHE_STORED_BYTES: &str = "palisade_cache_stored_bytes";
+/// Responses evicted from the cache for room since the start.
+pub const CACHE_EVICTIONS: &str = "palisade_cache_evictions";

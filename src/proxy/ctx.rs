@@ -45,6 +45,8 @@ pub struct RequestCtx {
     pub body_inspected: bool,
     /// The upgraded stream's messages, when a stage asked for them.
     pub tunnel: Option<Box<super::tunnel::Tunnel>>,
+    /// How the cache answered (`crate::cache::status`), on caching routes.
+    pub cache: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -79,6 +81,7 @@ impl RequestCtx {
             intake: Default::default(),
             body_inspected: false,
             tunnel: None,
+            cache: None,
         }
     }
 
@@ -182,6 +185,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     rec.route = route.map(|r| r.name.clone());
     rec.pool = route.map(|r| r.pool.name.clone());
     rec.backend = ctx.backend;
+    rec.cache = ctx.cache;
     rec.upstream_us = ctx.upstream_time.map(|t| t.as_micros() as u64);
     rec.tls = tls;
     rec.shadow = ctx

@@ -79,6 +79,8 @@ pub struct Route {
     pub response_headers: Arc<HeaderRules>,
     /// The request limits of this route: the global ones with the route's overrides applied.
     pub limits: Limits,
+    /// The route's response cache settings; `None`: nothing of it is cached.
+    pub cache: Option<Box<crate::cache::CacheRule>>,
     /// The route's latency series, looked up in their vectors at first use and kept: a label
     /// lookup hashes the labels and takes a read lock on every request (logging phase).
     request_duration: OnceLock<Histogram>,
@@ -133,6 +135,7 @@ impl RouteTable {
                         .as_ref()
                         .map_or_else(|| defaults.clone(), |h| Arc::new(HeaderRules::new(h))),
                     limits: limits.with(r.limits.as_ref()),
+                    cache: r.cache.as_ref().map(|c| Box::new(crate::cache::CacheRule::new(c))),
                     request_duration: OnceLock::new(),
                     upstream_duration: OnceLock::new(),
                 })
