@@ -154,7 +154,13 @@ impl CacheRule {
                 if let Some(c) = &cc {
                     c.strip_private_headers(&mut stored);
                 }
-                RespCacheable::Cacheable(CacheMeta::new(now + ttl, now, swr, sie, stored))
+                // `no-cache`: it may be stored, but used only after revalidation.
+                let fresh_until = if cc.as_ref().is_some_and(|c| c.no_cache()) {
+                    now.checked_sub(Duration::from_secs(1)).unwrap_or(now)
+                } else {
+                    now + ttl
+                };
+                RespCacheable::Cacheable(CacheMeta::new(fresh_until, now, swr, sie, stored))
             }
         }
     }
@@ -243,7 +249,7 @@ mod tests {
 
     fn fresh_for(c: RespCacheable, now: SystemTime) -> Option<u64> {
         match c {
-            RespCacheable::Cacheable(m) => Some(m.fresh_until().duration_since(now).map_or(0, |d| d.as_secs())),
+            RespCacheable::Cacheable(m) => Some(m.fresh_until().duration_since(now).map_or(0, |d| d.as_secs_f64().round() as u64)),
             RespCacheable::Uncacheable(_) => None,
         }
     }
@@ -252,7 +258,7 @@ mod tests {
     fn the_origin_decides_first() {
         let r = rule("{}");
         let now = SystemTime::now();
-        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "max-age=60")]), false, now), now), Some(59));
+        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "max-age=60")]), false, now), now), Some(60));
         assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "no-store")]), false, now), now), None);
         assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "private, max-age=60")]), false, now), now), None);
         // Saying nothing is not a permission without `default_ttl`.
@@ -282,7 +288,9 @@ mod tests {
         let r = rule("default_ttl: 30s");
         let now = SystemTime::now();
         assert_eq!(fresh_for(r.response(&resp(200, &[]), false, now), now), Some(30));
-        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "no-cache")]), false, now), now), None);
+        // Stored, but stale from the start: every use is revalidated.
+        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "no-cache")]), false, now), now), Some(0));
+        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "no-store")]), false, now), now), None);
         assert_eq!(fresh_for(r.response(&resp(302, &[]), false, now), now), None);
         assert_eq!(fresh_for(r.response(&resp(500, &[("cache-control", "max-age=60")]), false, now), now), None);
         assert_eq!(fresh_for(r.response(&resp(200, &[("vary", "*")]), false, now), now), None);
