@@ -320,7 +320,10 @@ fn set_cookie_responses_are_never_cached() {
     for _ in 0..5 {
         let (status, _, h) = get(&p, "/cookie", &[]);
         assert_eq!(status, 200);
-        assert_eq!(h.get("set-cookie").and_then(|v| v.to_str().ok()), Some("session=secret"));
+        assert_eq!(
+            h.get("set-cookie").and_then(|v| v.to_str().ok()),
+            Some("session=secret")
+        );
     }
     assert_eq!(origin.hits("/cookie").len(), 5);
 }
@@ -336,7 +339,10 @@ fn authorization_requests_bypass_the_cache() {
         },
     );
     let (p, _) = start(&origin, "      {}\n", "");
-    assert_eq!(get(&p, "/private", &[("authorization", "Bearer alice")]).1, "for Bearer alice");
+    assert_eq!(
+        get(&p, "/private", &[("authorization", "Bearer alice")]).1,
+        "for Bearer alice"
+    );
     let (_, body, h) = get(&p, "/private", &[("authorization", "Bearer bob")]);
     assert_eq!(body, "for Bearer bob");
     assert_eq!(cache_status(&p, &h), "bypass");

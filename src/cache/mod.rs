@@ -172,7 +172,10 @@ fn no_default_ttl(_: StatusCode) -> Option<Duration> {
 
 /// Statuses a cache may store without explicit freshness (RFC 9110 §15.1).
 fn heuristically_cacheable(s: StatusCode) -> bool {
-    matches!(s.as_u16(), 200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501)
+    matches!(
+        s.as_u16(),
+        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
 }
 
 /// The header names a response's `Vary` lists, lowercased.
@@ -249,7 +252,11 @@ mod tests {
 
     fn fresh_for(c: RespCacheable, now: SystemTime) -> Option<u64> {
         match c {
-            RespCacheable::Cacheable(m) => Some(m.fresh_until().duration_since(now).map_or(0, |d| d.as_secs_f64().round() as u64)),
+            RespCacheable::Cacheable(m) => Some(
+                m.fresh_until()
+                    .duration_since(now)
+                    .map_or(0, |d| d.as_secs_f64().round() as u64),
+            ),
             RespCacheable::Uncacheable(_) => None,
         }
     }
@@ -258,9 +265,27 @@ mod tests {
     fn the_origin_decides_first() {
         let r = rule("{}");
         let now = SystemTime::now();
-        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "max-age=60")]), false, now), now), Some(60));
-        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "no-store")]), false, now), now), None);
-        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "private, max-age=60")]), false, now), now), None);
+        assert_eq!(
+            fresh_for(
+                r.response(&resp(200, &[("cache-control", "max-age=60")]), false, now),
+                now
+            ),
+            Some(60)
+        );
+        assert_eq!(
+            fresh_for(
+                r.response(&resp(200, &[("cache-control", "no-store")]), false, now),
+                now
+            ),
+            None
+        );
+        assert_eq!(
+            fresh_for(
+                r.response(&resp(200, &[("cache-control", "private, max-age=60")]), false, now),
+                now
+            ),
+            None
+        );
         // Saying nothing is not a permission without `default_ttl`.
         assert_eq!(fresh_for(r.response(&resp(200, &[]), false, now), now), None);
         let expires = httpdate::fmt_http_date(now + Duration::from_secs(120));
@@ -280,7 +305,11 @@ mod tests {
         // With Authorization, only an origin's explicit public (or s-maxage) allows storing.
         let r = rule("cache_authorized: true");
         assert!(fresh_for(r.response(&resp(200, &[cc]), true, now), now).is_none());
-        assert!(fresh_for(r.response(&resp(200, &[("cache-control", "public, max-age=60")]), true, now), now).is_some());
+        assert!(fresh_for(
+            r.response(&resp(200, &[("cache-control", "public, max-age=60")]), true, now),
+            now
+        )
+        .is_some());
     }
 
     #[test]
@@ -289,11 +318,32 @@ mod tests {
         let now = SystemTime::now();
         assert_eq!(fresh_for(r.response(&resp(200, &[]), false, now), now), Some(30));
         // Stored, but stale from the start: every use is revalidated.
-        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "no-cache")]), false, now), now), Some(0));
-        assert_eq!(fresh_for(r.response(&resp(200, &[("cache-control", "no-store")]), false, now), now), None);
+        assert_eq!(
+            fresh_for(
+                r.response(&resp(200, &[("cache-control", "no-cache")]), false, now),
+                now
+            ),
+            Some(0)
+        );
+        assert_eq!(
+            fresh_for(
+                r.response(&resp(200, &[("cache-control", "no-store")]), false, now),
+                now
+            ),
+            None
+        );
         assert_eq!(fresh_for(r.response(&resp(302, &[]), false, now), now), None);
-        assert_eq!(fresh_for(r.response(&resp(500, &[("cache-control", "max-age=60")]), false, now), now), None);
-        assert_eq!(fresh_for(r.response(&resp(200, &[("vary", "*")]), false, now), now), None);
+        assert_eq!(
+            fresh_for(
+                r.response(&resp(500, &[("cache-control", "max-age=60")]), false, now),
+                now
+            ),
+            None
+        );
+        assert_eq!(
+            fresh_for(r.response(&resp(200, &[("vary", "*")]), false, now), now),
+            None
+        );
     }
 
     #[test]
@@ -305,7 +355,10 @@ mod tests {
         };
         assert_eq!((m.stale_while_revalidate_sec(), m.stale_if_error_sec()), (10, 3600));
         let RespCacheable::Cacheable(m) = r.response(
-            &resp(200, &[("cache-control", "max-age=1, stale-if-error=5, stale-while-revalidate=2")]),
+            &resp(
+                200,
+                &[("cache-control", "max-age=1, stale-if-error=5, stale-while-revalidate=2")],
+            ),
             false,
             now,
         ) else {
@@ -318,7 +371,10 @@ mod tests {
     fn keys_are_host_and_target() {
         let req = RequestHeader::build("GET", b"/a/b?x=1", None).expect("req");
         assert_eq!(rule("{}").key("ex.test", &req).primary_key(), b"ex.test/a/b?x=1");
-        assert_eq!(rule("ignore_query: true").key("ex.test", &req).primary_key(), b"ex.test/a/b");
+        assert_eq!(
+            rule("ignore_query: true").key("ex.test", &req).primary_key(),
+            b"ex.test/a/b"
+        );
     }
 
     #[test]

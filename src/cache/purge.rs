@@ -38,7 +38,12 @@ pub async fn answer(session: &mut ServerSession) -> Response<Vec<u8>> {
             Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY => body.extend_from_slice(&chunk),
             Ok(Some(_)) => return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "body too large"})),
             Ok(None) => break,
-            Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("reading the body: {e}")})),
+            Err(e) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("reading the body: {e}")}),
+                )
+            }
         }
     }
     let (text, status) = decide(&body);
@@ -71,7 +76,13 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_told_what_to_send() {
-        for body in [&b""[..], b"{}", b"{\"key\":\"\"}", b"{\"key\":\"a\",\"prefix\":\"b\"}", b"{\"url\":\"a\"}"] {
+        for body in [
+            &b""[..],
+            b"{}",
+            b"{\"key\":\"\"}",
+            b"{\"key\":\"a\",\"prefix\":\"b\"}",
+            b"{\"url\":\"a\"}",
+        ] {
             let (text, status) = decide(body);
             assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
             assert!(text["error"].as_str().is_some_and(|e| e.contains("prefix")), "{text}");

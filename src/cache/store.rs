@@ -149,19 +149,15 @@ impl MemoryStore {
     /// Store (or replace) the response under `hash`; evicts what no longer fits. An entry
     /// larger than the whole budget is not stored.
     fn insert(&self, hash: HashBinary, primary: &str, meta: (Vec<u8>, Vec<u8>), body: Bytes) -> bool {
-        let size = body.len() as u64 + meta.0.len() as u64 + meta.1.len() as u64 + primary.len() as u64 + ENTRY_OVERHEAD;
+        let size =
+            body.len() as u64 + meta.0.len() as u64 + meta.1.len() as u64 + primary.len() as u64 + ENTRY_OVERHEAD;
         let units = size.div_ceil(WEIGHT_UNIT);
         let Ok(weight) = u16::try_from(units) else { return false };
         if size > self.budget {
             return false;
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let entry = Arc::new(Entry {
-            seq,
-            hash,
-            meta,
-            body,
-        });
+        let entry = Arc::new(Entry { seq, hash, meta, body });
         let mut index = self.lock();
         // Always admitted: requests waiting on the cache lock read it as soon as it is written.
         let evicted = self.entries.force_put(hash, entry, weight);
@@ -228,7 +224,9 @@ fn storage_error(what: &'static str, e: impl std::fmt::Display) -> Box<Error> {
 #[async_trait]
 impl Storage for MemoryStore {
     async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(entry) = self.get(&key.combined_bin()) else { return Ok(None) };
+        let Some(entry) = self.get(&key.combined_bin()) else {
+            return Ok(None);
+        };
         let meta = CacheMeta::deserialize(&entry.meta.0, &entry.meta.1)?;
         let end = entry.body.len();
         let hit = Hit {
@@ -240,7 +238,12 @@ impl Storage for MemoryStore {
         Ok(Some((meta, Box::new(hit))))
     }
 
-    async fn get_miss_handler(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<MissHandler> {
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
         let primary = key
             .primary_key_str()
             .ok_or_else(|| storage_error("key", "primary key is not UTF-8"))?;
@@ -253,7 +256,12 @@ impl Storage for MemoryStore {
         }))
     }
 
-    async fn purge(&'static self, target: PurgeTarget<'_>, _kind: PurgeType, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _kind: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
         let hash = target.key().combined_bin();
         let mut index = self.lock();
         Ok(match self.remove_hash(&mut index, &hash) {
@@ -349,7 +357,8 @@ impl HandleMiss for Fill {
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let size = self.body.len();
         let fill = *self;
-        fill.store.insert(fill.hash, &fill.primary, fill.meta, fill.body.freeze());
+        fill.store
+            .insert(fill.hash, &fill.primary, fill.meta, fill.body.freeze());
         Ok(MissFinishType::Created(size))
     }
 }
@@ -376,13 +385,18 @@ mod tests {
         let key = CacheKey::new(primary, "");
         let span = Span::inactive();
         let mut fill = s.get_miss_handler(&key, &meta(), &span.handle()).await.expect("miss");
-        fill.write_body(Bytes::copy_from_slice(body), true).await.expect("write");
+        fill.write_body(Bytes::copy_from_slice(body), true)
+            .await
+            .expect("write");
         fill.finish().await.expect("finish");
     }
 
     async fn read(s: &'static MemoryStore, primary: &str) -> Option<Vec<u8>> {
         let span = Span::inactive();
-        let (_, mut hit) = s.lookup(&CacheKey::new(primary, ""), &span.handle()).await.expect("lookup")?;
+        let (_, mut hit) = s
+            .lookup(&CacheKey::new(primary, ""), &span.handle())
+            .await
+            .expect("lookup")?;
         let mut out = Vec::new();
         while let Some(b) = hit.read_body().await.expect("read") {
             out.extend_from_slice(&b);
@@ -465,7 +479,13 @@ mod tests {
     #[tokio::test]
     async fn purges_by_key_and_by_prefix() {
         let s = store(1 << 20);
-        for p in ["a.test/img/1", "a.test/img/2", "a.test/img", "a.test/index", "b.test/img/1"] {
+        for p in [
+            "a.test/img/1",
+            "a.test/img/2",
+            "a.test/img",
+            "a.test/index",
+            "b.test/img/1",
+        ] {
             put(s, p, b"body").await;
         }
         assert_eq!(s.purge_key("a.test/img").entries, 1);

@@ -59,7 +59,10 @@ pub fn validate(global: &CacheSection, routes: &[(usize, Option<&RouteCacheSecti
             }
         }
         if r.default_ttl.is_some_and(|d| d.0.is_zero()) {
-            c.field(&format!("{p}.default_ttl"), "must be more than 0s (leave it out to cache only what the origin allows)");
+            c.field(
+                &format!("{p}.default_ttl"),
+                "must be more than 0s (leave it out to cache only what the origin allows)",
+            );
         }
         for (name, d) in [
             ("default_ttl", r.default_ttl),

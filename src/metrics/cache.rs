@@ -15,7 +15,8 @@ pub struct CacheMetrics {
 
 // Registration only fails on a duplicate name, which is a programming error caught by tests.
 #[allow(clippy::expect_used)]
-pub static CACHE_METRICS: Lazy<CacheMetrics> = Lazy::new(|| CacheMetrics {
+pub static CACHE_METRICS: Lazy<CacheMetrics> = Lazy::new(|| {
+    CacheMetrics {
     requests: register_int_counter_vec!(
         CACHE_REQUESTS_TOTAL,
         "Requests on caching routes, by route and how the cache answered (hit, miss, stale, stale_updating, revalidated, expired, uncacheable, bypass).",
@@ -28,4 +29,5 @@ pub static CACHE_METRICS: Lazy<CacheMetrics> = Lazy::new(|| CacheMetrics {
         "Responses evicted from the cache for room since the start (never decreases)."
     )
     .expect("metric"),
+}
 });
