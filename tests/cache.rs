@@ -483,3 +483,55 @@ fn a_banned_client_is_refused_even_for_a_cached_page() {
     assert_eq!(cache_status(&p, &h), "bypass");
     assert_eq!(origin.hits("/warm").len(), 1);
 }
+
+#[test]
+fn a_route_may_store_set_cookie_responses_without_the_cookie() {
+    let origin = CacheOrigin::spawn();
+    origin.page(
+        "/tracked",
+        Page {
+            headers: vec![
+                ("cache-control", "public, max-age=300".into()),
+                ("set-cookie", "visitor=abc".into()),
+            ],
+            body: "same for all".into(),
+            ..Page::default()
+        },
+    );
+    let (p, _) = start(&origin, "      cache_set_cookie: true\n", "");
+    let (_, body, first) = get(&p, "/tracked", &[]);
+    assert_eq!(body, "same for all");
+    assert_eq!(cache_status(&p, &first), "miss");
+    assert_eq!(
+        first.get("set-cookie").and_then(|v| v.to_str().ok()),
+        Some("visitor=abc"),
+        "the client whose request filled the cache gets its cookie"
+    );
+    for _ in 0..3 {
+        let (status, body, h) = get(&p, "/tracked", &[]);
+        assert_eq!((status, body.as_str()), (200, "same for all"));
+        assert!(
+            h.get("set-cookie").is_none(),
+            "one client's cookie is never handed to another"
+        );
+    }
+    assert_eq!(origin.hits("/tracked").len(), 1);
+}
+
+#[test]
+fn a_route_may_let_authorized_requests_share_public_responses() {
+    let origin = CacheOrigin::spawn();
+    origin.page("/shared", page("public, max-age=300", "shared"));
+    origin.page("/mine", page("max-age=300", "mine"));
+    let (p, _) = start(&origin, "      cache_authorized: true\n", "");
+    for who in ["Bearer alice", "Bearer bob"] {
+        assert_eq!(get(&p, "/shared", &[("authorization", who)]).1, "shared");
+        assert_eq!(get(&p, "/mine", &[("authorization", who)]).1, "mine");
+    }
+    assert_eq!(origin.hits("/shared").len(), 1, "public: stored once");
+    assert_eq!(
+        origin.hits("/mine").len(),
+        2,
+        "not public: never stored for authorized requests"
+    );
+}
