@@ -21,6 +21,9 @@ What it does, in order:
    (examples/paced_load, evenly spaced requests, every proxy and the origin alone at the same
    rate; then the same rate from h2load --rps, which sends it in bursts), and memory with
    10,000 idle keep-alive client connections (each proxy started afresh);
+   then a cache-hit round: nginx-policy with `proxy_cache` and Palisade with `cache:` on its
+   route, both serving a page the origin marks `Cache-Control: public, max-age=3600` from
+   their caches (checked: nginx says HIT in `X-Cache-Status`, Palisade's telemetry says `hit`);
 6. writes benches/peers/RESULTS.md and replaces the README's table between
    `<!-- peers:begin -->` and `<!-- peers:end -->` (skipped with a warning when absent).
 
@@ -65,6 +68,9 @@ DENY_ENTRIES = 10_000
 # The client address the deny-path check connects from; it is on every deny list.
 DENIED_CLIENT = "127.0.0.2"
 BASELINE = "nginx-policy"
+# The page the cache-hit round requests: the origin allows caching it for an hour.
+CACHED_PATH = "/cached"
+CACHED_BODY = "a page the origin lets proxies cache\n"
 MARK_BEGIN = "<!-- peers:begin -->"
 MARK_END = "<!-- peers:end -->"
 
@@ -314,6 +320,11 @@ http {{
     server {{
         listen 127.0.0.1:{self.origin_port} backlog=4096;
         location = /1m {{ root {self.tmp}/www; default_type application/octet-stream; }}
+        location = {CACHED_PATH} {{
+            default_type text/plain;
+            add_header Cache-Control "public, max-age=3600";
+            return 200 "{CACHED_BODY.strip()}\n";
+        }}
         location / {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
     }}
 }}
@@ -322,8 +333,8 @@ http {{
         p.write_text(conf)
         return p
 
-    def nginx_proxy(self, policy: bool) -> Proxy:
-        name = "nginx-policy" if policy else "nginx"
+    def nginx_proxy(self, policy: bool, cache: bool = False) -> Proxy:
+        name = ("nginx-policy" if policy else "nginx") + ("-cache" if cache else "")
         port, tls_port = free_port(), free_port()
         t = self.tmp
         access = t / f"{name}-access.jsonl"
@@ -352,6 +363,17 @@ http {{
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_set_header X-Request-ID $request_id;
         add_header X-Request-ID $request_id always;"""
+        if cache:
+            # What Palisade's `cache: {}` does: a bounded cache, a lock against stampedes,
+            # stale answers while updating and on errors.
+            http_policy += f"""
+    proxy_cache_path {t}/{name}-store levels=1:2 keys_zone=pc:10m max_size=64m inactive=1h use_temp_path=off;"""
+            server_policy += """
+        proxy_cache pc;
+        proxy_cache_lock on;
+        proxy_cache_use_stale error timeout updating;
+        proxy_cache_background_update on;
+        add_header X-Cache-Status $upstream_cache_status always;"""
         conf = self.nginx_common(name) + f"""
 master_process on;
 http {{
@@ -445,7 +467,8 @@ backend origin
                      [str(binary), f"127.0.0.1:{port}", f"127.0.0.1:{self.origin_port}",
                       f"127.0.0.1:{tls_port}", str(self.cert), str(self.key)], stop=signal.SIGINT)
 
-    def palisade(self, name: str, binary: Path, policy: bool = True, env: dict | None = None) -> Proxy:
+    def palisade(self, name: str, binary: Path, policy: bool = True, env: dict | None = None,
+                 cache: bool = False) -> Proxy:
         port, tls_port = free_port(), free_port()
         t = self.tmp / name
         t.mkdir(exist_ok=True)
@@ -490,7 +513,7 @@ upstreams:
     backends: [127.0.0.1:{self.origin_port}]
 routes:
   - name: all
-    upstream: origin
+    upstream: origin{chr(10) + "    cache: {}" + chr(10) + "cache: { max_size: 64MiB }" if cache else ""}
 policies: [policy.yaml]
 telemetry: {tele}
 reload: {{ watch: false }}
@@ -558,6 +581,27 @@ def sanity(px: Proxy) -> None:
         status, _ = http_get(px.port, "/", source=DENIED_CLIENT)
         if status != 403:
             raise SystemExit(f"{px.name}: a client on the deny list got {status}, not 403")
+
+
+def cache_sanity(px: Proxy) -> None:
+    """The cacheable page comes back, and from the cache, once it has been fetched."""
+    for _ in range(3):
+        status, body = http_get(px.port, CACHED_PATH)
+        if status != 200 or body.decode(errors="replace") != CACHED_BODY:
+            raise SystemExit(f"{px.name}: GET {CACHED_PATH} gave {status} {body[:80]!r}")
+    if px.kind == "nginx":
+        with socket.create_connection(("127.0.0.1", px.port), timeout=5) as s:
+            s.sendall(f"GET {CACHED_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            head = s.recv(65536).split(b"\r\n\r\n")[0].lower()
+        if b"x-cache-status: hit" not in head:
+            raise SystemExit(f"{px.name}: {CACHED_PATH} was not a cache hit: {head!r}")
+    else:
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if any(b'"cache":"hit"' in lf.read_bytes() for lf in px.logs if lf.exists()):
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"{px.name}: telemetry shows no cache hit for {CACHED_PATH}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -860,7 +904,8 @@ def main() -> int:
     ap.add_argument("--big-rounds", type=int, default=2, help="1 MiB response rounds")
     ap.add_argument("--half-rounds", type=int, default=3, help="paced half-load rounds (the median p99 is kept)")
     ap.add_argument("--idle-connections", type=int, default=10_000)
-    ap.add_argument("--skip", default="", help="comma list of steps to skip: h1,h2,big,half,rss")
+    ap.add_argument("--cache-rounds", type=int, default=3, help="cache-hit rounds (nginx proxy_cache vs Palisade cache)")
+    ap.add_argument("--skip", default="", help="comma list of steps to skip: h1,h2,big,half,cache,rss")
     ap.add_argument("--palisade", action="append", default=[], metavar="NAME=BINARY",
                     help="an extra Palisade build to measure beside target/release/palisade (A/B runs)")
     ap.add_argument("--palisade-env", action="append", default=[], metavar="NAME=VAR=VALUE,...",
@@ -1035,6 +1080,33 @@ def main() -> int:
 
     for px in proxies:
         setup.stop_proxy(px)
+    cache_order: list[str] = []
+    cached: dict[str, list[Sample]] = {}
+    if "cache" not in skip and not args.only:
+        cache_proxies = [setup.nginx_proxy(True, cache=True),
+                         setup.palisade("palisade-cache", palisade_bin, cache=True)]
+        cache_order = [p.name for p in cache_proxies]
+        cached = {n: [] for n in cache_order}
+        for px in cache_proxies:
+            setup.start_proxy(px)
+            cache_sanity(px)
+        log("cache: both answer the cacheable page from their caches")
+        for px in cache_proxies:
+            wrk(px.port, CACHED_PATH, 2, C, setup.load_cpus)
+        for r in range(args.cache_rounds):
+            rot = cache_order[r % 2:] + cache_order[:r % 2]
+            for name in rot:
+                px = next(p for p in cache_proxies if p.name == name)
+                for lf in px.logs:
+                    if lf.exists():
+                        os.truncate(lf, 0)
+                s = run_loadgen(setup, origin, px.proc.pid, lambda: wrk(px.port, CACHED_PATH, D, C, setup.load_cpus))
+                cached[name].append(s)
+                log(f"cache round {r + 1}/{args.cache_rounds} {name:18} {s.rps:9,.0f} req/s  p99 "
+                    f"{fmt_us(s.p99_us):>9}  {s.cpu_us_per_req:5.1f} µs/req  proxy {s.proxy_util * 100:3.0f}%  "
+                    f"err {s.errors}")
+        for px in cache_proxies:
+            setup.stop_proxy(px)
     if "rss" not in skip:
         n = args.idle_connections
         for px in proxies:
@@ -1103,6 +1175,19 @@ def main() -> int:
                 "this measures how fast a proxy drains a burst of that size, not latency at half load. "
                 "Kept for comparison with earlier runs.", ""]
         out += latency_table(bursts, paced=False) + [""]
+    if cached:
+        cs = summarize({k: v for k, v in cached.items() if v})
+        n, pc = cs.get("nginx-policy-cache"), cs.get("palisade-cache")
+        out += [f"## Cache hits ({args.cache_rounds} rounds × {D} s, wrk, {C} connections)", "",
+                f"`GET {CACHED_PATH}`, which the origin marks `Cache-Control: public, max-age=3600`, answered from "
+                "the proxy's cache: nginx-policy plus `proxy_cache` (a 64 MiB file cache with `proxy_cache_lock` "
+                "and stale answers while updating or on errors), against Palisade's policy plus `cache: {}` on its "
+                "route (the 64 MiB in-memory store). The table's ratio columns are against nginx-policy without "
+                "a cache from the rounds above; the row below compares the two caches.", ""]
+        out += table(cs, cache_order) + [""]
+        if n and pc:
+            out += [f"Palisade cache vs nginx proxy_cache: CPU/request {ratio(pc['cpu'], n['cpu'])}, "
+                    f"req/s {ratio(pc['rps'], n['rps'])}.", ""]
     if rss:
         out += [f"## Memory with {args.idle_connections:,} idle keep-alive connections", "",
                 "Each proxy is started afresh; each connection sends one request, reads the answer and stays "
