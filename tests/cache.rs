@@ -535,3 +535,18 @@ fn a_route_may_let_authorized_requests_share_public_responses() {
         "not public: never stored for authorized requests"
     );
 }
+
+#[test]
+fn a_response_over_max_object_size_passes_through_uncached() {
+    let origin = CacheOrigin::spawn();
+    let big = "y".repeat(4096);
+    origin.page("/large", page("max-age=300", &big));
+    origin.page("/small", page("max-age=300", "small"));
+    let (p, _) = start(&origin, "      max_object_size: 1KiB\n", "");
+    for _ in 0..3 {
+        assert_eq!(get(&p, "/large", &[]).1, big, "the client still gets all of it");
+        assert_eq!(get(&p, "/small", &[]).1, "small");
+    }
+    assert_eq!(origin.hits("/large").len(), 3);
+    assert_eq!(origin.hits("/small").len(), 1);
+}
