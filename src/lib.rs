@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod allocator;
 pub mod analysis;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod enforce;

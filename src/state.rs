@@ -78,6 +78,7 @@ impl Snapshot {
         })?;
         let limits = crate::traffic::limits::Limits::new(&cfg.limits);
         let routes = RouteTable::new(&cfg.routes, &cfg.response_headers, &pools, limits);
+        crate::cache::configure(&cfg.cache);
         let policy = Arc::new(policy::compile(&loaded.policies, previous.map(|p| &*p.policy)));
         let offenders = previous.map_or_else(|| Arc::new(Offenders::new()), |p| p.offenders.clone());
         let t = &cfg.telemetry;

@@ -21,6 +21,12 @@ What it does, in order:
    (examples/paced_load, evenly spaced requests, every proxy and the origin alone at the same
    rate; then the same rate from h2load --rps, which sends it in bursts), and memory with
    10,000 idle keep-alive client connections (each proxy started afresh);
+   then a cache-hit round: nginx-policy with `proxy_cache` and Palisade with `cache:` on its
+   route, both serving a page the origin marks `Cache-Control: public, max-age=3600` from
+   their caches (checked: nginx says HIT in `X-Cache-Status`, Palisade's telemetry says `hit`);
+   then a gzip round: nginx-policy with `gzip on` and Palisade with `compression:` on its route,
+   both compressing a 24 KiB HTML page at gzip level 5 for a client that sends
+   `Accept-Encoding: gzip` (checked: both answer gzip that inflates to the origin's page);
 6. writes benches/peers/RESULTS.md and replaces the README's table between
    `<!-- peers:begin -->` and `<!-- peers:end -->` (skipped with a warning when absent).
 
@@ -52,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +72,12 @@ DENY_ENTRIES = 10_000
 # The client address the deny-path check connects from; it is on every deny list.
 DENIED_CLIENT = "127.0.0.2"
 BASELINE = "nginx-policy"
+# The page the cache-hit round requests: the origin allows caching it for an hour.
+CACHED_PATH = "/cached"
+CACHED_BODY = "a page the origin lets proxies cache\n"
+# The page the gzip round requests: HTML text, compressible as pages are (about 5:1 at level 5).
+GZIP_PATH = "/page.html"
+GZIP_LEVEL = 5
 MARK_BEGIN = "<!-- peers:begin -->"
 MARK_END = "<!-- peers:end -->"
 
@@ -282,6 +295,7 @@ class Setup:
         www = t / "www"
         www.mkdir()
         (www / "1m").write_bytes(os.urandom(BIG_SIZE))
+        (www / GZIP_PATH.lstrip("/")).write_bytes(html_page())
         for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (t / "nginx-temp" / d).mkdir(parents=True, exist_ok=True)
 
@@ -314,6 +328,12 @@ http {{
     server {{
         listen 127.0.0.1:{self.origin_port} backlog=4096;
         location = /1m {{ root {self.tmp}/www; default_type application/octet-stream; }}
+        location = {GZIP_PATH} {{ root {self.tmp}/www; default_type text/html; }}
+        location = {CACHED_PATH} {{
+            default_type text/plain;
+            add_header Cache-Control "public, max-age=3600";
+            return 200 "{CACHED_BODY.strip()}\n";
+        }}
         location / {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
     }}
 }}
@@ -322,8 +342,8 @@ http {{
         p.write_text(conf)
         return p
 
-    def nginx_proxy(self, policy: bool) -> Proxy:
-        name = "nginx-policy" if policy else "nginx"
+    def nginx_proxy(self, policy: bool, cache: bool = False, gzip: bool = False) -> Proxy:
+        name = ("nginx-policy" if policy else "nginx") + ("-cache" if cache else "") + ("-gzip" if gzip else "")
         port, tls_port = free_port(), free_port()
         t = self.tmp
         access = t / f"{name}-access.jsonl"
@@ -352,6 +372,22 @@ http {{
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_set_header X-Request-ID $request_id;
         add_header X-Request-ID $request_id always;"""
+        if cache:
+            # What Palisade's `cache: {}` does: a bounded cache, a lock against stampedes,
+            # stale answers while updating and on errors.
+            http_policy += f"""
+    proxy_cache_path {t}/{name}-store levels=1:2 keys_zone=pc:10m max_size=64m inactive=1h use_temp_path=off;"""
+            server_policy += """
+        proxy_cache pc;
+        proxy_cache_lock on;
+        proxy_cache_use_stale error timeout updating;
+        proxy_cache_background_update on;
+        add_header X-Cache-Status $upstream_cache_status always;"""
+        if gzip:
+            # What Palisade's `compression: {codings: [gzip], level: 5}` does (its default
+            # min_size and Vary; nginx always compresses text/html).
+            http_policy += f"""
+    gzip on; gzip_comp_level {GZIP_LEVEL}; gzip_min_length 1024; gzip_vary on; gzip_proxied any;"""
         conf = self.nginx_common(name) + f"""
 master_process on;
 http {{
@@ -446,10 +482,11 @@ backend origin
                       f"127.0.0.1:{tls_port}", str(self.cert), str(self.key)], stop=signal.SIGINT)
 
     def palisade(self, name: str, binary: Path, policy: bool = True, env: dict | None = None,
-                 waf: str | None = None) -> Proxy:
+                 waf: str | None = None, cache: bool = False, gzip: bool = False) -> Proxy:
         """Palisade with the peers' policy; `waf`: None, "builtin" (the built-in WAF tier on every
         request, as policies/waf.yaml) or "crs" (the built-in tier plus the Core Rule Set tier at
-        paranoia level 1, as policies/waf-crs.yaml)."""
+        paranoia level 1, as policies/waf-crs.yaml); `cache`: the route keeps responses in the
+        response cache; `gzip`: the route compresses responses with gzip."""
         port, tls_port = free_port(), free_port()
         t = self.tmp / name
         t.mkdir(exist_ok=True)
@@ -480,6 +517,10 @@ offenders:
             (t / "policy.yaml").write_text("{}\n")
         tele = (f"{{ sink: file, path: {telemetry}, max_file_size: 1GiB, keep_files: 0 }}"
                 if policy else "{ sink: off }")
+        # The route's own keys first, then top-level sections.
+        route_extra = f"\n    compression: {{ codings: [gzip], level: {GZIP_LEVEL} }}" if gzip else ""
+        if cache:
+            route_extra += "\n    cache: {}\ncache: { max_size: 64MiB }"
         (t / "palisade.yaml").write_text(f"""server:
   threads: 1
   pid_file: {t}/palisade.pid
@@ -495,7 +536,7 @@ upstreams:
     backends: [127.0.0.1:{self.origin_port}]
 routes:
   - name: all
-    upstream: origin
+    upstream: origin{route_extra}
 policies: [policy.yaml]
 telemetry: {tele}
 reload: {{ watch: false }}
@@ -541,15 +582,46 @@ def wait_http(port: int, name: str, p: subprocess.Popen, timeout: float = 30.0) 
     raise SystemExit(f"{name} did not answer on 127.0.0.1:{port} within {timeout:.0f}s")
 
 
-def http_get(port: int, path: str, source: str | None = None) -> tuple[int, bytes]:
+def http_get(port: int, path: str, source: str | None = None, headers: str = "",
+             with_head: bool = False):
+    """Status and body (de-chunked) of one request; also the lower-cased head with `with_head`."""
     with socket.create_connection(("127.0.0.1", port), timeout=5,
                                   source_address=(source, 0) if source else None) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    head = head.lower()
+    if b"\r\ntransfer-encoding: chunked" in head:
+        body = dechunk(body)
+    status = int(head.split()[1])
+    return (status, body, head) if with_head else (status, body)
+
+
+def dechunk(data: bytes) -> bytes:
+    out, rest = b"", data
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2:]
+    return out
+
+
+def html_page() -> bytes:
+    """About 24 KiB of HTML made of varied words, as a listing page is: gzip -5 takes it to ~1/5."""
+    rnd = random.Random(7)
+    words = ("stream chat moderator viewer channel profile settings follow subscribe live clip emote "
+             "schedule category language mature tags title description panel donation raid host").split()
+    rows = []
+    while sum(map(len, rows)) < 24 * 1024:
+        title = " ".join(rnd.choice(words) for _ in range(rnd.randint(3, 8)))
+        rows.append(f'<li class="card"><a href="/c/{rnd.randint(1000, 99999)}">{title}</a>'
+                    f'<span class="viewers">{rnd.randint(1, 50000)} viewers</span></li>\n')
+    return ("<!doctype html><html><head><title>Live channels</title></head><body><ul>\n"
+            + "".join(rows) + "</ul></body></html>\n").encode()
 
 
 def sanity(px: Proxy) -> None:
@@ -563,6 +635,41 @@ def sanity(px: Proxy) -> None:
         status, _ = http_get(px.port, "/", source=DENIED_CLIENT)
         if status != 403:
             raise SystemExit(f"{px.name}: a client on the deny list got {status}, not 403")
+
+
+def gzip_sanity(setup: "Setup", px: Proxy) -> None:
+    """A client that asks for gzip gets gzip that inflates to the origin's page; one that does
+    not gets the page as it is."""
+    page = (setup.tmp / "www" / GZIP_PATH.lstrip("/")).read_bytes()
+    status, body, head = http_get(px.port, GZIP_PATH, headers="Accept-Encoding: gzip\r\n", with_head=True)
+    if status != 200 or b"\r\ncontent-encoding: gzip" not in head:
+        raise SystemExit(f"{px.name}: GET {GZIP_PATH} with Accept-Encoding: gzip gave {status}, head {head!r}")
+    if zlib.decompress(body, 16 + zlib.MAX_WBITS) != page:
+        raise SystemExit(f"{px.name}: the gzip answer does not inflate to the origin's page")
+    status, body = http_get(px.port, GZIP_PATH)
+    if status != 200 or body != page:
+        raise SystemExit(f"{px.name}: GET {GZIP_PATH} without Accept-Encoding gave {status}, {len(body)} bytes")
+
+
+def cache_sanity(px: Proxy) -> None:
+    """The cacheable page comes back, and from the cache, once it has been fetched."""
+    for _ in range(3):
+        status, body = http_get(px.port, CACHED_PATH)
+        if status != 200 or body.decode(errors="replace") != CACHED_BODY:
+            raise SystemExit(f"{px.name}: GET {CACHED_PATH} gave {status} {body[:80]!r}")
+    if px.kind == "nginx":
+        with socket.create_connection(("127.0.0.1", px.port), timeout=5) as s:
+            s.sendall(f"GET {CACHED_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            head = s.recv(65536).split(b"\r\n\r\n")[0].lower()
+        if b"x-cache-status: hit" not in head:
+            raise SystemExit(f"{px.name}: {CACHED_PATH} was not a cache hit: {head!r}")
+    else:
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if any(b'"cache":"hit"' in lf.read_bytes() for lf in px.logs if lf.exists()):
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"{px.name}: telemetry shows no cache hit for {CACHED_PATH}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,9 +699,10 @@ class Sample:
     lag99_us: float = float("nan")    # paced_load: how late the 99th-percentile send left
 
 
-def wrk(port: int, path: str, seconds: int, conns: int, cpus: str | None) -> dict:
+def wrk(port: int, path: str, seconds: int, conns: int, cpus: str | None,
+        headers: list[str] | None = None) -> dict:
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s",
-            f"http://127.0.0.1:{port}{path}"]
+            *[a for h in headers or [] for a in ("-H", h)], f"http://127.0.0.1:{port}{path}"]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -753,6 +861,34 @@ def idle_main(port: int, n: int, hold: float) -> None:
         s.close()
 
 
+def feature_rounds(setup: Setup, origin, proxies: list[Proxy], label: str, path: str, headers: list[str],
+                   rounds: int, seconds: int, conns: int, check) -> tuple[list[str], dict[str, list[Sample]]]:
+    """Rounds of wrk on `path` against proxies doing one feature (cache, gzip), alternating their
+    order each round; `check(px)` first proves each does it."""
+    order = [p.name for p in proxies]
+    samples: dict[str, list[Sample]] = {n: [] for n in order}
+    for px in proxies:
+        setup.start_proxy(px)
+        check(px)
+    for px in proxies:
+        wrk(px.port, path, 2, conns, setup.load_cpus, headers)
+    for r in range(rounds):
+        for name in order[r % 2:] + order[:r % 2]:
+            px = next(p for p in proxies if p.name == name)
+            for lf in px.logs:
+                if lf.exists():
+                    os.truncate(lf, 0)
+            s = run_loadgen(setup, origin, px.proc.pid,
+                            lambda: wrk(px.port, path, seconds, conns, setup.load_cpus, headers))
+            samples[name].append(s)
+            log(f"{label} round {r + 1}/{rounds} {name:18} {s.rps:9,.0f} req/s  p99 "
+                f"{fmt_us(s.p99_us):>9}  {s.cpu_us_per_req:5.1f} µs/req  proxy {s.proxy_util * 100:3.0f}%  "
+                f"err {s.errors}")
+    for px in proxies:
+        setup.stop_proxy(px)
+    return order, samples
+
+
 def idle_rss(setup: Setup, px: Proxy, n: int) -> dict:
     setup.start_proxy(px)
     time.sleep(1.0)
@@ -865,7 +1001,9 @@ def main() -> int:
     ap.add_argument("--big-rounds", type=int, default=2, help="1 MiB response rounds")
     ap.add_argument("--half-rounds", type=int, default=3, help="paced half-load rounds (the median p99 is kept)")
     ap.add_argument("--idle-connections", type=int, default=10_000)
-    ap.add_argument("--skip", default="", help="comma list of steps to skip: h1,h2,big,half,rss")
+    ap.add_argument("--cache-rounds", type=int, default=3, help="cache-hit rounds (nginx proxy_cache vs Palisade cache)")
+    ap.add_argument("--gzip-rounds", type=int, default=3, help="gzip rounds (nginx gzip vs Palisade compression)")
+    ap.add_argument("--skip", default="", help="comma list of steps to skip: h1,h2,big,half,cache,gzip,rss")
     ap.add_argument("--palisade", action="append", default=[], metavar="NAME=BINARY",
                     help="an extra Palisade build to measure beside target/release/palisade (A/B runs)")
     ap.add_argument("--palisade-env", action="append", default=[], metavar="NAME=VAR=VALUE,...",
@@ -1042,9 +1180,27 @@ def main() -> int:
 
     for px in proxies:
         setup.stop_proxy(px)
+    cache_order: list[str] = []
+    cached: dict[str, list[Sample]] = {}
+    if "cache" not in skip and not args.only:
+        cache_order, cached = feature_rounds(
+            setup, origin, [setup.nginx_proxy(True, cache=True), setup.palisade("palisade-cache", palisade_bin, cache=True)],
+            "cache", CACHED_PATH, [], args.cache_rounds, D, C, cache_sanity)
+        log("cache: both answered the cacheable page from their caches")
+    gzip_order: list[str] = []
+    gzipped: dict[str, list[Sample]] = {}
+    gzip_palisade = None
+    if "gzip" not in skip and not args.only:
+        gzip_palisade = setup.palisade("palisade-gzip", palisade_bin, gzip=True)
+        gzip_order, gzipped = feature_rounds(
+            setup, origin, [setup.nginx_proxy(True, gzip=True), gzip_palisade],
+            "gzip", GZIP_PATH, ["Accept-Encoding: gzip"], args.gzip_rounds, D, C,
+            lambda px: gzip_sanity(setup, px))
     if "rss" not in skip:
         n = args.idle_connections
-        for px in proxies:
+        # With compression on as well: an encoder exists only while a response is being
+        # compressed, so idle connections must cost what they cost without it.
+        for px in proxies + ([gzip_palisade] if gzip_palisade else []):
             rss[px.name] = idle_rss(setup, px, n)
             r = rss[px.name]
             log(f"idle {px.name:16} {r['before_mib']:7.1f} MiB before, {r['during_mib']:7.1f} MiB with "
@@ -1115,6 +1271,34 @@ def main() -> int:
                 "this measures how fast a proxy drains a burst of that size, not latency at half load. "
                 "Kept for comparison with earlier runs.", ""]
         out += latency_table(bursts, paced=False) + [""]
+    if cached:
+        cs = summarize({k: v for k, v in cached.items() if v})
+        n, pc = cs.get("nginx-policy-cache"), cs.get("palisade-cache")
+        out += [f"## Cache hits ({args.cache_rounds} rounds × {D} s, wrk, {C} connections)", "",
+                f"`GET {CACHED_PATH}`, which the origin marks `Cache-Control: public, max-age=3600`, answered from "
+                "the proxy's cache: nginx-policy plus `proxy_cache` (a 64 MiB file cache with `proxy_cache_lock` "
+                "and stale answers while updating or on errors), against Palisade's policy plus `cache: {}` on its "
+                "route (the 64 MiB in-memory store). The table's ratio columns are against nginx-policy without "
+                "a cache from the rounds above; the row below compares the two caches.", ""]
+        out += table(cs, cache_order) + [""]
+        if n and pc:
+            out += [f"Palisade cache vs nginx proxy_cache: CPU/request {ratio(pc['cpu'], n['cpu'])}, "
+                    f"req/s {ratio(pc['rps'], n['rps'])}.", ""]
+    if gzipped:
+        gs = summarize({k: v for k, v in gzipped.items() if v})
+        n, pg = gs.get("nginx-policy-gzip"), gs.get("palisade-gzip")
+        size = len((setup.tmp / "www" / GZIP_PATH.lstrip("/")).read_bytes())
+        packed = len(zlib.compress((setup.tmp / "www" / GZIP_PATH.lstrip("/")).read_bytes(), GZIP_LEVEL))
+        out += [f"## Compression ({args.gzip_rounds} rounds × {D} s, wrk, {C} connections)", "",
+                f"`GET {GZIP_PATH}` with `Accept-Encoding: gzip`: a {size / 1024:.0f} KiB HTML page (about "
+                f"{packed / 1024:.1f} KiB at gzip level {GZIP_LEVEL}) compressed by the proxy for every request: "
+                f"nginx-policy plus `gzip on; gzip_comp_level {GZIP_LEVEL}`, against Palisade's policy plus "
+                f"`compression: {{codings: [gzip], level: {GZIP_LEVEL}}}` on its route. The ratio columns are "
+                "against nginx-policy without compression from the rounds above; the row below compares the two.", ""]
+        out += table(gs, gzip_order) + [""]
+        if n and pg:
+            out += [f"Palisade gzip vs nginx gzip: CPU/request {ratio(pg['cpu'], n['cpu'])}, "
+                    f"req/s {ratio(pg['rps'], n['rps'])}.", ""]
     if rss:
         out += [f"## Memory with {args.idle_connections:,} idle keep-alive connections", "",
                 "Each proxy is started afresh; each connection sends one request, reads the answer and stays "

@@ -188,11 +188,7 @@ pub(super) fn lift_ban(app: &AdminApp, id: &str) -> Response<Vec<u8>> {
         );
     };
     let text = shown(&actor);
-    manual::apply(
-        &offenders,
-        &BanChange::Lift { actor },
-        now_ms(),
-    );
+    manual::apply(&offenders, &BanChange::Lift { actor }, now_ms());
     reply(StatusCode::OK, json!({"id": id, "actor": text, "lifted": true}))
 }
 

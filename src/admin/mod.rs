@@ -84,6 +84,7 @@ pub enum Route {
     Reload,
     Stats,
     Fleet,
+    CachePurge,
     DecisionStream,
     LegacyStatus,
     LegacyBans,
@@ -125,6 +126,7 @@ pub const ROUTES: &[RouteDef] = &[
     def(Method::POST, "/api/reload", Access::Change, Route::Reload),
     def(Method::GET, "/api/stats", Access::Token, Route::Stats),
     def(Method::GET, "/api/fleet", Access::Token, Route::Fleet),
+    def(Method::POST, "/api/cache/purge", Access::Change, Route::CachePurge),
     def(
         Method::GET,
         "/api/decisions/stream",
@@ -313,6 +315,10 @@ impl AdminApp {
             Route::Reload => api::reload(self),
             Route::Stats => api::stats(self),
             Route::Fleet => reply(StatusCode::OK, crate::fleet::status::admin_view()),
+            Route::CachePurge => match read_body(session).await {
+                Ok(body) => crate::cache::purge::answer(&body),
+                Err(refusal) => refusal,
+            },
             Route::DecisionStream => return Answer::Stream(self.feed.subscribe()),
             Route::LegacyStatus => legacy::status(self),
             Route::LegacyBans => legacy::bans(self),

@@ -37,6 +37,8 @@ pub struct ConfigFile {
     pub limits: super::limits::LimitsSection,
     /// Sharing bans and strikes with other instances through NATS JetStream.
     pub fleet: Option<super::fleet::FleetSection>,
+    /// The response cache's shared store (`routes[].cache` turns caching on per route).
+    pub cache: super::cache::CacheSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -231,6 +233,9 @@ pub struct RouteSection {
     pub request_headers: Option<HeaderRulesSection>,
     /// Response compression (gzip, brotli, zstd); off unless given.
     pub compression: Option<CompressionSection>,
+    /// Serve this route's cacheable responses from the cache.
+    #[serde(default)]
+    pub cache: Option<super::cache::RouteCacheSection>,
 }
 
 /// A route's conditions beyond host and path prefix.

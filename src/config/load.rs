@@ -151,6 +151,7 @@ pub fn policy_from_str(name: &str, source: &str, routes: &[&str]) -> Result<Load
                 rewrite: None,
                 request_headers: None,
                 compression: None,
+                cache: None,
             })
             .collect(),
         ..ConfigFile::default()
@@ -236,6 +237,7 @@ fn apply_overrides(config: &mut ConfigFile, o: &Overrides) {
             rewrite: None,
             request_headers: None,
             compression: None,
+            cache: None,
         }];
     }
     match o.telemetry.as_deref() {

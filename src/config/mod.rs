@@ -1,6 +1,7 @@
 //! Configuration: parse (`file.rs`, `load.rs`) → validate (`validate.rs`) → compile (in the
 //! modules that own the runtime types). Errors name file, line and field (`error.rs`).
 
+pub mod cache;
 pub mod certs;
 pub mod error;
 pub mod file;

@@ -182,6 +182,8 @@ pub fn config(cfg: &ConfigFile, c: &mut Collector<'_>) {
     let route_limits: Vec<_> = cfg.routes.iter().map(|r| r.limits.as_ref()).enumerate().collect();
     super::limits::validate(&cfg.limits, &route_limits, c);
     super::fleet::validate(cfg.fleet.as_ref(), c);
+    let route_caches: Vec<_> = cfg.routes.iter().map(|r| r.cache.as_ref()).enumerate().collect();
+    super::cache::validate(&cfg.cache, &route_caches, c);
     let t = &cfg.telemetry;
     if t.sink == SinkKind::File && t.path.is_none() {
         c.field("telemetry.path", "the file sink needs a path");

@@ -1,6 +1,7 @@
 //! Prometheus metrics: one `Metrics` struct registered once in the default registry, which the
 //! metrics listener serves. Updated from the `logging` phase and from background services.
 
+pub mod cache;
 pub mod names;
 pub mod serve;
 

@@ -43,3 +43,9 @@ pub const FLEET_APPLIED_TOTAL: &str = "palisade_fleet_applied_total";
 pub const FLEET_PUBLISHED_TOTAL: &str = "palisade_fleet_published_total";
 pub const FLEET_DROPPED_TOTAL: &str = "palisade_fleet_dropped_total";
 pub const FLEET_RECONCILIATIONS_TOTAL: &str = "palisade_fleet_reconciliations_total";
+/// Requests on caching routes, by route and cache status (`crate::cache::status`).
+pub const CACHE_REQUESTS_TOTAL: &str = "palisade_cache_requests_total";
+/// Bytes of responses the cache holds.
+pub const CACHE_STORED_BYTES: &str = "palisade_cache_stored_bytes";
+/// Responses evicted from the cache for room since the start.
+pub const CACHE_EVICTIONS: &str = "palisade_cache_evictions";

@@ -48,6 +48,8 @@ pub struct RequestCtx {
     pub tunnel: Option<Box<super::tunnel::Tunnel>>,
     /// The response body's encoder, when the route compresses this response.
     pub encoder: Option<Box<crate::traffic::compress::Encoder>>,
+    /// How the cache answered (`crate::cache::status`), on caching routes.
+    pub cache: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -83,6 +85,7 @@ impl RequestCtx {
             body_inspected: false,
             tunnel: None,
             encoder: None,
+            cache: None,
         }
     }
 
@@ -212,6 +215,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     rec.route = route.map(|r| r.name.clone());
     rec.pool = route.map(|r| r.pool.name.clone());
     rec.backend = ctx.backend;
+    rec.cache = ctx.cache;
     rec.upstream_us = ctx.upstream_time.map(|t| t.as_micros() as u64);
     rec.tls = tls;
     rec.shadow = ctx

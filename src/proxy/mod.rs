@@ -29,6 +29,8 @@ use http::{header, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::{ErrorSource, ErrorType};
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_proxy::FailToProxy;
 
 use crate::enforce::offenders::now_ms;
@@ -211,6 +213,46 @@ impl ProxyHttp for Palisade {
             },
         };
         respond::send(session, ctx, reply).await
+    }
+
+    /// Routes with `cache:` only; runs after request_filter let the request through.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(rule) = ctx.route().and_then(|r| r.cache.as_deref()) {
+            let upgrade = session.is_upgrade_req();
+            rule.enable(&mut session.cache, session.downstream_session.req_header(), upgrade);
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let rule = ctx
+            .route()
+            .and_then(|r| r.cache.as_deref())
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "cache key on a route without cache"))?;
+        Ok(rule.key(&ctx.host, session.req_header()))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        let Some(rule) = ctx.route().and_then(|r| r.cache.as_deref()) else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        let authorization = session.req_header().headers.contains_key(header::AUTHORIZATION);
+        Ok(rule.response(resp, authorization, std::time::SystemTime::now()))
+    }
+
+    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+        crate::cache::variance(meta, req)
+    }
+
+    /// Stale content within its `stale-while-revalidate` / `stale-if-error` window (Pingora
+    /// checks the windows) is served while revalidating and when the origin fails.
+    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+        error.is_none_or(|e| *e.esource() != ErrorSource::Downstream)
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -521,6 +563,11 @@ impl ProxyHttp for Palisade {
             conn.clock.finished();
         }
         let snap = ctx.snap.clone().unwrap_or_else(|| self.store.load_full());
+        ctx.cache = ctx.route().filter(|r| r.cache.is_some()).map(|r| {
+            let status = crate::cache::status(&session.cache);
+            crate::cache::count(&r.name, status);
+            status
+        });
         ctx::record(session, ctx, &snap, &self.telemetry, &self.feed);
     }
 }

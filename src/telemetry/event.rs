@@ -70,6 +70,8 @@ pub struct Record {
     pub pool: Option<Arc<str>>,
     pub backend: Option<SocketAddr>,
     pub upstream_us: Option<u64>,
+    /// How the cache answered, on caching routes (`palisade.cache`).
+    pub cache: Option<&'static str>,
     pub tls: Option<Tls>,
     pub policy: Arc<PolicySet>,
     pub shadow_policy: Option<Arc<PolicySet>>,
@@ -111,6 +113,7 @@ impl Record {
             pool: None,
             backend: None,
             upstream_us: None,
+            cache: None,
             tls: None,
             policy: policy.clone(),
             shadow_policy: None,
@@ -340,6 +343,9 @@ fn write_palisade(out: &mut Vec<u8>, r: &Record) {
             uint_field(out, b",\"duration_us\":", us);
         }
         out.push(b'}');
+    }
+    if let Some(cache) = r.cache {
+        word_field(out, b",\"cache\":", cache);
     }
     if let Some((action, rule)) = &r.shadow {
         word_field(out, b",\"shadow\":{\"action\":", action);

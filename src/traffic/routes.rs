@@ -228,6 +228,8 @@ pub struct Route {
     conditions: Conditions,
     /// The request limits of this route: the global ones with the route's overrides applied.
     pub limits: Limits,
+    /// The route's response cache settings; `None`: nothing of it is cached.
+    pub cache: Option<Box<crate::cache::CacheRule>>,
     /// The route's latency series, looked up in their vectors at first use and kept: a label
     /// lookup hashes the labels and takes a read lock on every request (logging phase).
     request_duration: OnceLock<Histogram>,
@@ -286,6 +288,7 @@ impl RouteTable {
                     rewrite: r.rewrite.as_ref().map(|w| Box::new(Rewrite::new(w, &r.path_prefix))),
                     compression: r.compression.as_ref().map(|z| Arc::new(Compression::new(z))),
                     conditions: Conditions::new(&r.matches),
+                    cache: r.cache.as_ref().map(|c| Box::new(crate::cache::CacheRule::new(c))),
                     request_duration: OnceLock::new(),
                     upstream_duration: OnceLock::new(),
                 })

@@ -457,7 +457,11 @@ impl Scratch {
             let info = decode_into(raw, plus_space, limits, &mut self.decoded, &mut self.tmp);
             // A `&` or `%` that starts no escape (a URL's query string) leaves the value as it
             // was, and so its classification.
-            let f = if info.layers == 0 { flags } else { classify(&self.decoded) };
+            let f = if info.layers == 0 {
+                flags
+            } else {
+                classify(&self.decoded)
+            };
             self.finish(f)
         } else {
             self.decoded.clear();
