@@ -18,6 +18,8 @@
 //! (utime+stime of the whole process from `/proc/PID/stat`, all threads, over the round), which
 //! is what to compare on a shared, busy machine.
 
+#[path = "../benches/support/moderation_chat.rs"]
+mod chat;
 #[path = "demo/platform.rs"]
 mod platform;
 #[path = "demo/wire.rs"]
@@ -30,51 +32,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chat::{terms, CHAT};
 use wire::{Client, Event, Handshake};
 
 /// Messages in flight at once: far below the room's 256-message backlog, so nothing is skipped.
 const WINDOW: usize = 64;
 /// Longest wait for one broadcast before the run is declared broken.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Chat lines the messages are cut from (the moderation benchmark's, two of them evasions of
-/// listed terms, so the `on` rounds mask some messages).
-const CHAT: &[&str] = &[
-    "lol that play was insane gg",
-    "can you show the settings again? I missed it",
-    "hello from Brazil!! first time here 😀😀",
-    "what keyboard is that, it sounds so clicky",
-    "you are such a l0ser honestly",
-    "Prüfung morgen, deshalb nur kurz hier",
-    "привет всем, как дела?",
-    "b a d w o r d",
-    "is the stream going to be on friday at 8pm or 9pm?",
-    "PogChamp PogChamp PogChamp",
-    "https://example.com/clip/AbCdEf123 check this",
-    "café crème is the best, fight me",
-    "jerk chicken recipe when?",
-    "I think the 2024 version was better tbh",
-    "ｆｕｌｌｗｉｄｔｈ text is annoying",
-    "@streamer can you say hi to my brother",
-    "noooooo not the boss again",
-    "idk man the patch notes said 3.1.4 fixed that",
-];
-
-/// The 10k-entry list of `benches/moderate.rs`: a few real terms, then `n` random words.
-fn terms(n: usize) -> String {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut out = String::from("badword\ncrud\njerk\nloser\nidiot\nyou suck\n!jerk chicken\n");
-    for i in 0..n {
-        let len = rng.usize(4..=10);
-        let word: String = (0..len).map(|_| rng.lowercase()).collect();
-        out.push_str(&word);
-        if i % 10 == 0 {
-            out.push_str(" | category=generated weight=2");
-        }
-        out.push('\n');
-    }
-    out
-}
 
 /// About 200 bytes of chat, starting at line `seed`.
 fn message(seed: usize) -> String {

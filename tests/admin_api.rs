@@ -38,14 +38,7 @@ struct Console {
 }
 
 fn start() -> Console {
-    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let admin = free_addr();
-    let cfg = format!(
-        "{}admin:\n  address: {admin}\n  token_file: token.txt\npolicies: [p.yaml]\n",
-        single_pool(&origin)
-    );
-    let p = Proxy::start(&cfg, &[("token.txt", TOKEN), ("p.yaml", POLICY)]);
-    eventually("the admin listener", || std::net::TcpStream::connect(admin).ok());
+    let (origin, p, admin) = start_with_admin(POLICY, TOKEN);
     Console {
         origin,
         p,
@@ -422,7 +415,7 @@ fn every_documented_operation_answers_as_documented() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 19, "every route was called");
+    assert_eq!(checked, 21, "every route was called");
     // A known path with another method is told apart from an unknown path.
     let r =
         k.c.put(format!("{}/api/bans", k.admin))

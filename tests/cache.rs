@@ -50,29 +50,20 @@ struct CacheOrigin {
 
 impl CacheOrigin {
     fn spawn() -> CacheOrigin {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let origin = CacheOrigin {
-                    addr: Some(listener.local_addr().expect("addr")),
-                    ..CacheOrigin::default()
-                };
-                tx.send(origin.clone()).expect("send");
-                while let Ok((stream, _)) = listener.accept().await {
-                    let o = origin.clone();
-                    tokio::spawn(async move {
-                        let _ = o.serve(stream).await;
-                    });
-                }
-            });
-        });
-        rx.recv().expect("origin")
+        on_own_runtime(2, |tx| async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let origin = CacheOrigin {
+                addr: Some(listener.local_addr().expect("addr")),
+                ..CacheOrigin::default()
+            };
+            tx.send(origin.clone()).expect("send");
+            while let Ok((stream, _)) = listener.accept().await {
+                let o = origin.clone();
+                tokio::spawn(async move {
+                    let _ = o.serve(stream).await;
+                });
+            }
+        })
     }
 
     fn page(&self, path: &str, page: Page) {
@@ -102,20 +93,9 @@ impl CacheOrigin {
                 return Ok(());
             }
             let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut headers = BTreeMap::new();
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).await? == 0 {
-                    return Ok(());
-                }
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                }
-            }
+            let Some(headers) = common::origin::read_headers(&mut r).await? else {
+                return Ok(());
+            };
             if target == "/healthz" {
                 r.get_mut()
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")

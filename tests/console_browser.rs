@@ -38,14 +38,7 @@ struct Setup {
 }
 
 fn start() -> Setup {
-    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
-    let admin = free_addr();
-    let cfg = format!(
-        "{}admin:\n  address: {admin}\n  token_file: token.txt\npolicies: [p.yaml]\n",
-        single_pool(&origin)
-    );
-    let p = Proxy::start(&cfg, &[("token.txt", TOKEN), ("p.yaml", POLICY)]);
-    eventually("the admin listener", || std::net::TcpStream::connect(admin).ok());
+    let (origin, p, admin) = start_with_admin(POLICY, TOKEN);
     Setup {
         _origin: origin,
         p,

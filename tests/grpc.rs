@@ -134,50 +134,41 @@ fn self_signed() -> (openssl::x509::X509, openssl::pkey::PKey<openssl::pkey::Pri
 
 /// Start the origin in plaintext (h2c) and over TLS offering only `h2` by ALPN.
 fn spawn_origins(origin: &GrpcOrigin) -> (SocketAddr, SocketAddr) {
-    let (tx, rx) = std::sync::mpsc::channel();
     let origin = origin.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let tls = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            tx.send((plain.local_addr().expect("addr"), tls.local_addr().expect("addr")))
-                .expect("send");
-            let (cert, key) = self_signed();
-            let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
-            acceptor.set_certificate(&cert).expect("cert");
-            acceptor.set_private_key(&key).expect("key");
-            acceptor.set_alpn_select_callback(|_, offered| {
-                openssl::ssl::select_next_proto(b"\x02h2", offered).ok_or(AlpnError::NOACK)
-            });
-            let acceptor = Arc::new(acceptor.build());
-            let o = origin.clone();
-            tokio::spawn(async move {
-                while let Ok((s, _)) = plain.accept().await {
-                    tokio::spawn(o.clone().serve(s, false));
-                }
-            });
-            while let Ok((s, _)) = tls.accept().await {
-                let (o, acceptor) = (origin.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
-                        return;
-                    };
-                    let Ok(mut s) = tokio_openssl::SslStream::new(ssl, s) else {
-                        return;
-                    };
-                    if std::pin::Pin::new(&mut s).accept().await.is_ok() {
-                        o.serve(s, true).await;
-                    }
-                });
+    on_own_runtime(1, move |tx| async move {
+        let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let tls = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        tx.send((plain.local_addr().expect("addr"), tls.local_addr().expect("addr")))
+            .expect("send");
+        let (cert, key) = self_signed();
+        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
+        acceptor.set_certificate(&cert).expect("cert");
+        acceptor.set_private_key(&key).expect("key");
+        acceptor.set_alpn_select_callback(|_, offered| {
+            openssl::ssl::select_next_proto(b"\x02h2", offered).ok_or(AlpnError::NOACK)
+        });
+        let acceptor = Arc::new(acceptor.build());
+        let o = origin.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = plain.accept().await {
+                tokio::spawn(o.clone().serve(s, false));
             }
         });
-    });
-    rx.recv().expect("origins")
+        while let Ok((s, _)) = tls.accept().await {
+            let (o, acceptor) = (origin.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                    return;
+                };
+                let Ok(mut s) = tokio_openssl::SslStream::new(ssl, s) else {
+                    return;
+                };
+                if std::pin::Pin::new(&mut s).accept().await.is_ok() {
+                    o.serve(s, true).await;
+                }
+            });
+        }
+    })
 }
 
 /// One gRPC call through Palisade over h2c: the response status, messages and trailers.

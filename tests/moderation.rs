@@ -376,18 +376,7 @@ fn check_reports_list_and_rule_errors_with_file_and_line() {
         ),
     )
     .expect("policy");
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args([
-            "check",
-            "--listen",
-            "127.0.0.1:1",
-            "--upstream",
-            "127.0.0.1:2",
-            "--policy",
-        ])
-        .arg(&policy_path)
-        .output()
-        .expect("check");
+    let out = check_policy_file(&policy_path);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let list = dir.path().join("lists/abuse.txt").display().to_string();

@@ -9,7 +9,6 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::Command;
 
 use reqwest::blocking::RequestBuilder;
 
@@ -253,24 +252,9 @@ waf:
 
 #[test]
 fn an_unknown_rule_id_is_a_check_error_with_file_and_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("palisade.yaml"),
-        "listeners: [{address: 127.0.0.1:1}]\nupstreams: {app: {backends: [127.0.0.1:2]}}\nroutes: [{name: app, upstream: app}]\npolicies: [p.yaml]\n",
-    )
-    .expect("config");
-    std::fs::write(
-        dir.path().join("p.yaml"),
+    let err = policy_check_errors(
         "waf:\n  rules:\n    - {id: sqli.libinjection, action: off}\n    - {id: sqlx, action: monitor}\n  exclusions:\n    - {rule: xss.nope, field: body}\n",
-    )
-    .expect("policy");
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["check", "-c"])
-        .arg(dir.path().join("palisade.yaml"))
-        .output()
-        .expect("run check");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         err.lines()
             .any(|l| l.contains("p.yaml:4:") && l.contains("waf.rules[1].id") && l.contains("sqlx")),
@@ -287,24 +271,9 @@ fn an_unknown_rule_id_is_a_check_error_with_file_and_line() {
 fn the_shipped_waf_policy_runs_from_the_command_line() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let dir = tempfile::tempdir().expect("dir");
-    let listen = free_addr();
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/waf.yaml");
     let upstream = origin.addr.expect("addr").to_string();
-    let _running = run_with_args(
-        dir.path(),
-        &[
-            "run",
-            "--listen",
-            &listen.to_string(),
-            "--upstream",
-            &upstream,
-            "--policy",
-            &policy.to_string_lossy(),
-            "--telemetry",
-            "off",
-        ],
-        listen,
-    );
+    let (listen, _running) = run_policy_file(dir.path(), &policy, &upstream);
     let c = client();
     let get = |path: &str| {
         c.get(format!("http://{listen}{path}"))

@@ -12,7 +12,6 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::Command;
 
 use reqwest::blocking::RequestBuilder;
 
@@ -276,27 +275,9 @@ fn crs_rule_ids_are_policy_monitor_off_and_exclusions() {
     assert!(origin.seen_path("/deep/r-other").is_empty());
 }
 
-/// `palisade check` on a policy file; stderr.
-fn check(policy: &str) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("palisade.yaml"),
-        "listeners: [{address: 127.0.0.1:1}]\nupstreams: {app: {backends: [127.0.0.1:2]}}\nroutes: [{name: app, upstream: app}]\npolicies: [p.yaml]\n",
-    )
-    .expect("config");
-    std::fs::write(dir.path().join("p.yaml"), policy).expect("policy");
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["check", "-c"])
-        .arg(dir.path().join("palisade.yaml"))
-        .output()
-        .expect("run check");
-    assert!(!out.status.success(), "{policy} passed check");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn a_missing_library_or_rules_directory_is_a_check_error_with_file_and_line() {
-    let err = check("waf:\n  crs:\n    paranoia: 1\n    library: libmodsecurity-absent.so.3\n");
+    let err = policy_check_errors("waf:\n  crs:\n    paranoia: 1\n    library: libmodsecurity-absent.so.3\n");
     assert!(
         err.lines().any(|l| l.contains("p.yaml:")
             && l.contains("waf.crs.library")
@@ -304,19 +285,19 @@ fn a_missing_library_or_rules_directory_is_a_check_error_with_file_and_line() {
             && l.contains("apt-get install libmodsecurity3")),
         "{err}"
     );
-    let err = check("waf:\n  crs:\n    rules_dir: /nonexistent/crs-rules\n");
+    let err = policy_check_errors("waf:\n  crs:\n    rules_dir: /nonexistent/crs-rules\n");
     assert!(
         err.lines()
             .any(|l| l.contains("p.yaml:") && l.contains("waf.crs.rules_dir") && l.contains("/nonexistent/crs-rules")),
         "{err}"
     );
-    let err = check("waf:\n  crs:\n    paranoia: 5\n  rules:\n    - {id: \"crs:999999\", action: off}\n");
+    let err = policy_check_errors("waf:\n  crs:\n    paranoia: 5\n  rules:\n    - {id: \"crs:999999\", action: off}\n");
     assert!(
         err.lines()
             .any(|l| l.contains("p.yaml:3:") && l.contains("waf.crs.paranoia")),
         "{err}"
     );
-    let err = check("waf:\n  crs: {}\n  rules:\n    - {id: \"crs:942999\", action: monitor}\n    - {id: \"crs:94x\", action: off}\n");
+    let err = policy_check_errors("waf:\n  crs: {}\n  rules:\n    - {id: \"crs:942999\", action: monitor}\n    - {id: \"crs:94x\", action: off}\n");
     assert!(
         err.lines()
             .any(|l| l.contains("p.yaml:4:") && l.contains("waf.rules[0].id") && l.contains("no such rule")),
@@ -327,45 +308,19 @@ fn a_missing_library_or_rules_directory_is_a_check_error_with_file_and_line() {
             .any(|l| l.contains("p.yaml:5:") && l.contains("waf.rules[1].id")),
         "{err}"
     );
-    let err = check("waf:\n  exclusions:\n    - {rule: \"crs:942100\", field: body}\n");
+    let err = policy_check_errors("waf:\n  exclusions:\n    - {rule: \"crs:942100\", field: body}\n");
     assert!(err.contains("no crs tier"), "{err}");
 }
 
 #[test]
 fn the_shipped_crs_policy_checks_and_runs_from_the_command_line() {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/waf-crs.yaml");
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args([
-            "check",
-            "--listen",
-            "127.0.0.1:1",
-            "--upstream",
-            "127.0.0.1:2",
-            "--policy",
-        ])
-        .arg(&policy)
-        .output()
-        .expect("run check");
+    let out = check_policy_file(&policy);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let dir = tempfile::tempdir().expect("dir");
-    let listen = free_addr();
     let upstream = origin.addr.expect("addr").to_string();
-    let _running = run_with_args(
-        dir.path(),
-        &[
-            "run",
-            "--listen",
-            &listen.to_string(),
-            "--upstream",
-            &upstream,
-            "--policy",
-            &policy.to_string_lossy(),
-            "--telemetry",
-            "off",
-        ],
-        listen,
-    );
+    let (listen, _running) = run_policy_file(dir.path(), &policy, &upstream);
     let c = client();
     let get = |path: &str, ua: &str| {
         c.get(format!("http://{listen}{path}"))

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::{reply, AdminApp};
 use crate::enforce::identity::Pseudonym;
 use crate::enforce::manual::{self, ban_id, shown, BanChange, MAX_REASON_CHARS};
-use crate::enforce::offenders::{now_ms, Actor, Penalty};
+use crate::enforce::offenders::{now_ms, Actor, Millis, Penalty};
 use crate::enforce::Action;
 use crate::metrics::names;
 use crate::policy::rules::{query_value, Effect};
@@ -55,17 +55,17 @@ fn penalty_json(actor: &Actor, p: &Penalty, now: u64) -> Value {
     })
 }
 
+/// The penalties in force at `now` (bans and probations), with their actors.
+pub(super) fn active_penalties(app: &AdminApp, now: Millis) -> Vec<(Actor, Penalty)> {
+    let snap = app.store.load();
+    let list = snap.offenders.list();
+    list.into_iter().filter(|(_, p)| p.active(now)).collect()
+}
+
 /// `GET /api/bans`: active bans and probations.
 pub(super) fn bans(app: &AdminApp) -> Response<Vec<u8>> {
     let now = now_ms();
-    let mut list: Vec<(Actor, Penalty)> = app
-        .store
-        .load()
-        .offenders
-        .list()
-        .into_iter()
-        .filter(|(_, p)| p.active(now))
-        .collect();
+    let mut list = active_penalties(app, now);
     list.sort_by_key(|(_, p)| std::cmp::Reverse(p.last_seen));
     let bans: Vec<Value> = list.iter().map(|(a, p)| penalty_json(a, p, now)).collect();
     reply(StatusCode::OK, json!({ "bans": bans }))

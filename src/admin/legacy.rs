@@ -34,13 +34,8 @@ pub(super) fn status(app: &AdminApp) -> Response<Vec<u8>> {
 
 pub(super) fn bans(app: &AdminApp) -> Response<Vec<u8>> {
     let now = now_ms();
-    let list: Vec<_> = app
-        .store
-        .load()
-        .offenders
-        .list()
+    let list: Vec<_> = super::api::active_penalties(app, now)
         .into_iter()
-        .filter(|(_, p)| p.active(now))
         .map(|(actor, p)| {
             json!({"actor": shown(&actor), "kind": p.kind, "rules": p.rules, "reason": p.reason,
                    "bans": p.bans, "strikes": p.strikes, "first_seen_ms": p.first_seen, "last_seen_ms": p.last_seen,
@@ -54,27 +49,32 @@ fn bad(message: &str) -> Response<Vec<u8>> {
     reply(StatusCode::BAD_REQUEST, json!({ "error": message }))
 }
 
-/// `POST /bans?ip=ADDR&for=DURATION|forever` (or `id=IDENTITY`, or `pseudonym=hmac:HEX`), and
+/// `POST /bans?ip=ADDR&for=DURATION|forever` (or `net=CIDR`, `id=IDENTITY`, `pseudonym=hmac:HEX`), and
 /// `DELETE /bans?…` with the same actor parameters.
 pub(super) fn change_ban(app: &AdminApp, query: Option<&str>, add: bool) -> Response<Vec<u8>> {
     let offenders = app.store.load().offenders.clone();
     let given = (
         query_value(query, "ip"),
+        query_value(query, "net"),
         query_value(query, "id"),
         query_value(query, "pseudonym"),
     );
     let actor = match given {
-        (Some(ip), None, None) => match ip.parse::<IpAddr>() {
+        (Some(ip), None, None, None) => match ip.parse::<IpAddr>() {
             Ok(ip) => Actor::Ip(ip),
             Err(_) => return bad("ip is not an address"),
         },
+        (None, Some(net), None, None) => match net.parse::<crate::config::types::Cidr>() {
+            Ok(c) => Actor::Net(c.0),
+            Err(_) => return bad("net is not a CIDR (203.0.113.0/24)"),
+        },
         // The value is read once, here, and only its pseudonym is kept.
-        (None, Some(id), None) if !id.is_empty() => Actor::Id(offenders.pseudonym(id.as_bytes())),
-        (None, None, Some(p)) => match Pseudonym::parse(p.strip_prefix("id:").unwrap_or(p)) {
+        (None, None, Some(id), None) if !id.is_empty() => Actor::Id(offenders.pseudonym(id.as_bytes())),
+        (None, None, None, Some(p)) => match Pseudonym::parse(p.strip_prefix("id:").unwrap_or(p)) {
             Some(p) => Actor::Id(p),
             None => return bad("pseudonym is not hmac: and 32 hex digits, as GET /bans shows it"),
         },
-        _ => return bad("give one of ip=ADDRESS, id=IDENTITY or pseudonym=hmac:HEX"),
+        _ => return bad("give one of ip=ADDRESS, net=CIDR, id=IDENTITY or pseudonym=hmac:HEX"),
     };
     let change = if add {
         let length = match query_value(query, "for") {

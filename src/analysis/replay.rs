@@ -269,6 +269,21 @@ mod tests {
         assert!(render(&r).contains("per-ip"));
     }
 
+    /// Replays an SQL injection, a scanner (by its User-Agent) and a benign look-alike: the first
+    /// two are newly refused by the WAF, the third still allowed.
+    fn waf_refuses_the_attack_and_the_scanner(p: &mut PolicySet, scanner_ua: &str) {
+        let mut attack = ev(1_000_000, "198.51.100.1", "/search", "allow");
+        attack.url.query = Some("q=1%27%20union%20select%20password%20from%20users--".into());
+        let mut scanner = ev(1_001_000, "198.51.100.2", "/", "allow");
+        scanner.user_agent.original = scanner_ua.into();
+        let mut benign = ev(1_002_000, "198.51.100.3", "/search", "allow");
+        benign.url.query = Some("q=O%27Reilly+books".into());
+        let r = replay(p, &[attack, scanner, benign], &Filter::default(), 5);
+        assert_eq!(r.newly_refused.count, 2, "{r:#?}");
+        assert_eq!(r.newly_refused.by_rule.get("waf"), Some(&2));
+        assert_eq!(r.matrix.get("allow -> allow"), Some(&1));
+    }
+
     #[test]
     fn the_waf_judges_recorded_requests() {
         let yaml = "waf:\n  threshold: 5\n";
@@ -276,16 +291,7 @@ mod tests {
             &[policy_from_str("candidate.yaml", yaml, &["app"]).expect("policy")],
             None,
         );
-        let mut attack = ev(1_000_000, "198.51.100.1", "/search", "allow");
-        attack.url.query = Some("q=1%27%20union%20select%20password%20from%20users--".into());
-        let mut scanner = ev(1_001_000, "198.51.100.2", "/", "allow");
-        scanner.user_agent.original = "sqlmap/1.7.2#stable (https://sqlmap.org)".into();
-        let mut benign = ev(1_002_000, "198.51.100.3", "/search", "allow");
-        benign.url.query = Some("q=O%27Reilly+books".into());
-        let r = replay(&mut p, &[attack, scanner, benign], &Filter::default(), 5);
-        assert_eq!(r.newly_refused.count, 2, "{r:#?}");
-        assert_eq!(r.newly_refused.by_rule.get("waf"), Some(&2));
-        assert_eq!(r.matrix.get("allow -> allow"), Some(&1));
+        waf_refuses_the_attack_and_the_scanner(&mut p, "sqlmap/1.7.2#stable (https://sqlmap.org)");
     }
 
     /// Real libmodsecurity3 and Debian CRS; the built-in tier is on another route, so what
@@ -297,15 +303,6 @@ mod tests {
             &[policy_from_str("candidate.yaml", yaml, &["app", "other"]).expect("policy")],
             None,
         );
-        let mut attack = ev(1_000_000, "198.51.100.1", "/search", "allow");
-        attack.url.query = Some("q=1%27%20union%20select%20password%20from%20users--".into());
-        let mut scanner = ev(1_001_000, "198.51.100.2", "/", "allow");
-        scanner.user_agent.original = "Mozilla/5.0 (compatible; Grendel-Scan/1.0)".into();
-        let mut benign = ev(1_002_000, "198.51.100.3", "/search", "allow");
-        benign.url.query = Some("q=O%27Reilly+books".into());
-        let r = replay(&mut p, &[attack, scanner, benign], &Filter::default(), 5);
-        assert_eq!(r.newly_refused.count, 2, "{r:#?}");
-        assert_eq!(r.newly_refused.by_rule.get("waf"), Some(&2));
-        assert_eq!(r.matrix.get("allow -> allow"), Some(&1));
+        waf_refuses_the_attack_and_the_scanner(&mut p, "Mozilla/5.0 (compatible; Grendel-Scan/1.0)");
     }
 }

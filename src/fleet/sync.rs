@@ -103,6 +103,13 @@ impl Sync {
         self.cfg.unban_memory.0.as_millis() as u64
     }
 
+    /// A record written to the bucket at `revision`.
+    fn written(&mut self, key: &str, revision: u64) {
+        self.revisions.insert(key.to_string(), revision);
+        FLEET.published.with_label_values(&["ban"]).inc();
+        self.me.published += 1;
+    }
+
     /// Merge `r` into the view under `key`, apply the result to the offender state, and
     /// return whether the view changed.
     fn take_in(&mut self, key: &str, r: &BanRecord) -> bool {
@@ -327,9 +334,7 @@ impl Sync {
             let value = serde_json::to_vec(ours).map_err(|e| e.to_string())?;
             match kv.update(key, value.into(), revision).await {
                 Ok(r) => {
-                    self.revisions.insert(key.to_string(), r);
-                    FLEET.published.with_label_values(&["ban"]).inc();
-                    self.me.published += 1;
+                    self.written(key, r);
                     return Ok(());
                 }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
@@ -357,9 +362,7 @@ impl Sync {
             let value = serde_json::to_vec(&merged).map_err(|e| e.to_string())?;
             match kv.update(key, value.into(), revision).await {
                 Ok(r) => {
-                    self.revisions.insert(key.to_string(), r);
-                    FLEET.published.with_label_values(&["ban"]).inc();
-                    self.me.published += 1;
+                    self.written(key, r);
                     return Ok(());
                 }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,

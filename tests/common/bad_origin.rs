@@ -41,32 +41,23 @@ pub struct BadOrigin {
 impl BadOrigin {
     /// Start on a free loopback port, on its own thread and runtime.
     pub fn spawn(mode: Mode) -> BadOrigin {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let origin = BadOrigin {
-                    addr: listener.local_addr().expect("addr"),
-                    connections: Arc::default(),
-                    requests: Arc::default(),
-                    tunnel_bytes: Arc::default(),
-                };
-                tx.send(origin.clone()).expect("send");
-                while let Ok((stream, _)) = listener.accept().await {
-                    let n = origin.connections.fetch_add(1, Ordering::SeqCst);
-                    let o = origin.clone();
-                    tokio::spawn(async move {
-                        let _ = o.serve(stream, mode, n).await;
-                    });
-                }
-            });
-        });
-        rx.recv().expect("bad origin started")
+        super::on_own_runtime(1, move |tx| async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let origin = BadOrigin {
+                addr: listener.local_addr().expect("addr"),
+                connections: Arc::default(),
+                requests: Arc::default(),
+                tunnel_bytes: Arc::default(),
+            };
+            tx.send(origin.clone()).expect("send");
+            while let Ok((stream, _)) = listener.accept().await {
+                let n = origin.connections.fetch_add(1, Ordering::SeqCst);
+                let o = origin.clone();
+                tokio::spawn(async move {
+                    let _ = o.serve(stream, mode, n).await;
+                });
+            }
+        })
     }
 
     pub fn connections(&self) -> usize {

@@ -66,6 +66,83 @@ pub fn run_with_args(dir: &Path, args: &[&str], listen: SocketAddr) -> Running {
     running
 }
 
+/// Run `start` on a new thread with its own multi-threaded runtime of `workers` threads, and
+/// return the first value it sends (the started server); the runtime lives as long as `start`'s
+/// future runs.
+pub fn on_own_runtime<T, F>(workers: usize, start: impl FnOnce(std::sync::mpsc::Sender<T>) -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(start(tx));
+    });
+    rx.recv().expect("server started")
+}
+
+/// What `palisade check` prints about `policy`, given as the file `p.yaml` of a minimal
+/// configuration; panics if the check passes.
+pub fn policy_check_errors(policy: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        dir.path().join("palisade.yaml"),
+        "listeners: [{address: 127.0.0.1:1}]\nupstreams: {app: {backends: [127.0.0.1:2]}}\nroutes: [{name: app, upstream: app}]\npolicies: [p.yaml]\n",
+    )
+    .expect("config");
+    fs::write(dir.path().join("p.yaml"), policy).expect("policy");
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["check", "-c"])
+        .arg(dir.path().join("palisade.yaml"))
+        .output()
+        .expect("run check");
+    assert!(!out.status.success(), "{policy} passed check");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `palisade check --listen … --upstream … --policy POLICY`, as an operator tries a policy file.
+pub fn check_policy_file(policy: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "check",
+            "--listen",
+            "127.0.0.1:1",
+            "--upstream",
+            "127.0.0.1:2",
+            "--policy",
+        ])
+        .arg(policy)
+        .output()
+        .expect("run check")
+}
+
+/// `palisade run --listen … --upstream UPSTREAM --policy POLICY --telemetry off` in `dir`; returns
+/// the listening address once it accepts.
+pub fn run_policy_file(dir: &Path, policy: &Path, upstream: &str) -> (SocketAddr, Running) {
+    let listen = free_addr();
+    let running = run_with_args(
+        dir,
+        &[
+            "run",
+            "--listen",
+            &listen.to_string(),
+            "--upstream",
+            upstream,
+            "--policy",
+            &policy.to_string_lossy(),
+            "--telemetry",
+            "off",
+        ],
+        listen,
+    );
+    (listen, running)
+}
+
 /// Poll `f` until it returns `Some`, or panic with `what` after `PATIENCE`.
 pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
@@ -294,6 +371,20 @@ pub fn single_pool(origin: &Origin) -> String {
         "upstreams:\n  app:\n    backends: [\"{}\"]\nroutes:\n  - name: app\n    upstream: app\n",
         origin.addr.expect("origin addr")
     )
+}
+
+/// Palisade in front of a fresh origin, with the policy `policy` and an admin listener whose
+/// token is `token`; returns once the admin listener accepts, with its address.
+pub fn start_with_admin(policy: &str, token: &str) -> (Origin, Proxy, SocketAddr) {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let admin = free_addr();
+    let cfg = format!(
+        "{}admin:\n  address: {admin}\n  token_file: token.txt\npolicies: [p.yaml]\n",
+        single_pool(&origin)
+    );
+    let p = Proxy::start(&cfg, &[("token.txt", token), ("p.yaml", policy)]);
+    eventually("the admin listener", || TcpStream::connect(admin).ok());
+    (origin, p, admin)
 }
 
 /// The request id Palisade put on a response.

@@ -102,20 +102,9 @@ impl Origin {
             let mut parts = line.split_whitespace();
             let method = parts.next().unwrap_or("").to_string();
             let target = parts.next().unwrap_or("").to_string();
-            let mut headers = BTreeMap::new();
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).await? == 0 {
-                    return Ok(());
-                }
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                }
-            }
+            let Some(headers) = read_headers(&mut r).await? else {
+                return Ok(());
+            };
             let chunked = headers
                 .get("transfer-encoding")
                 .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
@@ -207,5 +196,26 @@ async fn read_chunked(r: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> 
         body.resize(start + size + 2, 0);
         r.read_exact(&mut body[start..]).await?;
         body.truncate(start + size);
+    }
+}
+
+/// The header lines of a request head up to its blank line, names lower-cased; `None` when the
+/// connection ends first.
+pub async fn read_headers<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<BTreeMap<String, String>>> {
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).await? == 0 {
+            return Ok(None);
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            return Ok(Some(headers));
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
     }
 }
