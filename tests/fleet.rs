@@ -224,6 +224,13 @@ fn a_ban_decided_at_one_instance_is_enforced_at_the_others() {
         let v = a.get_admin("/api/fleet");
         (v["instances"].as_array().map(Vec::len) == Some(3)).then_some(v)
     });
+    // The console's health line reads the same view (refreshed at each heartbeat).
+    let health = eventually("fleet health in GET /api/stats", || {
+        let h = a.get_admin("/api/stats")["fleet"].clone();
+        (h["instances"] == 3 && h["fleet_bans"].as_u64() >= Some(30)).then_some(h)
+    });
+    assert_eq!(health["enabled"], true, "{health}");
+    assert_eq!(health["connected"], true, "{health}");
     assert!(b.metric("palisade_fleet_applied_total") >= 10.0);
     assert!(b.metric("palisade_fleet_propagation_seconds_count") >= 10.0);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
