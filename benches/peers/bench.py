@@ -194,6 +194,69 @@ def rss_kib(root: int) -> int:
     return total
 
 
+def thread_counters(root: int) -> dict[int, tuple[int, int, int]]:
+    """Per thread of a process tree: (voluntary switches, involuntary switches, CPU ticks)."""
+    out = {}
+    for p in tree_pids(root):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/status") as f:
+                    st = dict(line.split(":", 1) for line in f if ":" in line)
+                with open(f"/proc/{p}/task/{tid}/stat") as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+                out[int(tid)] = (int(st["voluntary_ctxt_switches"]), int(st["nonvoluntary_ctxt_switches"]),
+                                 int(rest[11]) + int(rest[12]))
+            except (OSError, KeyError, ValueError):
+                pass
+    return out
+
+
+def switches(before: dict, after: dict) -> dict:
+    """Context switches over a step: all threads', and the voluntary ones (each a sleep ended by a
+    wake-up) of threads other than the busiest (the worker)."""
+    d = {t: tuple(a - b for a, b in zip(v, before.get(t, (0, 0, 0)))) for t, v in after.items()}
+    worker = max(d, key=lambda t: d[t][2], default=None)
+    return {"vcsw": sum(v[0] for v in d.values()), "ivcsw": sum(v[1] for v in d.values()),
+            "other_wakeups": sum(v[0] for t, v in d.items() if t != worker)}
+
+
+class SyscallCounter:
+    """`perf stat -e raw_syscalls:sys_enter` attached to a process tree for one step; counts
+    nothing (NaN) where perf or the tracepoint is missing."""
+    available: bool | None = None
+
+    def __init__(self, root: int | None):
+        self.proc = None
+        if root is None or not self.usable():
+            return
+        pids = ",".join(str(p) for p in tree_pids(root))
+        self.proc = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", pids],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.2)
+
+    @classmethod
+    def usable(cls) -> bool:
+        if cls.available is None:
+            r = subprocess.run(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "true"],
+                               capture_output=True, text=True) if shutil.which("perf") else None
+            cls.available = bool(r and r.returncode == 0 and re.search(r"^\d+,", r.stderr, re.M))
+            if not cls.available:
+                log("perf with the raw_syscalls tracepoint is not usable here: syscalls are not counted")
+        return cls.available
+
+    def stop(self) -> float:
+        if self.proc is None:
+            return float("nan")
+        self.proc.send_signal(signal.SIGINT)
+        err = self.proc.communicate(timeout=30)[1]
+        m = re.search(r"^(\d+),", err, re.M)
+        return float(m.group(1)) if m else float("nan")
+
+
 def cpu_times() -> dict[str, tuple[int, int]]:
     """Per-CPU (busy, total) ticks from /proc/stat."""
     out = {}
@@ -301,7 +364,11 @@ class Setup:
 
     def nginx_common(self, name: str) -> str:
         t = self.tmp
+        # Run as root, nginx's workers would become `nobody`, who cannot enter the private
+        # working directory (the cache's files are opened by the workers).
+        user = "user root;" if os.geteuid() == 0 else ""
         return f"""
+{user}
 daemon off;
 pid {t}/{name}.pid;
 error_log {t}/{name}-error.log warn;
@@ -695,6 +762,11 @@ class Sample:
     load_core_busy: float        # busy fraction of the load generators' core
     other_cores: float           # CPU (in cores) used by processes that are not ours
     mbps: float = 0.0
+    # Per request, counted in the proxy's processes (they move between hosts less than CPU time):
+    syscalls: float = float("nan")    # system calls entered
+    vcsw: float = float("nan")        # voluntary context switches, all threads
+    ivcsw: float = float("nan")       # involuntary context switches, all threads
+    other_wakeups: float = float("nan")   # voluntary switches of threads other than the worker
     p999_us: float = float("nan")
     lag99_us: float = float("nan")    # paced_load: how late the 99th-percentile send left
 
@@ -764,6 +836,8 @@ def paced(binary: Path, port: int, rate: float, conns: int, seconds: int, cpus: 
 
 def measure(px_root: int | None, load_pids: list[int], run) -> tuple[dict, dict]:
     """Run one load step and read CPU of the proxy, of our other processes and of the machine."""
+    sc = SyscallCounter(px_root)
+    th0 = thread_counters(px_root) if px_root else {}
     c0 = cpu_ticks(px_root) if px_root else 0
     o0 = sum(cpu_ticks(p) for p in load_pids)
     s0 = cpu_times()
@@ -773,7 +847,9 @@ def measure(px_root: int | None, load_pids: list[int], run) -> tuple[dict, dict]
     c1 = cpu_ticks(px_root) if px_root else 0
     o1 = sum(cpu_ticks(p) for p in load_pids)
     s1 = cpu_times()
-    return res, {"proxy_s": (c1 - c0) / CLK_TCK, "ours_s": (o1 - o0) / CLK_TCK, "wall": wall, "s0": s0, "s1": s1}
+    th1 = thread_counters(px_root) if px_root else {}
+    return res, {"proxy_s": (c1 - c0) / CLK_TCK, "ours_s": (o1 - o0) / CLK_TCK, "wall": wall, "s0": s0, "s1": s1,
+                 "syscalls": sc.stop(), **switches(th0, th1)}
 
 
 def to_sample(res: dict, m: dict, load_cpu: str | None, loadgen_s: float) -> Sample:
@@ -787,6 +863,8 @@ def to_sample(res: dict, m: dict, load_cpu: str | None, loadgen_s: float) -> Sam
     return Sample(rps=res["rps"], p50_us=res["p50"], p99_us=res["p99"], requests=res["requests"],
                   errors=res["errors"], cpu_us_per_req=m["proxy_s"] * 1e6 / n, proxy_util=m["proxy_s"] / m["wall"],
                   load_core_busy=b / tot if tot else 0.0, other_cores=other, mbps=res["mb"] / m["wall"],
+                  syscalls=m["syscalls"] / n, vcsw=m["vcsw"] / n, ivcsw=m["ivcsw"] / n,
+                  other_wakeups=m["other_wakeups"] / n,
                   p999_us=res.get("p999", float("nan")), lag99_us=res.get("lag99", float("nan")))
 
 
@@ -935,6 +1013,8 @@ def summarize(samples: dict[str, list[Sample]]) -> dict[str, dict]:
             "util": med([s.proxy_util for s in ss]), "load_busy": med([s.load_core_busy for s in ss]),
             "other": med([s.other_cores for s in ss]), "errors": sum(s.errors for s in ss),
             "mbps": med([s.mbps for s in ss]), "n": len(ss),
+            "syscalls": med([s.syscalls for s in ss]), "vcsw": med([s.vcsw for s in ss]),
+            "ivcsw": med([s.ivcsw for s in ss]), "other_wakeups": med([s.other_wakeups for s in ss]),
         }
     return out
 
@@ -962,6 +1042,18 @@ def table(summary: dict[str, dict], order: list[str], big: bool = False) -> list
             row += f" {s['mbps']:,.0f} |"
         row += f" {s['errors']} |"
         lines.append(row)
+    return lines
+
+
+def counters_table(summary: dict[str, dict], order: list[str]) -> list[str]:
+    """What moves between hosts, per request: system calls, context switches, other threads' wake-ups."""
+    lines = ["| proxy | syscalls/req | voluntary switches/req | involuntary switches/req "
+             "| wake-ups of other threads/req |", "|---|---|---|---|---|"]
+    f = (lambda x: f"{x:.3f}" if x == x else "n/a")
+    for name in order:
+        s = summary.get(name)
+        if s:
+            lines.append(f"| {name} | {f(s['syscalls'])} | {f(s['vcsw'])} | {f(s['ivcsw'])} | {f(s['other_wakeups'])} |")
     return lines
 
 
@@ -1247,6 +1339,12 @@ def main() -> int:
         others = med([s.other_cores for v in h1.values() for s in v])
         out += ["", f"Noise: CPU used by processes other than these during the rounds: median {others:.2f} "
                     f"cores (of {os.cpu_count()}).", ""]
+        out += ["Per request, in the same rounds (medians): system calls the proxy's processes entered "
+                "(`perf stat -e raw_syscalls:sys_enter`), their threads' context switches (from "
+                "`/proc/PID/task/*/status`), and the voluntary switches of threads other than the busiest one "
+                "(the worker), each a wake-up of a helper thread. These counts depend on the code, not on the "
+                "host's speed, so they compare across machines where CPU time does not.", ""]
+        out += counters_table(h1s, order) + [""]
     if h2s:
         out += [f"## HTTP/2 over TLS, small response ({args.h2_rounds} rounds × {D} s, h2load, 16 connections × "
                 f"8 streams)", ""]
