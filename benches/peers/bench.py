@@ -1242,9 +1242,15 @@ def main() -> int:
 
     h1s = summarize({k: v for k, v in h1.items() if v})
     half_rate = 0.0
+    half_skipped: list[str] = []
     if "half" not in skip and "palisade" in h1s:
         half_rate = h1s["palisade"]["rps"] / 2
-        targets = [("origin (direct)", setup.origin_port, None)] + [(p.name, p.port, p.proc.pid) for p in proxies]
+        # A proxy whose maximum is not well above the rate would only show its queue growing.
+        half_skipped = [p.name for p in proxies if h1s.get(p.name, {}).get("rps", float("inf")) < 1.2 * half_rate]
+        if half_skipped:
+            log(f"half load: skipping {', '.join(half_skipped)} (maximum below 1.2 × the rate)")
+        targets = [("origin (direct)", setup.origin_port, None)] + [(p.name, p.port, p.proc.pid) for p in proxies
+                                                                    if p.name not in half_skipped]
         log(f"half load: {half_rate:,.0f} req/s (half of Palisade's maximum), {C} connections, evenly paced "
             f"(examples/paced_load), {args.half_rounds} rounds")
         runs: dict[str, list[Sample]] = {name: [] for name, _, _ in targets}
@@ -1360,7 +1366,9 @@ def main() -> int:
                 "for the queue it builds. Added = the proxy's percentile minus the origin's own at the same rate. "
                 "Send lag is how late the 99th-percentile request left: late when the generator's core was busy, "
                 "or when its connection was still waiting on the previous answer (HTTP/1.1, one request at a time "
-                "per connection), so it grows with the target's own stalls.", ""]
+                "per connection), so it grows with the target's own stalls."
+                + (f" Not run for {', '.join(half_skipped)}: its maximum is below 1.2 × this rate." if half_skipped else ""),
+                ""]
         out += latency_table(half, paced=True) + [""]
     if bursts:
         out += [f"## The same rate in bursts (h2load --h1 --rps, {C} connections, {D} s)", "",
