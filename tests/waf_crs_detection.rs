@@ -84,15 +84,7 @@ fn describe(m: &[Match]) -> String {
 #[test]
 fn crs_detection_and_false_positives_on_the_built_in_tiers_corpora() {
     let crs = loaded(&Settings::default()).expect("libmodsecurity3 and modsecurity-crs are installed");
-    let classes = [
-        attacks::sqli(),
-        attacks::xss(),
-        attacks::lfi(),
-        attacks::rce(),
-        attacks::rfi(),
-        attacks::injection(),
-        attacks::scanner(),
-    ];
+    let classes = attacks::all();
     let (mut total, mut detected) = (0, 0);
     println!("{:<10} {:>5} {:>8} {:>7}", "class", "cases", "detected", "rate");
     for class in &classes {

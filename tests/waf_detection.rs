@@ -20,15 +20,7 @@ fn describe(r: &Report) -> String {
 
 #[test]
 fn detection_rate_per_class() {
-    let classes = [
-        attacks::sqli(),
-        attacks::xss(),
-        attacks::lfi(),
-        attacks::rce(),
-        attacks::rfi(),
-        attacks::injection(),
-        attacks::scanner(),
-    ];
+    let classes = attacks::all();
     let mut failed = Vec::new();
     println!("{:<10} {:>5} {:>8} {:>7}", "class", "cases", "detected", "rate");
     for class in &classes {

@@ -439,3 +439,8 @@ pub const SCANNER_PATHS: &[&str] = &[
     "/HNAP1/",
     "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php",
 ];
+
+/// Every class, in the order the detection tables list them.
+pub fn all() -> [Class; 7] {
+    [sqli(), xss(), lfi(), rce(), rfi(), injection(), scanner()]
+}
