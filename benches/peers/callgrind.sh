@@ -4,6 +4,12 @@
 #
 #   benches/peers/callgrind.sh NAME=BINARY [NAME=BINARY ...]
 #
+# A NAME starting with `stock` runs the binary as examples/stock_pingora (`BINARY LISTEN
+# ORIGIN`); one starting with `bare` runs Palisade with an empty policy and telemetry off
+# (the peer benchmark's palisade-bare). Counts are of all the process's threads (callgrind's
+# default), the telemetry writer included. With KEEP=DIR, each measured profile is kept as
+# DIR/NAME.callgrind for `callgrind_annotate`.
+#
 # Each binary runs with one worker thread behind a fixed-response nginx origin, with the peer
 # benchmark's kind of policy: a 10,000-CIDR deny list, a per-address limit that never trips,
 # repeat-offender tracking and telemetry of every request to a file. After 500 warm-up
@@ -55,11 +61,26 @@ upstreams: {o: {backends: [127.0.0.1:$origin]}}
 routes: [{name: app, upstream: o}]
 policies: [$dir/policy.yaml]
 YAML
+echo "{}" > "$dir/empty.yaml"
+cat > "$dir/bare.yaml" <<YAML
+server: {threads: 1, pid_file: $dir/bare.pid, upgrade_sock: $dir/bare.sock}
+listeners: [{address: 127.0.0.1:$listen}]
+metrics: {address: 127.0.0.1:$metrics}
+telemetry: {sink: off}
+upstreams: {o: {backends: [127.0.0.1:$origin]}}
+routes: [{name: app, upstream: o}]
+policies: [$dir/empty.yaml]
+YAML
 
 for spec in "$@"; do
     name=${spec%%=*}; bin=${spec#*=}
     out="$dir/callgrind.$name"
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run -c "$dir/palisade.yaml" >"$dir/$name.log" 2>&1 &
+    case $name in
+        stock*) args=("127.0.0.1:$listen" "127.0.0.1:$origin") ;;
+        bare*) args=(run -c "$dir/bare.yaml") ;;
+        *) args=(run -c "$dir/palisade.yaml") ;;
+    esac
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "${args[@]}" >"$dir/$name.log" 2>&1 &
     vg=$!
     for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$listen/" && break; sleep 0.3; done
     h2load --h1 -n 500 -c 4 "http://127.0.0.1:$listen/" >/dev/null
@@ -68,8 +89,13 @@ for spec in "$@"; do
     callgrind_control -d "$vg" >/dev/null
     sleep 1
     kill "$vg"; wait "$vg" 2>/dev/null || true
-    # The dump after zeroing holds the measured requests; the largest total is the worker's.
+    # The dump after zeroing holds the measured requests (all threads); the one written at exit
+    # holds only what came after it.
     total=$(grep -h '^totals:' "$out"* | awk '{print $2}' | sort -n | tail -1)
     echo "$name: $((total / N)) instructions per request ($codes)"
+    if [ -n "${KEEP:-}" ]; then
+        mkdir -p "$KEEP"
+        cp "$(grep -l "^totals: $total\$" "$out"* | head -1)" "$KEEP/$name.callgrind"
+    fi
     rm -f "$out"*
 done
