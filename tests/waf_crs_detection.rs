@@ -107,14 +107,7 @@ fn crs_detection_and_false_positives_on_the_built_in_tiers_corpora() {
         total += class.cases.len();
         detected += hit;
     }
-    let mut cases: Vec<(Location, &str, &str)> = Vec::new();
-    for v in benign::TEXT {
-        cases.push((Location::QueryArg, "q", v));
-        cases.push((Location::JsonString, "comment", v));
-    }
-    cases.extend(benign::URLS.iter().map(|v| (Location::Header, "referer", *v)));
-    cases.extend(benign::URLS.iter().map(|v| (Location::QueryArg, "next", *v)));
-    cases.extend(benign::JSON_STRINGS.iter().map(|v| (Location::JsonString, "field", *v)));
+    let mut cases = benign::near_miss_cases();
     cases.extend(benign::USER_AGENTS.iter().map(|v| (Location::Header, "user-agent", *v)));
     cases.extend(benign::PATHS.iter().map(|v| (Location::Path, "path", *v)));
     let mut blocked = 0;

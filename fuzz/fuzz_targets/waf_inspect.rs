@@ -14,21 +14,11 @@ struct Value {
     value: Vec<u8>,
 }
 
-const LOCATIONS: [Location; 7] = [
-    Location::Path,
-    Location::QueryArg,
-    Location::FormField,
-    Location::JsonString,
-    Location::MultipartField,
-    Location::Cookie,
-    Location::Header,
-];
-
 fuzz_target!(|values: Vec<Value>| {
     let items: Vec<Item<'_>> = values
         .iter()
         .take(64)
-        .map(|v| Item::new(LOCATIONS[usize::from(v.location) % LOCATIONS.len()], &v.name, &v.value))
+        .map(|v| Item::new(Location::ALL[usize::from(v.location) % Location::ALL.len()], &v.name, &v.value))
         .collect();
     let report = inspect(&items, &Config::default());
     let sum: u32 = report.findings.iter().map(|f| f.severity.points()).sum();

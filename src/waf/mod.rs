@@ -36,6 +36,17 @@ pub enum Location {
 }
 
 impl Location {
+    /// Every location, in declaration order (fuzzing and property tests pick from it).
+    pub const ALL: [Location; 7] = [
+        Location::Path,
+        Location::QueryArg,
+        Location::FormField,
+        Location::JsonString,
+        Location::MultipartField,
+        Location::Cookie,
+        Location::Header,
+    ];
+
     /// `+` means space only in `application/x-www-form-urlencoded` data.
     fn plus_is_space(self) -> bool {
         matches!(self, Location::QueryArg | Location::FormField)

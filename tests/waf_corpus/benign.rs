@@ -238,3 +238,18 @@ pub const PATHS: &[&str] = &[
     "/media/uploads/2024/photo_001.jpeg",
     "/api/v2/search/cats%20and%20dogs",
 ];
+
+/// The near-miss values where attacks would go: text as a query argument and as a JSON
+/// comment, URLs as a Referer and as a `next` argument, JSON strings as fields.
+pub fn near_miss_cases() -> Vec<(palisade::waf::Location, &'static str, &'static str)> {
+    use palisade::waf::Location;
+    let mut cases = Vec::new();
+    for v in TEXT {
+        cases.push((Location::QueryArg, "q", *v));
+        cases.push((Location::JsonString, "comment", *v));
+    }
+    cases.extend(URLS.iter().map(|v| (Location::Header, "referer", *v)));
+    cases.extend(URLS.iter().map(|v| (Location::QueryArg, "next", *v)));
+    cases.extend(JSON_STRINGS.iter().map(|v| (Location::JsonString, "field", *v)));
+    cases
+}
