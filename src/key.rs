@@ -37,6 +37,12 @@ pub enum KeyError {
     UnknownPart(String),
 }
 
+/// A header name as configuration writes it (any case); `None` when it is not a valid name.
+/// Validation reports those (config/validate.rs), so compiled models may skip them.
+pub fn header_name(name: &str) -> Option<HeaderName> {
+    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()
+}
+
 impl FromStr for ActorKey {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, KeyError> {

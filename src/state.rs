@@ -109,7 +109,7 @@ impl Snapshot {
                 headers: t
                     .headers
                     .iter()
-                    .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+                    .filter_map(|h| crate::key::header_name(h))
                     .collect(),
             }),
             client_keepalive_secs: cfg

@@ -948,6 +948,7 @@ def feature_rounds(setup: Setup, origin, proxies: list[Proxy], label: str, path:
     for px in proxies:
         setup.start_proxy(px)
         check(px)
+    log(f"{label}: {', '.join(order)} pass the check")
     for px in proxies:
         wrk(px.port, path, 2, conns, setup.load_cpus, headers)
     for r in range(rounds):
@@ -1043,6 +1044,22 @@ def table(summary: dict[str, dict], order: list[str], big: bool = False) -> list
         row += f" {s['errors']} |"
         lines.append(row)
     return lines
+
+
+def feature_section(title: str, text: str, samples: dict[str, list[Sample]], order: list[str], h1s: dict,
+                    compare: str) -> list[str]:
+    """A feature round's report (cache, gzip): its table, with ratios against nginx-policy's
+    small-response rounds when they ran, and the two contenders (nginx's first) compared."""
+    fs = summarize({k: v for k, v in samples.items() if v})
+    base = {BASELINE: h1s[BASELINE]} if BASELINE in h1s else {}
+    text += (" The ratio columns are against nginx-policy without the feature, from the rounds above; "
+             if base else " ") + "the line below compares the two."
+    out = [title, "", text, ""] + table({**fs, **base}, order) + [""]
+    theirs, ours = (fs.get(n) for n in order)
+    if theirs and ours:
+        out += [f"{compare}: CPU/request {ratio(ours['cpu'], theirs['cpu'])}, "
+                f"req/s {ratio(ours['rps'], theirs['rps'])}.", ""]
+    return out
 
 
 def counters_table(summary: dict[str, dict], order: list[str]) -> list[str]:
@@ -1284,7 +1301,6 @@ def main() -> int:
         cache_order, cached = feature_rounds(
             setup, origin, [setup.nginx_proxy(True, cache=True), setup.palisade("palisade-cache", palisade_bin, cache=True)],
             "cache", CACHED_PATH, [], args.cache_rounds, D, C, cache_sanity)
-        log("cache: both answered the cacheable page from their caches")
     gzip_order: list[str] = []
     gzipped: dict[str, list[Sample]] = {}
     gzip_palisade = None
@@ -1378,33 +1394,23 @@ def main() -> int:
                 "Kept for comparison with earlier runs.", ""]
         out += latency_table(bursts, paced=False) + [""]
     if cached:
-        cs = summarize({k: v for k, v in cached.items() if v})
-        n, pc = cs.get("nginx-policy-cache"), cs.get("palisade-cache")
-        out += [f"## Cache hits ({args.cache_rounds} rounds × {D} s, wrk, {C} connections)", "",
-                f"`GET {CACHED_PATH}`, which the origin marks `Cache-Control: public, max-age=3600`, answered from "
-                "the proxy's cache: nginx-policy plus `proxy_cache` (a 64 MiB file cache with `proxy_cache_lock` "
-                "and stale answers while updating or on errors), against Palisade's policy plus `cache: {}` on its "
-                "route (the 64 MiB in-memory store). The table's ratio columns are against nginx-policy without "
-                "a cache from the rounds above; the row below compares the two caches.", ""]
-        out += table(cs, cache_order) + [""]
-        if n and pc:
-            out += [f"Palisade cache vs nginx proxy_cache: CPU/request {ratio(pc['cpu'], n['cpu'])}, "
-                    f"req/s {ratio(pc['rps'], n['rps'])}.", ""]
+        out += feature_section(
+            f"## Cache hits ({args.cache_rounds} rounds × {D} s, wrk, {C} connections)",
+            f"`GET {CACHED_PATH}`, which the origin marks `Cache-Control: public, max-age=3600`, answered from "
+            "the proxy's cache: nginx-policy plus `proxy_cache` (a 64 MiB file cache with `proxy_cache_lock` "
+            "and stale answers while updating or on errors), against Palisade's policy plus `cache: {}` on its "
+            "route (the 64 MiB in-memory store).",
+            cached, cache_order, h1s, "Palisade cache vs nginx proxy_cache")
     if gzipped:
-        gs = summarize({k: v for k, v in gzipped.items() if v})
-        n, pg = gs.get("nginx-policy-gzip"), gs.get("palisade-gzip")
-        size = len((setup.tmp / "www" / GZIP_PATH.lstrip("/")).read_bytes())
-        packed = len(zlib.compress((setup.tmp / "www" / GZIP_PATH.lstrip("/")).read_bytes(), GZIP_LEVEL))
-        out += [f"## Compression ({args.gzip_rounds} rounds × {D} s, wrk, {C} connections)", "",
-                f"`GET {GZIP_PATH}` with `Accept-Encoding: gzip`: a {size / 1024:.0f} KiB HTML page (about "
-                f"{packed / 1024:.1f} KiB at gzip level {GZIP_LEVEL}) compressed by the proxy for every request: "
-                f"nginx-policy plus `gzip on; gzip_comp_level {GZIP_LEVEL}`, against Palisade's policy plus "
-                f"`compression: {{codings: [gzip], level: {GZIP_LEVEL}}}` on its route. The ratio columns are "
-                "against nginx-policy without compression from the rounds above; the row below compares the two.", ""]
-        out += table(gs, gzip_order) + [""]
-        if n and pg:
-            out += [f"Palisade gzip vs nginx gzip: CPU/request {ratio(pg['cpu'], n['cpu'])}, "
-                    f"req/s {ratio(pg['rps'], n['rps'])}.", ""]
+        page = (setup.tmp / "www" / GZIP_PATH.lstrip("/")).read_bytes()
+        packed = len(zlib.compress(page, GZIP_LEVEL))
+        out += feature_section(
+            f"## Compression ({args.gzip_rounds} rounds × {D} s, wrk, {C} connections)",
+            f"`GET {GZIP_PATH}` with `Accept-Encoding: gzip`: a {len(page) / 1024:.0f} KiB HTML page (about "
+            f"{packed / 1024:.1f} KiB at gzip level {GZIP_LEVEL}) compressed by the proxy for every request: "
+            f"nginx-policy plus `gzip on; gzip_comp_level {GZIP_LEVEL}`, against Palisade's policy plus "
+            f"`compression: {{codings: [gzip], level: {GZIP_LEVEL}}}` on its route.",
+            gzipped, gzip_order, h1s, "Palisade gzip vs nginx gzip")
     if rss:
         out += [f"## Memory with {args.idle_connections:,} idle keep-alive connections", "",
                 "Each proxy is started afresh; each connection sends one request, reads the answer and stays "

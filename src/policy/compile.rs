@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
-use http::header::HeaderName;
 use ipnet::IpNet;
 use pingora_limits::inflight::Inflight;
 use pingora_limits::rate::Rate;
@@ -190,7 +189,7 @@ fn condition(m: &file::MatchSection, lists: &HashMap<&str, Vec<IpNet>>) -> Condi
         tests.push(Test::Ip(IpSet::new(nets)));
     }
     for (name, vm) in &m.headers {
-        if let Ok(h) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+        if let Some(h) = crate::key::header_name(name) {
             tests.push(Test::Header(h, value_test(vm)));
         }
     }

@@ -171,7 +171,7 @@ pub fn compile(w: &WafSection) -> WafPolicy {
         headers: w
             .headers
             .iter()
-            .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+            .filter_map(|h| crate::key::header_name(h))
             .collect(),
         body: BodyWant {
             limit: usize::try_from(w.body_limit.0).unwrap_or(usize::MAX),

@@ -16,6 +16,7 @@ use super::limits::Limits;
 use super::upstream::Pool;
 use crate::config::file::{HeaderRulesSection, RewriteSection, RouteMatchSection, RouteSection, TimeoutsSection};
 use crate::host::HostPattern;
+use crate::key::header_name;
 use crate::metrics::METRICS;
 use crate::policy::compile::value_test;
 use crate::policy::rules::{query_value, ValueTest};
@@ -38,10 +39,7 @@ pub struct HeaderRules {
 fn header_pairs(m: &BTreeMap<String, String>) -> Vec<(HeaderName, HeaderValue)> {
     m.iter()
         .filter_map(|(k, v)| {
-            Some((
-                HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?,
-                HeaderValue::from_str(v).ok()?,
-            ))
+            Some((header_name(k)?, HeaderValue::from_str(v).ok()?))
         })
         .collect()
 }
@@ -52,7 +50,7 @@ impl HeaderRules {
             remove: s
                 .remove
                 .iter()
-                .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+                .filter_map(|h| header_name(h))
                 .collect(),
             set: header_pairs(&s.set),
             add: header_pairs(&s.add),
@@ -113,12 +111,7 @@ impl Conditions {
             headers: m
                 .headers
                 .iter()
-                .filter_map(|(k, vm)| {
-                    Some((
-                        HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?,
-                        value_test(vm),
-                    ))
-                })
+                .filter_map(|(k, vm)| Some((header_name(k)?, value_test(vm))))
                 .collect(),
             query: m.query.iter().map(|(k, vm)| (k.clone(), value_test(vm))).collect(),
         }
