@@ -106,11 +106,7 @@ impl Snapshot {
             redaction: Arc::new(Redaction {
                 query: t.query,
                 query_allowlist: t.query_allowlist.clone(),
-                headers: t
-                    .headers
-                    .iter()
-                    .filter_map(|h| crate::key::header_name(h))
-                    .collect(),
+                headers: t.headers.iter().filter_map(|h| crate::key::header_name(h)).collect(),
             }),
             client_keepalive_secs: cfg
                 .server

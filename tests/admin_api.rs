@@ -327,6 +327,14 @@ fn the_decision_stream_carries_every_refusal_live_with_its_request_id() {
     assert_eq!(second["decision"], "would_block");
 }
 
+/// Without a `fleet:` section the instance says so, and the console's health line reads "off".
+#[test]
+fn without_fleet_mode_the_fleet_view_says_off() {
+    let k = start();
+    assert_eq!(k.get("/api/fleet"), json!({"fleet": false}));
+    assert_eq!(k.get("/api/stats")["fleet"], json!({"enabled": false}));
+}
+
 #[test]
 fn state_changes_from_another_site_are_refused() {
     let k = start();

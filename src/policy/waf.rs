@@ -168,11 +168,7 @@ pub fn compile(w: &WafSection) -> WafPolicy {
             ModeSection::Monitor => Mode::Monitor,
         },
         strike: w.strike,
-        headers: w
-            .headers
-            .iter()
-            .filter_map(|h| crate::key::header_name(h))
-            .collect(),
+        headers: w.headers.iter().filter_map(|h| crate::key::header_name(h)).collect(),
         body: BodyWant {
             limit: usize::try_from(w.body_limit.0).unwrap_or(usize::MAX),
             oversize: match w.oversize {

@@ -38,20 +38,14 @@ pub struct HeaderRules {
 
 fn header_pairs(m: &BTreeMap<String, String>) -> Vec<(HeaderName, HeaderValue)> {
     m.iter()
-        .filter_map(|(k, v)| {
-            Some((header_name(k)?, HeaderValue::from_str(v).ok()?))
-        })
+        .filter_map(|(k, v)| Some((header_name(k)?, HeaderValue::from_str(v).ok()?)))
         .collect()
 }
 
 impl HeaderRules {
     fn new(s: &HeaderRulesSection) -> Self {
         HeaderRules {
-            remove: s
-                .remove
-                .iter()
-                .filter_map(|h| header_name(h))
-                .collect(),
+            remove: s.remove.iter().filter_map(|h| header_name(h)).collect(),
             set: header_pairs(&s.set),
             add: header_pairs(&s.add),
         }
