@@ -76,15 +76,7 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<String>>) {
             }
             head.push_str(&line);
         }
-        let len = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().to_string())
-            })
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
+        let len = content_length(&head).unwrap_or(0);
         let mut body = vec![0; len];
         if r.read_exact(&mut body).is_err() {
             return;

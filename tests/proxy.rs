@@ -51,14 +51,7 @@ fn raw(p: &Proxy, bytes: &[u8]) -> String {
                 // A complete Content-Length answer is all we need.
                 let text = String::from_utf8_lossy(&out);
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().to_string())
-                        })
-                        .and_then(|v| v.parse::<usize>().ok());
+                    let len = content_length(head);
                     if len.is_some_and(|len| body.len() >= len) {
                         break;
                     }

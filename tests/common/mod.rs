@@ -66,6 +66,17 @@ pub fn run_with_args(dir: &Path, args: &[&str], listen: SocketAddr) -> Running {
     running
 }
 
+/// The Content-Length of a message head given as text (its lines, any header case).
+pub fn content_length(head: &str) -> Option<usize> {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Run `start` on a new thread with its own multi-threaded runtime of `workers` threads, and
 /// return the first value it sends (the started server); the runtime lives as long as `start`'s
 /// future runs.
