@@ -43,6 +43,11 @@ pub const DEFAULT_GRACE_PERIOD_SECS: u64 = 5;
 /// cost 300 MiB, and requests are read straight into Pingora's header buffer with the same
 /// number of reads (docs/performance.md). TLS listeners keep the default buffer under OpenSSL.
 pub const CLIENT_READ_BUFFER: usize = 0;
+/// Write buffer of each plain-HTTP client connection, in bytes. Pingora's default (1,460
+/// bytes, allocated at accept and held until close) was a quarter of an idle keep-alive
+/// connection's memory; the connection's own stream gathers each response's writes instead,
+/// and holds no buffer between requests (`proxy::conn::GuardedStream`).
+pub const CLIENT_WRITE_BUFFER: usize = 0;
 /// Default seconds allowed for runtimes to stop after the grace period.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
@@ -211,7 +216,8 @@ pub fn build(
                 svc.add_tls_with_settings(&addr, None, settings);
             }
             None => svc.add_listener(
-                ListenerConfig::tcp(addr.clone()).l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
+                ListenerConfig::tcp(addr.clone())
+                    .l4_buffer(L4BufferSettings::new(CLIENT_READ_BUFFER, CLIENT_WRITE_BUFFER)),
             ),
         }
         server.add_service(svc);

@@ -1114,7 +1114,8 @@ def main() -> int:
     ap.add_argument("--gzip-rounds", type=int, default=3, help="gzip rounds (nginx gzip vs Palisade compression)")
     ap.add_argument("--skip", default="", help="comma list of steps to skip: h1,h2,big,half,cache,gzip,rss")
     ap.add_argument("--palisade", action="append", default=[], metavar="NAME=BINARY",
-                    help="an extra Palisade build to measure beside target/release/palisade (A/B runs)")
+                    help="an extra Palisade build to measure beside target/release/palisade (A/B runs); a "
+                         "NAME containing 'bare' runs it as palisade-bare is run")
     ap.add_argument("--palisade-env", action="append", default=[], metavar="NAME=VAR=VALUE,...",
                     help="an extra Palisade contender: the default binary with these environment variables")
     ap.add_argument("--only", default="", metavar="NAME,...",
@@ -1174,7 +1175,7 @@ def main() -> int:
         proxies.append(setup.palisade("palisade-bare", palisade_bin, policy=False))
     for spec in args.palisade:
         name, _, path = spec.partition("=")
-        proxies.append(setup.palisade(name, Path(path).resolve()))
+        proxies.append(setup.palisade(name, Path(path).resolve(), policy="bare" not in name))
     for spec in args.palisade_env:
         name, _, vars_ = spec.partition("=")
         env = dict(v.split("=", 1) for v in vars_.split(",") if v)

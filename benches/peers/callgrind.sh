@@ -80,7 +80,7 @@ for spec in "$@"; do
         bare*) args=(run -c "$dir/bare.yaml") ;;
         *) args=(run -c "$dir/palisade.yaml") ;;
     esac
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "${args[@]}" >"$dir/$name.log" 2>&1 &
+    valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out" "$bin" "${args[@]}" >"$dir/$name.log" 2>&1 &
     vg=$!
     for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$listen/" && break; sleep 0.3; done
     h2load --h1 -n 500 -c 4 "http://127.0.0.1:$listen/" >/dev/null

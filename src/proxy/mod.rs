@@ -130,7 +130,8 @@ impl Palisade {
         limits: limits::Limits,
     ) -> Result<(), framing::Refusal> {
         let req = session.req_header();
-        ctx.intake = limits::Intake::new(limits, Instant::now());
+        // The request's start (its head was just read) is when its body may begin.
+        ctx.intake = limits::Intake::new(limits, ctx.start);
         let declared = req
             .headers
             .get(header::CONTENT_LENGTH)

@@ -96,15 +96,23 @@ pub struct Head<'a> {
 
 /// Check one raw HTTP/1 request head, from the request line through the empty line.
 pub fn check_head<'a>(raw: &'a [u8], limits: &HeadLimits) -> Result<Head<'a>, Refusal> {
-    check_line_endings(raw)?;
-    let mut lines = raw.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    // One pass; a bare CR makes some check below fail, and then wins over what that check
+    // found (so does a bare LF, which `Lines` notes).
+    scan_head(raw, limits).map_err(|refusal| check_line_endings(raw).err().unwrap_or(refusal))
+}
+
+fn scan_head<'a>(raw: &'a [u8], limits: &HeadLimits) -> Result<Head<'a>, Refusal> {
+    let mut lines = Lines {
+        rest: raw,
+        bare_lf: false,
+    };
     let request_line = lines.next().ok_or(BAD_REQUEST_LINE)?;
     let line = parse_request_line(request_line, limits)?;
 
     let mut fields = Fields::default();
     let mut count = 0usize;
     let mut bytes = 0usize;
-    for l in lines {
+    for l in lines.by_ref() {
         if l.is_empty() {
             break;
         }
@@ -118,17 +126,20 @@ pub fn check_head<'a>(raw: &'a [u8], limits: &HeadLimits) -> Result<Head<'a>, Re
         }
         fields.add(l)?;
     }
+    if lines.bare_lf || !lines.rest.is_empty() {
+        check_line_endings(raw)?;
+    }
 
     let mut head = Head::default();
     match (fields.content_length.len(), fields.transfer_encoding.len()) {
         (0, 0) => {}
         (_, 0) if fields.content_length.len() > 1 => return Err(DUPLICATE_CL),
-        (1, 0) => head.content_length = Some(parse_content_length(fields.content_length[0])?),
+        (1, 0) => head.content_length = Some(parse_content_length(fields.content_length.first)?),
         (0, 1) => {
             if line.version == Version::Http10 {
                 return Err(TE_HTTP10);
             }
-            if !is_plain_chunked(fields.transfer_encoding[0]) {
+            if !is_plain_chunked(fields.transfer_encoding.first) {
                 return Err(BAD_TE);
             }
             head.chunked = true;
@@ -140,10 +151,10 @@ pub fn check_head<'a>(raw: &'a [u8], limits: &HeadLimits) -> Result<Head<'a>, Re
         return Err(BODY_ON_GET);
     }
 
-    let host = match fields.host.as_slice() {
-        [] if line.version == Version::Http11 => return Err(MISSING_HOST),
-        [] => None,
-        [h] => Some(trim_ows(h)),
+    let host = match fields.host.len() {
+        0 if line.version == Version::Http11 => return Err(MISSING_HOST),
+        0 => None,
+        1 => Some(trim_ows(fields.host.first)),
         _ => return Err(DUPLICATE_HOST),
     };
     if let Some(h) = host {
@@ -180,11 +191,14 @@ pub fn check_sizes(target_len: usize, fields: usize, field_bytes: usize, limits:
 
 /// Every line ends in CRLF: a CR not followed by LF, or an LF not preceded by CR, is refused.
 fn check_line_endings(raw: &[u8]) -> Result<(), Refusal> {
-    for (i, b) in raw.iter().enumerate() {
-        match b {
-            b'\r' if raw.get(i + 1) != Some(&b'\n') => return Err(BARE_CR_OR_LF),
-            b'\n' if i == 0 || raw[i - 1] != b'\r' => return Err(BARE_CR_OR_LF),
-            _ => {}
+    for i in memchr::memchr2_iter(b'\r', b'\n', raw) {
+        let paired = if raw[i] == b'\r' {
+            raw.get(i + 1) == Some(&b'\n')
+        } else {
+            i > 0 && raw[i - 1] == b'\r'
+        };
+        if !paired {
+            return Err(BARE_CR_OR_LF);
         }
     }
     Ok(())
@@ -224,7 +238,7 @@ fn parse_request_line<'a>(l: &'a [u8], limits: &HeadLimits) -> Result<RequestLin
             BAD_REQUEST_LINE
         });
     };
-    if method.is_empty() || !method.iter().all(|b| is_tchar(*b)) {
+    if method.is_empty() || !all_in(method, TCHAR) {
         return Err(BAD_REQUEST_LINE);
     }
     let version = match version {
@@ -235,7 +249,7 @@ fn parse_request_line<'a>(l: &'a [u8], limits: &HeadLimits) -> Result<RequestLin
     if target.len() > limits.max_uri {
         return Err(URI_TOO_LONG);
     }
-    if target.is_empty() || !target.iter().all(|b| is_target_byte(*b)) {
+    if target.is_empty() || !all_in(target, TARGET) {
         return Err(BAD_TARGET);
     }
     // Checked to be ASCII just above.
@@ -269,9 +283,30 @@ fn parse_request_line<'a>(l: &'a [u8], limits: &HeadLimits) -> Result<RequestLin
 /// The header fields that decide framing and addressing, as raw values.
 #[derive(Default)]
 struct Fields<'a> {
-    content_length: Vec<&'a [u8]>,
-    transfer_encoding: Vec<&'a [u8]>,
-    host: Vec<&'a [u8]>,
+    content_length: Seen<'a>,
+    transfer_encoding: Seen<'a>,
+    host: Seen<'a>,
+}
+
+/// How often one field was sent, and its first value (the only one used when it is allowed
+/// once).
+#[derive(Default)]
+struct Seen<'a> {
+    first: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Seen<'a> {
+    fn push(&mut self, value: &'a [u8]) {
+        if self.count == 0 {
+            self.first = value;
+        }
+        self.count += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
 }
 
 impl<'a> Fields<'a> {
@@ -281,13 +316,10 @@ impl<'a> Fields<'a> {
         }
         let colon = l.iter().position(|b| *b == b':').ok_or(BAD_HEADER_NAME)?;
         let (name, value) = (&l[..colon], &l[colon + 1..]);
-        if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
+        if name.is_empty() || !all_in(name, TCHAR) {
             return Err(BAD_HEADER_NAME);
         }
-        if !value
-            .iter()
-            .all(|b| *b == b'\t' || (0x20..0x7f).contains(b) || *b >= 0x80)
-        {
+        if !all_in(value, FIELD_VALUE) {
             return Err(BAD_HEADER_VALUE);
         }
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -353,9 +385,7 @@ pub fn valid_authority(a: &str) -> bool {
         }
     };
     let port_ok = port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()));
-    let host_ok = host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let host_ok = all_in(host.as_bytes(), HOST_NAME);
     port_ok && host_ok && (!host.is_empty() || a.starts_with('['))
 }
 
@@ -372,8 +402,95 @@ fn squeezed_eq(name: &[u8], want: &[u8]) -> bool {
 /// percent-encodes (the WHATWG query percent-encode set), so a raw one is not from a browser and
 /// is outside RFC 3986. `\`, `^`, backtick, `{`, `|` and `}` are outside RFC 3986 too, but
 /// browsers send them raw in queries, and they change neither framing nor where the path ends.
-fn is_target_byte(b: u8) -> bool {
-    (0x21..0x7f).contains(&b) && !matches!(b, b'#' | b'"' | b'<' | b'>')
+const fn is_target_byte(b: u8) -> bool {
+    b >= 0x21 && b < 0x7f && !matches!(b, b'#' | b'"' | b'<' | b'>')
+}
+
+/// RFC 9110 token characters.
+const fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+        )
+}
+
+/// A byte a field value may carry: tab, visible ASCII, space and obs-text; no other control.
+const fn is_field_value_byte(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
+}
+
+const TCHAR: u8 = 1;
+const TARGET: u8 = 2;
+const FIELD_VALUE: u8 = 4;
+const HOST_NAME: u8 = 8;
+
+/// A byte of a registered name or IPv4 address (RFC 3986 reg-name, percent signs included).
+const fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b'%'
+        )
+}
+
+/// Each byte's classes, so that a head is checked with one table lookup per byte.
+static CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = (if is_tchar(b) { TCHAR } else { 0 })
+            | (if is_target_byte(b) { TARGET } else { 0 })
+            | (if is_field_value_byte(b) { FIELD_VALUE } else { 0 })
+            | (if is_host_byte(b) { HOST_NAME } else { 0 });
+        i += 1;
+    }
+    t
+};
+
+fn all_in(bytes: &[u8], class: u8) -> bool {
+    bytes.iter().all(|b| CLASSES[usize::from(*b)] & class != 0)
+}
+
+/// The lines of a head, without their CRLF. A line that ends in a LF alone is noted in
+/// `bare_lf`; a CR inside a line is left for the checks of its content.
+struct Lines<'a> {
+    rest: &'a [u8],
+    bare_lf: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        // Lines are short: a plain loop beats memchr's set-up.
+        let Some(lf) = self.rest.iter().position(|b| *b == b'\n') else {
+            return Some(std::mem::take(&mut self.rest));
+        };
+        let line = &self.rest[..lf];
+        self.rest = &self.rest[lf + 1..];
+        let stripped = line.strip_suffix(b"\r");
+        self.bare_lf |= stripped.is_none();
+        Some(stripped.unwrap_or(line))
+    }
 }
 
 /// The length of a request line as it arrived on the connection, counted on the bytes read
@@ -396,7 +513,7 @@ impl ReceivedLine {
         if self.complete {
             return;
         }
-        match bytes.iter().position(|b| *b == b'\n') {
+        match memchr::memchr(b'\n', bytes) {
             Some(lf) => {
                 self.counted = self.counted.saturating_add(lf + 1);
                 self.complete = true;
@@ -416,16 +533,11 @@ impl ReceivedLine {
 /// `check_head` still applies to what will be forwarded.
 pub fn check_received_line(raw: &[u8], received: Option<usize>) -> Result<(), Refusal> {
     let Some(received) = received else { return Ok(()) };
-    let line = raw.iter().position(|b| *b == b'\n').map_or(raw.len(), |lf| lf + 1);
+    let line = memchr::memchr(b'\n', raw).map_or(raw.len(), |lf| lf + 1);
     if line != received {
         return Err(BAD_TARGET);
     }
     Ok(())
-}
-
-/// RFC 9110 token characters.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

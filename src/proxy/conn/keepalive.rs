@@ -163,12 +163,13 @@ impl GuardedStream {
         // of its own (the first bytes start a new deadline, and a timer only if it is needed).
         self.timer = None;
         self.line = ReceivedLine::default();
-        let deadline = tokio::time::Instant::now() + idle;
-        // Under load the next request is often there already: no timer, no shutdown waiter.
+        // Under load the next request is often there already: no clock, timer or shutdown
+        // waiter.
         let first = std::future::poll_fn(|cx| Poll::Ready(self.poll_early(cx))).await;
         if let Poll::Ready(read) = first {
             return matches!(read, Ok(n) if n > 0);
         }
+        let deadline = tokio::time::Instant::now() + idle;
         let timer = keepalive.timer(deadline);
         loop {
             tokio::select! {

@@ -89,7 +89,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let options = self.app.server_options();
         let mut http1 = matches!(alpn, None | Some(ALPN::H1)) && options.is_none_or(|o| !o.force_custom);
         let mut stream = stream;
-        if http1 && stream.get_ssl_digest().is_none() && options.is_some_and(|o| o.h2c) {
+        let plaintext = stream.get_ssl_digest().is_none();
+        if http1 && plaintext && options.is_some_and(|o| o.h2c) {
             // A plaintext listener with h2c: HTTP/2 only when the connection opens with its
             // preface (as Pingora decides); HTTP/1.1 clients keep this loop and its deadlines.
             // The wait for the first bytes is under the header timeout.
@@ -108,13 +109,22 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             timer: None,
             early: stream::Early::default(),
             line: ReceivedLine::default(),
+            out: stream::Gather::new(plaintext),
             _slot: slot,
         });
         if !http1 {
             return self.app.process_new(guarded, shutdown).await;
         }
-        self.serve_http1(guarded, Duration::from_secs(keepalive), shutdown)
-            .await;
+        // The connection goes on in a task of its own, and Pingora's (which also holds the
+        // accept's handshake future, 2.5 KiB) ends: an idle keep-alive connection is then only
+        // this task, its stream and the socket. Same runtime and thread; shutdown reaches it
+        // through the watch, as it reached Pingora's.
+        let this = Arc::clone(self);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            this.serve_http1(guarded, Duration::from_secs(keepalive), &shutdown)
+                .await
+        });
         None
     }
 

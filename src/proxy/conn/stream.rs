@@ -33,6 +33,31 @@ pub(super) struct Early {
 /// The most a wait for the next request reads: Pingora's first read of a head is 4 KiB too.
 const EARLY_READ: usize = 4096;
 
+/// Writes smaller than this are gathered until a flush (or until the next would not fit), as
+/// Pingora's L4 write buffer of the same size did: a response head and a small body go out in
+/// one send.
+const GATHER: usize = 1460;
+
+/// The writes of the response being sent, on a stream with no L4 write buffer below it (plain
+/// HTTP listeners, `server::CLIENT_WRITE_BUFFER`). Allocated by the first small write and freed
+/// once sent, so an idle connection holds none.
+#[derive(Default)]
+pub(super) struct Gather {
+    /// Off on TLS streams: OpenSSL writes into Pingora's buffer there.
+    pub(super) on: bool,
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+impl Gather {
+    pub(super) fn new(on: bool) -> Gather {
+        Gather {
+            on,
+            ..Gather::default()
+        }
+    }
+}
+
 /// The accepted stream with its header deadline and its connection slot.
 pub struct GuardedStream {
     pub(super) inner: Stream,
@@ -45,6 +70,7 @@ pub struct GuardedStream {
     /// rewrite it; restarted for each request (`next_request`). Pingora's pipelining is off, so
     /// every request head starts at the first read of its session.
     pub(super) line: ReceivedLine,
+    pub(super) out: Gather,
     pub(super) _slot: Option<Guard>,
 }
 
@@ -74,6 +100,50 @@ impl GuardedStream {
             };
         }
         Poll::Ready(Ok(got.len()))
+    }
+}
+
+impl GuardedStream {
+    /// Sends what was gathered, then frees the buffer.
+    fn poll_send_gathered(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let out = &mut self.out;
+        while out.sent < out.bytes.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &out.bytes[out.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            out.sent += n;
+        }
+        if out.bytes.capacity() > 0 {
+            out.bytes = Vec::new();
+            out.sent = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Makes room for `len` more bytes; true when they are to be gathered, false when they are
+    /// too many and go straight to the socket.
+    fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<std::io::Result<bool>> {
+        if self.out.bytes.len() + len > GATHER {
+            ready!(self.poll_send_gathered(cx))?;
+        }
+        if len >= GATHER {
+            return Poll::Ready(Ok(false));
+        }
+        if self.out.bytes.capacity() == 0 {
+            self.out.bytes.reserve_exact(GATHER);
+        }
+        Poll::Ready(Ok(true))
+    }
+}
+
+impl Drop for GuardedStream {
+    /// What was gathered but never flushed (a response cut off by an origin failure is closed
+    /// without a flush) goes out if the socket takes it now, as it would have without gathering.
+    fn drop(&mut self) {
+        if self.out.sent < self.out.bytes.len() {
+            let _ = self.poll_send_gathered(&mut Context::from_waker(std::task::Waker::noop()));
+        }
     }
 }
 
@@ -126,12 +196,19 @@ impl AsyncRead for GuardedStream {
 
 impl AsyncWrite for GuardedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.out.on && ready!(this.poll_room(cx, buf.len()))? {
+            this.out.bytes.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_send_gathered(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_send_gathered(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
     fn poll_write_vectored(
@@ -139,16 +216,28 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        if this.out.on {
+            let len = bufs.iter().map(|b| b.len()).sum();
+            if ready!(this.poll_room(cx, len))? {
+                for b in bufs {
+                    this.out.bytes.extend_from_slice(b);
+                }
+                return Poll::Ready(Ok(len));
+            }
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.out.on || self.inner.is_write_vectored()
     }
 }
 
 #[async_trait]
 impl Shutdown for GuardedStream {
     async fn shutdown(&mut self) {
+        // What was gathered goes first; a failure shows in the shutdown that follows.
+        let _ = std::future::poll_fn(|cx| self.poll_send_gathered(cx)).await;
         self.inner.shutdown().await
     }
 }
