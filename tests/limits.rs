@@ -421,7 +421,7 @@ fn kept_alive_connections_between_requests() {
     assert!(origin.seen_path("/slow-second").is_empty());
 
     // An idle kept-alive connection is closed after `client_keepalive`, not before, counted
-    // from its last response: the timer armed for the wait before "/after-pause" would fire
+    // from its last response (to the second): the wait before "/after-pause" was due to end
     // about 400 ms into the last wait, and must not close the connection then.
     let mut idle = TcpStream::connect(p.addr).expect("connect");
     idle.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -434,5 +434,31 @@ fn kept_alive_connections_between_requests() {
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "idle keep-alive connection closed after {took:?}"
+    );
+}
+
+/// Idle keep-alive connections close as soon as a graceful shutdown starts: they hold no
+/// request, so there is nothing to wait for during the grace period.
+#[test]
+fn idle_kept_alive_connections_close_when_shutdown_starts() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let base = BASE.replace("  grace_period: 0s\n", "  grace_period: 10s\n  client_keepalive: 60s\n");
+    assert!(base.contains("grace_period: 10s"));
+    let cfg = config(origin.addr.expect("addr"), "  header_timeout: 5s\n");
+    let p = Proxy::start_with(&format!("{base}{cfg}"), &[("p.yaml", "rules: []\n")], &[]);
+    let mut idle = TcpStream::connect(p.addr).expect("connect");
+    idle.set_read_timeout(Some(WAIT)).expect("timeout");
+    assert_eq!(get_on(&mut idle, "/before-shutdown"), 200);
+    // Let the connection reach its idle wait.
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    p.signal("TERM");
+    let mut buf = [0u8; 64];
+    let got = idle.read(&mut buf);
+    let took = started.elapsed();
+    assert!(matches!(got, Ok(0)), "the idle connection got {got:?} after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "closed after {took:?}, not when shutdown started"
     );
 }

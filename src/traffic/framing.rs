@@ -503,7 +503,7 @@ impl<'a> Iterator for Lines<'a> {
 /// so a received length that differs from the head's first line means the line was rewritten.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReceivedLine {
-    counted: usize,
+    counted: u32,
     complete: bool,
 }
 
@@ -515,16 +515,20 @@ impl ReceivedLine {
         }
         match memchr::memchr(b'\n', bytes) {
             Some(lf) => {
-                self.counted = self.counted.saturating_add(lf + 1);
+                self.counted = self.counted.saturating_add(u32::try_from(lf + 1).unwrap_or(u32::MAX));
                 self.complete = true;
             }
-            None => self.counted = self.counted.saturating_add(bytes.len()),
+            None => {
+                self.counted = self
+                    .counted
+                    .saturating_add(u32::try_from(bytes.len()).unwrap_or(u32::MAX))
+            }
         }
     }
 
     /// The length of the whole line, once its LF has been read.
     pub fn length(&self) -> Option<usize> {
-        self.complete.then_some(self.counted)
+        self.complete.then_some(self.counted as usize)
     }
 }
 

@@ -42,8 +42,9 @@
 //!   wait between requests has its own timeout, `server.client_keepalive`, and the rest of the
 //!   head is under the head deadline (`deadline.rs`).
 //! - Shutdown: Pingora's loop stops at `await_shutdown` in `handle_new_request` and sets
-//!   keep-alive off for a request that starts during shutdown; `next_request` returns false when
-//!   the shutdown watch changes, and `session` sets keep-alive off when it has.
+//!   keep-alive off for a request that starts during shutdown; `next_request` returns false once
+//!   the shutdown watch has changed (`IdleClock` watches it for every idle connection), and
+//!   `session` sets keep-alive off when it has.
 //! - Upgrades (101): the session becomes a tunnel until one side closes and is not handed back
 //!   for reuse; if a new version hands back an upgraded stream, this loop would read tunnel
 //!   bytes as a request head.
@@ -55,14 +56,15 @@
 //! - `HttpSession::set_abort_on_close`: set to false for every session (see `session`); check
 //!   that the default and the FIN handling of `read_body_or_idle` have not changed.
 
-use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 
 use pingora::apps::{HttpPersistentSettings, HttpServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
+use tokio::sync::Notify;
 
 use super::stream::GuardedStream;
 use super::Guarded;
@@ -77,17 +79,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
         idle: Duration,
         shutdown: &ShutdownWatch,
     ) {
-        let mut shutdown = shutdown.clone();
         let mut settings = None;
         let mut first = true;
-        let mut keepalive = KeepAlive::default();
         loop {
             // The session is built and moved into Pingora's (boxed) request future in one
             // statement, so this future never has room for a session of its own.
-            let request = self.app.process_new_http(
-                self.session(conn, settings.take(), first, *shutdown.borrow()),
-                &shutdown,
-            );
+            let request = self
+                .app
+                .process_new_http(self.session(conn, settings.take(), first, *shutdown.borrow()), shutdown);
             let Some(reused) = request.await else { return };
             first = false;
             let (stream, next_settings) = reused.consume();
@@ -97,7 +96,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
                 return;
             };
             conn = next;
-            if !conn.next_request(&mut keepalive, idle, &mut shutdown).await {
+            if !conn.next_request(idle, shutdown).await {
                 return;
             }
         }
@@ -129,25 +128,89 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
     }
 }
 
-/// The keep-alive timer of one connection, armed once and kept across requests: registering a
-/// timer for every wait between two requests cost about 1,000 instructions per request. A
-/// timer armed for an earlier wait fires before the current deadline and is then moved to it,
-/// so a busy connection re-arms about once per keep-alive period instead of once per request.
-#[derive(Default)]
-pub(super) struct KeepAlive {
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+/// Seconds of keep-alive deadlines the idle clock tells apart; a longer keep-alive wakes its
+/// connection once per turn of the wheel, which finds its deadline not yet due and waits again.
+const SLOTS: usize = 64;
+
+/// The keep-alive deadlines of every idle connection of the process, to the second. An idle
+/// connection waits on the slot of the second its deadline falls in, with the waiter inline in
+/// its own future; one thread wakes each slot when its second has come. So an idle connection
+/// holds no timer and no allocation for its keep-alive timeout (a tokio timer per connection
+/// was about 130 bytes of each idle connection's memory), and the clock's thread wakes once a
+/// second, whatever the number of connections.
+struct IdleClock {
+    slots: [Notify; SLOTS],
+    /// Set, and every slot woken, when the server starts shutting down: idle connections
+    /// then close at once, with no shutdown waiter of their own.
+    shutting_down: AtomicBool,
+    watching: AtomicBool,
 }
 
-impl KeepAlive {
-    /// The connection's timer, firing at `deadline` or earlier (never later).
-    fn timer(&mut self, deadline: tokio::time::Instant) -> &mut Pin<Box<tokio::time::Sleep>> {
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() > deadline {
-            sleep.as_mut().reset(deadline);
+impl IdleClock {
+    fn get() -> &'static IdleClock {
+        static CLOCK: OnceLock<IdleClock> = OnceLock::new();
+        CLOCK.get_or_init(|| {
+            std::thread::Builder::new()
+                .name("palisade-idle-clock".into())
+                .spawn(|| IdleClock::get().run())
+                .expect("spawn the idle clock thread");
+            IdleClock {
+                slots: std::array::from_fn(|_| Notify::new()),
+                shutting_down: AtomicBool::new(false),
+                watching: AtomicBool::new(false),
+            }
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        super::now_ms()
+    }
+
+    /// Wakes the slot of each second as it ends: a waiter woken by it is past its deadline
+    /// (or a turn of the wheel early).
+    fn run(&self) {
+        let mut done = 0u64;
+        loop {
+            let next = Duration::from_secs(done + 1);
+            if let Some(wait) = next.checked_sub(super::epoch().elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let now = super::epoch().elapsed().as_secs();
+            for second in done + 1..=now.min(done + SLOTS as u64) {
+                self.slots[second as usize % SLOTS].notify_waiters();
+            }
+            done = done.max(now);
         }
-        sleep
+    }
+
+    /// Watch the server's shutdown (once per process: there is one shutdown for all
+    /// services), in a task of the calling runtime.
+    fn watch(&'static self, shutdown: &ShutdownWatch) {
+        if self.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    return;
+                }
+            }
+            self.shutting_down.store(true, Ordering::Release);
+            for slot in &self.slots {
+                slot.notify_waiters();
+            }
+        });
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// The slot to wait on for a deadline `deadline_ms` after the epoch: the one of the first
+    /// whole second at or after it.
+    fn slot(&self, deadline_ms: u64) -> &Notify {
+        &self.slots[(deadline_ms.div_ceil(1000) as usize) % SLOTS]
     }
 }
 
@@ -155,7 +218,7 @@ impl GuardedStream {
     /// Waits for the next request on a kept-alive connection, holding no buffer meanwhile.
     /// True when its first bytes have arrived (and are kept for the parser); false when the
     /// client closed, `idle` passed first, or the server is shutting down.
-    async fn next_request(&mut self, keepalive: &mut KeepAlive, idle: Duration, shutdown: &mut ShutdownWatch) -> bool {
+    async fn next_request(&mut self, idle: Duration, shutdown: &ShutdownWatch) -> bool {
         if *shutdown.borrow() {
             return false;
         }
@@ -163,25 +226,30 @@ impl GuardedStream {
         // of its own (the first bytes start a new deadline, and a timer only if it is needed).
         self.timer = None;
         self.line = ReceivedLine::default();
-        // Under load the next request is often there already: no clock, timer or shutdown
-        // waiter.
+        // Under load the next request is often there already: no clock, no waiters.
         let first = std::future::poll_fn(|cx| Poll::Ready(self.poll_early(cx))).await;
         if let Poll::Ready(read) = first {
             return matches!(read, Ok(n) if n > 0);
         }
-        let deadline = tokio::time::Instant::now() + idle;
-        let timer = keepalive.timer(deadline);
+        let clock = IdleClock::get();
+        clock.watch(shutdown);
+        let deadline = clock.now_ms().saturating_add(idle.as_millis() as u64).max(1);
         loop {
+            let woken = clock.slot(deadline).notified();
+            tokio::pin!(woken);
+            // Registered before the flag is read, so a shutdown that starts now still wakes it.
+            woken.as_mut().enable();
+            if clock.shutting_down() || *shutdown.borrow() {
+                return false;
+            }
             tokio::select! {
                 biased;
                 read = std::future::poll_fn(|cx| self.poll_early(cx)) => return matches!(read, Ok(n) if n > 0),
-                _ = shutdown.changed() => return false,
-                () = timer.as_mut() => {
-                    // Armed for an earlier wait: this wait's deadline is later.
-                    if tokio::time::Instant::now() >= deadline {
+                () = &mut woken => {
+                    // A turn of the wheel early when the keep-alive is longer than it.
+                    if clock.now_ms() >= deadline {
                         return false;
                     }
-                    timer.as_mut().reset(deadline);
                 }
             }
         }

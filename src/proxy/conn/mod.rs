@@ -19,7 +19,7 @@ mod keepalive;
 mod stream;
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -39,7 +39,18 @@ use crate::state::Store;
 pub struct Guarded<A> {
     pub app: Arc<A>,
     pub store: Store,
-    epoch: Instant,
+}
+
+/// The instant connection clocks count milliseconds from (one for the process, so that each
+/// connection's stream need not carry it).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Milliseconds since `epoch()`.
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
 }
 
 impl<A> Guarded<A> {
@@ -47,7 +58,6 @@ impl<A> Guarded<A> {
         Guarded {
             app: Arc::new(app),
             store,
-            epoch: Instant::now(),
         }
     }
 }
@@ -100,12 +110,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 Ok(Err(_)) | Err(_) => return None,
             }
         }
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
-        let clock = HeaderClock::new(http1.then_some(limits.header_timeout), now_ms);
+        let clock = HeaderClock::new(http1.then_some(limits.header_timeout), now_ms());
         let guarded = Box::new(GuardedStream {
             inner: stream,
             clock,
-            epoch: self.epoch,
             timer: None,
             early: stream::Early::default(),
             line: ReceivedLine::default(),

@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::protocols::{
@@ -62,7 +62,6 @@ impl Gather {
 pub struct GuardedStream {
     pub(super) inner: Stream,
     pub clock: HeaderClock,
-    pub(super) epoch: Instant,
     /// The timer of the head deadline being read, with the deadline it was armed for.
     pub(super) timer: Option<(u64, Pin<Box<tokio::time::Sleep>>)>,
     pub(super) early: Early,
@@ -93,7 +92,7 @@ impl GuardedStream {
         ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
         let got = buf.filled();
         if !got.is_empty() {
-            self.clock.on_bytes(self.epoch.elapsed().as_millis() as u64);
+            self.clock.on_bytes(super::now_ms());
             self.early = Early {
                 bytes: got.to_vec(),
                 at: 0,
@@ -168,10 +167,10 @@ impl AsyncRead for GuardedStream {
             return Poll::Ready(Ok(()));
         }
         if let Some(deadline) = this.clock.deadline_ms() {
-            let now = this.epoch.elapsed().as_millis() as u64;
+            let now = super::now_ms();
             let expired = now >= deadline || {
                 if this.timer.as_ref().is_none_or(|(at, _)| *at != deadline) {
-                    let at = this.epoch + Duration::from_millis(deadline);
+                    let at = super::epoch() + Duration::from_millis(deadline);
                     this.timer = Some((deadline, Box::pin(tokio::time::sleep_until(at.into()))));
                 }
                 this.timer.as_mut().is_some_and(|(_, t)| t.as_mut().poll(cx).is_ready())
@@ -187,7 +186,7 @@ impl AsyncRead for GuardedStream {
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.clock.on_bytes(this.epoch.elapsed().as_millis() as u64);
+            this.clock.on_bytes(super::now_ms());
             this.line.feed(&buf.filled()[before..]);
         }
         res
