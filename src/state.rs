@@ -43,6 +43,10 @@ pub struct Snapshot {
     /// `insert_header` takes without copying it.
     pub request_id_name: Bytes,
     pub trust_incoming_request_id: bool,
+    /// `request_id.to_origin` and `request_id.to_client`.
+    pub request_id_to_origin: bool,
+    pub request_id_to_client: bool,
+    pub forwarding: crate::config::file::ForwardingSection,
     pub redaction: Arc<Redaction>,
     pub client_keepalive_secs: u64,
     /// Request size and rate limits (`limits:`); routes may override them.
@@ -103,6 +107,9 @@ impl Snapshot {
             request_id_header: request_id_header.clone(),
             request_id_name: Bytes::copy_from_slice(request_id_header.as_str().as_bytes()),
             trust_incoming_request_id: cfg.request_id.trust_incoming,
+            request_id_to_origin: cfg.request_id.to_origin,
+            request_id_to_client: cfg.request_id.to_client,
+            forwarding: cfg.forwarding,
             redaction: Arc::new(Redaction {
                 query: t.query,
                 query_allowlist: t.query_allowlist.clone(),

@@ -186,6 +186,41 @@ fn forwarding_headers_from_an_untrusted_peer() {
     assert_ne!(header(&again, "x-request-id"), Some(returned.as_str()));
 }
 
+/// Operators whose origins need neither may switch the forwarding headers and the request id
+/// off (each costs every request a header insert; docs/performance.md). What an untrusted
+/// client sent in them still never reaches the origin, and Palisade's own answers keep their
+/// reference.
+#[test]
+fn forwarding_headers_and_the_request_id_can_be_switched_off() {
+    let origin = Origin::spawn("127.0.0.1:0").expect("origin");
+    let cfg = format!(
+        "forwarding: {{x_forwarded_for: false, x_forwarded_proto: false}}\nrequest_id: {{to_origin: false, to_client: false}}\n{}",
+        single_pool(&origin)
+    );
+    let p = Proxy::start(&cfg, &[]);
+    let r = client()
+        .get(p.url("/off"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-request-id", "client-chosen-id")
+        .send()
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-request-id"), None, "no id to the client");
+    let seen = origin.seen_path("/off");
+    assert_eq!(seen.len(), 1);
+    let h = &seen[0].headers;
+    for name in ["x-forwarded-for", "x-forwarded-proto", "x-request-id"] {
+        assert_eq!(h.get(name), None, "{name} reached the origin: {h:?}");
+    }
+    // A refusal of Palisade's own still carries its reference, in the header and the body.
+    let refused = common::raw::exchange(p.addr, b"GET /no-host HTTP/1.1\r\n\r\n", Duration::from_secs(5));
+    assert_eq!(refused.status(), 400, "{refused:?}");
+    let id = refused.header("x-request-id").expect("reference header");
+    assert!(is_request_id(&id), "{id:?}");
+    assert!(refused.text.contains(&format!("Reference: {id}")), "{refused:?}");
+}
+
 #[test]
 fn forwarding_headers_from_a_trusted_proxy() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");

@@ -18,6 +18,8 @@ pub struct ConfigFile {
     /// Peers whose `X-Forwarded-For`/`Forwarded` headers are believed.
     pub trusted_proxies: Vec<Cidr>,
     pub request_id: RequestIdSection,
+    /// Which forwarding headers Palisade writes for the origin.
+    pub forwarding: ForwardingSection,
     pub upstreams: BTreeMap<String, UpstreamSection>,
     pub routes: Vec<RouteSection>,
     /// Response header rules for routes that do not set their own.
@@ -107,6 +109,10 @@ pub struct RequestIdSection {
     pub header: String,
     /// Keep an incoming id when the peer is a trusted proxy.
     pub trust_incoming: bool,
+    /// Send the id to the origin in `header`.
+    pub to_origin: bool,
+    /// Send the id to the client in `header`.
+    pub to_client: bool,
 }
 
 impl Default for RequestIdSection {
@@ -114,6 +120,26 @@ impl Default for RequestIdSection {
         RequestIdSection {
             header: DEFAULT_REQUEST_ID_HEADER.into(),
             trust_incoming: true,
+            to_origin: true,
+            to_client: true,
+        }
+    }
+}
+
+/// `forwarding:`. Off, a header is not written, and what an untrusted client sent in it is
+/// removed all the same: the origin never sees a client's claim as Palisade's.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardingSection {
+    pub x_forwarded_for: bool,
+    pub x_forwarded_proto: bool,
+}
+
+impl Default for ForwardingSection {
+    fn default() -> Self {
+        ForwardingSection {
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
         }
     }
 }

@@ -414,36 +414,48 @@ impl ProxyHttp for Palisade {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Some(snap) = ctx.snap.as_deref() else { return Ok(()) };
-        let peer = ctx
-            .peer
-            .map_or(HeaderValue::from_static(""), |p| facts::ip_header_value(p.ip()));
-        // Only a trusted proxy's chain is extended; anything else a client sent is replaced
-        // (and not looked up).
-        let prior = if ctx.peer_trusted {
-            req.headers.get(&X_FORWARDED_FOR)
-        } else {
-            None
-        };
-        let xff = match prior.and_then(|v| v.to_str().ok()) {
-            Some(prior) if !prior.is_empty() => {
-                HeaderValue::try_from(format!("{prior}, {}", peer.to_str().unwrap_or_default()))
-                    .map_err(|_| Error::explain(ErrorType::InternalError, "X-Forwarded-For"))?
-            }
-            _ => peer,
-        };
-        req.insert_header("x-forwarded-for", xff)?;
-        // A trusted proxy in front (e.g. a TLS-terminating load balancer) knows the scheme.
-        let prior = if ctx.peer_trusted {
-            req.headers.get(&X_FORWARDED_PROTO)
-        } else {
-            None
-        };
-        let proto = match prior {
-            Some(p) if p == "http" || p == "https" => p.clone(),
-            _ => HeaderValue::from_static(if self.listener.tls { "https" } else { "http" }),
-        };
-        req.insert_header("x-forwarded-proto", proto)?;
-        req.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
+        if snap.forwarding.x_forwarded_for {
+            let peer = ctx
+                .peer
+                .map_or(HeaderValue::from_static(""), |p| facts::ip_header_value(p.ip()));
+            // Only a trusted proxy's chain is extended; anything else a client sent is replaced
+            // (and not looked up).
+            let prior = if ctx.peer_trusted {
+                req.headers.get(&X_FORWARDED_FOR)
+            } else {
+                None
+            };
+            let xff = match prior.and_then(|v| v.to_str().ok()) {
+                Some(prior) if !prior.is_empty() => {
+                    HeaderValue::try_from(format!("{prior}, {}", peer.to_str().unwrap_or_default()))
+                        .map_err(|_| Error::explain(ErrorType::InternalError, "X-Forwarded-For"))?
+                }
+                _ => peer,
+            };
+            req.insert_header("x-forwarded-for", xff)?;
+        } else if !ctx.peer_trusted && req.headers.contains_key(&X_FORWARDED_FOR) {
+            req.remove_header(&X_FORWARDED_FOR);
+        }
+        if snap.forwarding.x_forwarded_proto {
+            // A trusted proxy in front (e.g. a TLS-terminating load balancer) knows the scheme.
+            let prior = if ctx.peer_trusted {
+                req.headers.get(&X_FORWARDED_PROTO)
+            } else {
+                None
+            };
+            let proto = match prior {
+                Some(p) if p == "http" || p == "https" => p.clone(),
+                _ => HeaderValue::from_static(if self.listener.tls { "https" } else { "http" }),
+            };
+            req.insert_header("x-forwarded-proto", proto)?;
+        } else if !ctx.peer_trusted && req.headers.contains_key(&X_FORWARDED_PROTO) {
+            req.remove_header(&X_FORWARDED_PROTO);
+        }
+        if snap.request_id_to_origin {
+            req.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
+        } else if !ctx.peer_trusted && req.headers.contains_key(&snap.request_id_header) {
+            req.remove_header(&snap.request_id_header);
+        }
         if ctx.ledger.wants.messages.is_some() {
             // Messages are judged as sent: no compression extension may be negotiated.
             req.remove_header(&header::SEC_WEBSOCKET_EXTENSIONS);
@@ -528,7 +540,9 @@ impl ProxyHttp for Palisade {
                 ctx.encoder = z.start(session.req_header(), resp);
             }
         }
-        resp.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
+        if snap.request_id_to_client {
+            resp.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
+        }
         Ok(())
     }
 

@@ -74,19 +74,20 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
     /// One HTTP/1 connection, request after request, as Pingora's own loop does it, except
     /// that the wait for the next request holds only the stream (see the module comment).
     pub(super) async fn serve_http1(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         mut conn: Box<GuardedStream>,
         idle: Duration,
-        shutdown: &ShutdownWatch,
+        shutdown: ShutdownWatch,
     ) {
         let mut settings = None;
         let mut first = true;
         loop {
             // The session is built and moved into Pingora's (boxed) request future in one
             // statement, so this future never has room for a session of its own.
-            let request = self
-                .app
-                .process_new_http(self.session(conn, settings.take(), first, *shutdown.borrow()), shutdown);
+            let request = self.app.process_new_http(
+                self.session(conn, settings.take(), first, *shutdown.borrow()),
+                &shutdown,
+            );
             let Some(reused) = request.await else { return };
             first = false;
             let (stream, next_settings) = reused.consume();
@@ -96,7 +97,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
                 return;
             };
             conn = next;
-            if !conn.next_request(idle, shutdown).await {
+            if !conn.next_request(idle, &shutdown).await {
                 return;
             }
         }

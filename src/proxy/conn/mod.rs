@@ -127,12 +127,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         // accept's handshake future, 2.5 KiB) ends: an idle keep-alive connection is then only
         // this task, its stream and the socket. Same runtime and thread; shutdown reaches it
         // through the watch, as it reached Pingora's.
-        let this = Arc::clone(self);
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            this.serve_http1(guarded, Duration::from_secs(keepalive), &shutdown)
-                .await
-        });
+        tokio::spawn(Arc::clone(self).serve_http1(guarded, Duration::from_secs(keepalive), shutdown.clone()));
         None
     }
 
