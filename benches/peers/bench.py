@@ -549,11 +549,13 @@ backend origin
                       f"127.0.0.1:{tls_port}", str(self.cert), str(self.key)], stop=signal.SIGINT)
 
     def palisade(self, name: str, binary: Path, policy: bool = True, env: dict | None = None,
-                 waf: str | None = None, cache: bool = False, gzip: bool = False) -> Proxy:
+                 waf: str | None = None, cache: bool = False, gzip: bool = False,
+                 lean: bool = False) -> Proxy:
         """Palisade with the peers' policy; `waf`: None, "builtin" (the built-in WAF tier on every
         request, as policies/waf.yaml) or "crs" (the built-in tier plus the Core Rule Set tier at
         paranoia level 1, as policies/waf-crs.yaml); `cache`: the route keeps responses in the
-        response cache; `gzip`: the route compresses responses with gzip."""
+        response cache; `gzip`: the route compresses responses with gzip; `lean`: the switchable
+        per-request headers off (X-Forwarded-For, X-Forwarded-Proto, the request id both ways)."""
         port, tls_port = free_port(), free_port()
         t = self.tmp / name
         t.mkdir(exist_ok=True)
@@ -610,7 +612,8 @@ reload: {{ watch: false }}
 # Every benchmark client is 127.0.0.1: the per-address connection cap stays on (its counting
 # is part of the work measured) but high enough for the 10,000 idle connections.
 limits: {{ max_connections_per_ip: 1000000 }}
-""")
+""" + ("forwarding: { x_forwarded_for: false, x_forwarded_proto: false }\n"
+       "request_id: { to_origin: false, to_client: false }\n" if lean else ""))
         full_env = dict(os.environ, RUST_LOG="warn", **(env or {}))
         return Proxy(name, "pingora", policy, port, tls_port,
                      [str(binary), "run", "-c", str(t / "palisade.yaml")], stop=signal.SIGINT,
@@ -1115,13 +1118,14 @@ def main() -> int:
     ap.add_argument("--skip", default="", help="comma list of steps to skip: h1,h2,big,half,cache,gzip,rss")
     ap.add_argument("--palisade", action="append", default=[], metavar="NAME=BINARY",
                     help="an extra Palisade build to measure beside target/release/palisade (A/B runs); a "
-                         "NAME containing 'bare' runs it as palisade-bare is run")
+                         "NAME containing 'bare' or 'lean' runs it as palisade-bare or palisade-lean is run")
     ap.add_argument("--palisade-env", action="append", default=[], metavar="NAME=VAR=VALUE,...",
                     help="an extra Palisade contender: the default binary with these environment variables")
     ap.add_argument("--only", default="", metavar="NAME,...",
                     help="measure only these contenders (A/B runs); the README is then left alone")
     ap.add_argument("--with-bare-palisade", action="store_true",
-                    help="also measure Palisade with an empty policy and telemetry off")
+                    help="also measure Palisade with an empty policy and telemetry off (palisade-bare), and "
+                         "the same with the switchable per-request headers off (palisade-lean)")
     ap.add_argument("--profile", action="append", default=[], metavar="PROXY",
                     help="after the HTTP/1.1 rounds, record a perf profile (software clock) of PROXY under "
                          "the same load into --profile-dir")
@@ -1173,9 +1177,11 @@ def main() -> int:
                setup.palisade("palisade-crs", palisade_bin, waf="crs")]
     if args.with_bare_palisade:
         proxies.append(setup.palisade("palisade-bare", palisade_bin, policy=False))
+        proxies.append(setup.palisade("palisade-lean", palisade_bin, policy=False, lean=True))
     for spec in args.palisade:
         name, _, path = spec.partition("=")
-        proxies.append(setup.palisade(name, Path(path).resolve(), policy="bare" not in name))
+        bare = "bare" in name or "lean" in name
+        proxies.append(setup.palisade(name, Path(path).resolve(), policy=not bare, lean="lean" in name))
     for spec in args.palisade_env:
         name, _, vars_ = spec.partition("=")
         env = dict(v.split("=", 1) for v in vars_.split(",") if v)

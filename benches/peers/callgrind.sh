@@ -6,9 +6,13 @@
 #
 # A NAME starting with `stock` runs the binary as examples/stock_pingora (`BINARY LISTEN
 # ORIGIN`); one starting with `bare` runs Palisade with an empty policy and telemetry off
-# (the peer benchmark's palisade-bare). Counts are of all the process's threads (callgrind's
-# default), the telemetry writer included. With KEEP=DIR, each measured profile is kept as
-# DIR/NAME.callgrind for `callgrind_annotate`.
+# (the peer benchmark's palisade-bare), one starting with `lean` the same with the switchable
+# per-request headers off (forwarding headers, request id; palisade-lean). Counts are of all
+# the process's threads (callgrind's default), the telemetry writer included. With KEEP=DIR,
+# each measured profile is kept as DIR/NAME.callgrind, with its function names written out
+# (the dump taken after zeroing would otherwise refer to names defined in another file), for
+# `benches/peers/cgsummary.py`; a build with line tables names inlined code too (`cargo build
+# --profile profiling`).
 #
 # Each binary runs with one worker thread behind a fixed-response nginx origin, with the peer
 # benchmark's kind of policy: a 10,000-CIDR deny list, a per-address limit that never trips,
@@ -18,7 +22,7 @@
 # h2load (nghttp2-client). Everything listens on 127.0.0.1, on ports picked now.
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,12p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,21p' "$0"; exit 2; }
 N=${N:-3000}
 dir=$(mktemp -d)
 trap 'nginx -c "$dir/nginx.conf" -p "$dir" -s stop 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -62,6 +66,17 @@ routes: [{name: app, upstream: o}]
 policies: [$dir/policy.yaml]
 YAML
 echo "{}" > "$dir/empty.yaml"
+cat > "$dir/lean.yaml" <<YAML
+server: {threads: 1, pid_file: $dir/lean.pid, upgrade_sock: $dir/lean.sock}
+listeners: [{address: 127.0.0.1:$listen}]
+metrics: {address: 127.0.0.1:$metrics}
+telemetry: {sink: off}
+forwarding: {x_forwarded_for: false, x_forwarded_proto: false}
+request_id: {to_origin: false, to_client: false}
+upstreams: {o: {backends: [127.0.0.1:$origin]}}
+routes: [{name: app, upstream: o}]
+policies: [$dir/empty.yaml]
+YAML
 cat > "$dir/bare.yaml" <<YAML
 server: {threads: 1, pid_file: $dir/bare.pid, upgrade_sock: $dir/bare.sock}
 listeners: [{address: 127.0.0.1:$listen}]
@@ -78,6 +93,7 @@ for spec in "$@"; do
     case $name in
         stock*) args=("127.0.0.1:$listen" "127.0.0.1:$origin") ;;
         bare*) args=(run -c "$dir/bare.yaml") ;;
+        lean*) args=(run -c "$dir/lean.yaml") ;;
         *) args=(run -c "$dir/palisade.yaml") ;;
     esac
     valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out" "$bin" "${args[@]}" >"$dir/$name.log" 2>&1 &
