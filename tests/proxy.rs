@@ -151,18 +151,25 @@ fn no_route_is_a_short_plain_404_with_a_request_id() {
     );
 }
 
+/// Send `request` with what a client may claim about itself: `X-Forwarded-For`,
+/// `X-Forwarded-Proto` and a request id.
+fn claiming(request: reqwest::blocking::RequestBuilder, [xff, proto, id]: [&str; 3]) -> Response {
+    request
+        .header("x-forwarded-for", xff)
+        .header("x-forwarded-proto", proto)
+        .header("x-request-id", id)
+        .send()
+        .expect("request")
+}
+
 #[test]
 fn forwarding_headers_from_an_untrusted_peer() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let p = Proxy::start(&single_pool(&origin), &[]);
-    let r = client()
-        .get(p.url("/fwd"))
-        .header("host", "app.example.test")
-        .header("x-forwarded-for", "6.6.6.6")
-        .header("x-forwarded-proto", "https")
-        .header("x-request-id", "client-chosen-id")
-        .send()
-        .expect("request");
+    let r = claiming(
+        client().get(p.url("/fwd")).header("host", "app.example.test"),
+        ["6.6.6.6", "https", "client-chosen-id"],
+    );
     assert_eq!(r.status(), 200);
     let returned = header(&r, "x-request-id").expect("x-request-id returned").to_string();
     let seen = origin.seen_path("/fwd");
@@ -198,13 +205,7 @@ fn forwarding_headers_and_the_request_id_can_be_switched_off() {
         single_pool(&origin)
     );
     let p = Proxy::start(&cfg, &[]);
-    let r = client()
-        .get(p.url("/off"))
-        .header("x-forwarded-for", "6.6.6.6")
-        .header("x-forwarded-proto", "https")
-        .header("x-request-id", "client-chosen-id")
-        .send()
-        .expect("request");
+    let r = claiming(client().get(p.url("/off")), ["6.6.6.6", "https", "client-chosen-id"]);
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-request-id"), None, "no id to the client");
     let seen = origin.seen_path("/off");
@@ -225,13 +226,7 @@ fn forwarding_headers_and_the_request_id_can_be_switched_off() {
 fn forwarding_headers_from_a_trusted_proxy() {
     let origin = Origin::spawn("127.0.0.1:0").expect("origin");
     let p = Proxy::start(&format!("trusted_proxies: [127.0.0.1]\n{}", single_pool(&origin)), &[]);
-    let r = client()
-        .get(p.url("/chain"))
-        .header("x-forwarded-for", "198.18.0.7")
-        .header("x-forwarded-proto", "https")
-        .header("x-request-id", "edge-abc-123")
-        .send()
-        .expect("request");
+    let r = claiming(client().get(p.url("/chain")), ["198.18.0.7", "https", "edge-abc-123"]);
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-request-id"), Some("edge-abc-123"));
     let seen = origin.seen_path("/chain");

@@ -1361,6 +1361,9 @@ def main() -> int:
            "so this is the tier's floor; docs/waf.md has its cost on a typical request.",
            "- **palisade-crs**: palisade-waf plus the OWASP Core Rule Set tier at paranoia level 1 "
            "(libmodsecurity3 and Debian's CRS 3.3.4, as policies/waf-crs.yaml); same request.",
+           "- **palisade-bare** (with `--with-bare-palisade`): palisade with an empty policy and telemetry off; "
+           "**palisade-lean**: bare with the switchable per-request headers off (`forwarding:` and "
+           "`request_id: {to_origin, to_client}` false).",
            "- Other `palisade-*` rows are A/B builds or settings given with `--palisade`/`--palisade-env`.", ""]
     if h1s:
         out += [f"## HTTP/1.1 keep-alive, small response ({args.rounds} rounds × {D} s, wrk, {C} connections)", ""]
@@ -1475,6 +1478,22 @@ def targets_section(h1s, half, rss) -> list[str]:
         r = rss["palisade"]["during_mib"]
         out.append(f"| RSS ≤ 100 MB with 10k idle keep-alive connections | {r:.0f} MiB | "
                    f"{yes(r * 1.048576 <= 100)} |")
+    out += ["", "## Issue 17 targets", "", "| target | measured | met |", "|---|---|---|"]
+    for name, bound in (("palisade-bare", 1.10), ("palisade", 1.20)):
+        x = h1s.get(name)
+        if x and s:
+            out.append(f"| {name} CPU/req ≤ {bound:.2f}× stock Pingora | {x['cpu']:.1f} vs {s['cpu']:.1f} µs "
+                       f"({x['cpu'] / s['cpu']:.2f}×) | {yes(x['cpu'] <= bound * s['cpu'])} |")
+    if "palisade" in rss:
+        r = rss["palisade"]
+        per = (r["during_mib"] - r["before_mib"]) * 1024 / max(r["opened"], 1)
+        out.append(f"| ≤ 2 KiB per idle keep-alive connection | {per:.2f} KiB | {yes(per <= 2)} |")
+        out.append(f"| ≤ 45 MB RSS with 10k idle keep-alive connections | {r['during_mib'] * 1.048576:.1f} MB "
+                   f"| {yes(r['during_mib'] * 1.048576 <= 45)} |")
+    if "palisade" in half and BASELINE in half and "origin (direct)" in half:
+        o = half["origin (direct)"].p99_us
+        pa, ng = half["palisade"].p99_us - o, half[BASELINE].p99_us - o
+        out.append(f"| added p99 at half load ≤ nginx-policy's | {fmt_us(pa)} vs {fmt_us(ng)} | {yes(pa <= ng)} |")
     return out + [""]
 
 
