@@ -21,6 +21,7 @@ pub mod record;
 pub mod status;
 mod sync;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -46,9 +47,29 @@ pub struct Outbox {
     instance: String,
     bans: mpsc::Sender<BanRecord>,
     strikes: mpsc::Sender<StrikeDelta>,
+    /// The time of the last ban or unban sent (`stamp`).
+    last_at: AtomicU64,
 }
 
 impl Outbox {
+    /// The time a ban or unban decided at `at` is recorded with: never earlier than the last
+    /// one this instance sent, plus a millisecond. Records order by time and an unban wins a
+    /// tie, so a ban given right after an unban, in the same millisecond, must come out later
+    /// or the fleet would drop it.
+    fn stamp(&self, at: Millis) -> Millis {
+        let mut last = self.last_at.load(Ordering::Relaxed);
+        loop {
+            let next = at.max(last.saturating_add(1));
+            match self
+                .last_at
+                .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
     fn send_ban(&self, r: BanRecord) {
         if self.bans.try_send(r).is_err() {
             metrics::FLEET.dropped.with_label_values(&["ban_queue_full"]).inc();
@@ -62,7 +83,7 @@ impl Broadcast for Outbox {
             actor.clone(),
             BanTerm {
                 until,
-                at,
+                at: self.stamp(at),
                 origin: self.instance.clone(),
                 reason: reason.to_string(),
             },
@@ -70,7 +91,7 @@ impl Broadcast for Outbox {
     }
 
     fn unbanned(&self, actor: &Actor, at: Millis) {
-        self.send_ban(BanRecord::unban(actor.clone(), at));
+        self.send_ban(BanRecord::unban(actor.clone(), self.stamp(at)));
     }
 
     fn struck(&self, actors: &[Actor], rule: &Arc<str>, n: u32, at: Millis) {
@@ -95,6 +116,38 @@ pub fn start(cfg: &FleetSection, store: crate::state::Store) -> (Arc<Outbox>, Fl
         instance: cfg.instance.clone(),
         bans: bans_tx,
         strikes: strikes_tx,
+        last_at: AtomicU64::new(0),
     });
     (outbox, FleetSync::new(cfg.clone(), store, bans_rx, strikes_rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ban_right_after_an_unban_outlives_it_in_the_merged_record() {
+        let (bans, mut rx) = mpsc::channel(8);
+        let (strikes, _strikes_rx) = mpsc::channel(8);
+        let outbox = Outbox {
+            instance: "a".into(),
+            bans,
+            strikes,
+            last_at: AtomicU64::new(0),
+        };
+        let actor = Actor::Ip("192.0.2.3".parse().expect("ip"));
+        // All three decided in the same millisecond, as an operator's quick clicks can be.
+        outbox.banned(&actor, None, 5_000, "manual");
+        outbox.unbanned(&actor, 5_000);
+        outbox.banned(&actor, Some(6_000), 5_000, "manual");
+        let mut merged = rx.try_recv().expect("ban");
+        for _ in 0..2 {
+            merged = record::merge(&merged, &rx.try_recv().expect("record"));
+        }
+        assert!(
+            merged.active_ban(5_500).is_some(),
+            "the last ban was dropped: {merged:?}"
+        );
+        assert!(merged.active_ban(6_500).is_none(), "and it still ends: {merged:?}");
+    }
 }
