@@ -117,6 +117,14 @@ fn rewrite_target(req: &mut RequestHeader, rewrite: &routes::Rewrite) -> Result<
     Ok(())
 }
 
+/// A header Palisade was told not to write (`forwarding:`, `request_id.to_origin`) is still
+/// never passed on from an untrusted client: the origin must not take its claim for ours.
+fn drop_claim(req: &mut RequestHeader, name: &http::HeaderName, peer_trusted: bool) {
+    if !peer_trusted && req.headers.contains_key(name) {
+        req.remove_header(name);
+    }
+}
+
 fn rewrite_host(route: &routes::Route) -> Option<HeaderValue> {
     route.rewrite.as_deref()?.host.clone()
 }
@@ -433,8 +441,8 @@ impl ProxyHttp for Palisade {
                 _ => peer,
             };
             req.insert_header("x-forwarded-for", xff)?;
-        } else if !ctx.peer_trusted && req.headers.contains_key(&X_FORWARDED_FOR) {
-            req.remove_header(&X_FORWARDED_FOR);
+        } else {
+            drop_claim(req, &X_FORWARDED_FOR, ctx.peer_trusted);
         }
         if snap.forwarding.x_forwarded_proto {
             // A trusted proxy in front (e.g. a TLS-terminating load balancer) knows the scheme.
@@ -448,13 +456,13 @@ impl ProxyHttp for Palisade {
                 _ => HeaderValue::from_static(if self.listener.tls { "https" } else { "http" }),
             };
             req.insert_header("x-forwarded-proto", proto)?;
-        } else if !ctx.peer_trusted && req.headers.contains_key(&X_FORWARDED_PROTO) {
-            req.remove_header(&X_FORWARDED_PROTO);
+        } else {
+            drop_claim(req, &X_FORWARDED_PROTO, ctx.peer_trusted);
         }
         if snap.request_id_to_origin {
             req.insert_header(snap.request_id_name.clone(), ctx.request_id_value.clone())?;
-        } else if !ctx.peer_trusted && req.headers.contains_key(&snap.request_id_header) {
-            req.remove_header(&snap.request_id_header);
+        } else {
+            drop_claim(req, &snap.request_id_header, ctx.peer_trusted);
         }
         if ctx.ledger.wants.messages.is_some() {
             // Messages are judged as sent: no compression extension may be negotiated.

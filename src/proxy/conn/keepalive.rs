@@ -163,10 +163,6 @@ impl IdleClock {
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        super::now_ms()
-    }
-
     /// Wakes the slot of each second as it ends: a waiter woken by it is past its deadline
     /// (or a turn of the wheel early).
     fn run(&self) {
@@ -187,7 +183,8 @@ impl IdleClock {
     /// Watch the server's shutdown (once per process: there is one shutdown for all
     /// services), in a task of the calling runtime.
     fn watch(&'static self, shutdown: &ShutdownWatch) {
-        if self.watching.swap(true, Ordering::AcqRel) {
+        // Read first: every idle wait asks, and a swap would write the shared line each time.
+        if self.watching.load(Ordering::Acquire) || self.watching.swap(true, Ordering::AcqRel) {
             return;
         }
         let mut shutdown = shutdown.clone();
@@ -234,7 +231,7 @@ impl GuardedStream {
         }
         let clock = IdleClock::get();
         clock.watch(shutdown);
-        let deadline = clock.now_ms().saturating_add(idle.as_millis() as u64).max(1);
+        let deadline = super::now_ms().saturating_add(idle.as_millis() as u64).max(1);
         loop {
             let woken = clock.slot(deadline).notified();
             tokio::pin!(woken);
@@ -248,7 +245,7 @@ impl GuardedStream {
                 read = std::future::poll_fn(|cx| self.poll_early(cx)) => return matches!(read, Ok(n) if n > 0),
                 () = &mut woken => {
                     // A turn of the wheel early when the keep-alive is longer than it.
-                    if clock.now_ms() >= deadline {
+                    if super::now_ms() >= deadline {
                         return false;
                     }
                 }
