@@ -191,14 +191,44 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
     }
 });
 
+/// The status class labels, `status_class_index` orders them.
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
 /// Status class label of a status code: `2xx`, `4xx`, …; `none` when nothing was sent.
 pub fn status_class(status: u16) -> &'static str {
+    STATUS_CLASSES[status_class_index(status)]
+}
+
+/// Where a status code's class is in `STATUS_CLASSES`.
+pub fn status_class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
+        100..=599 => usize::from(status / 100 - 1),
+        _ => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_fall_in_their_class() {
+        let cases = [
+            (0, "none"),
+            (99, "none"),
+            (100, "1xx"),
+            (101, "1xx"),
+            (200, "2xx"),
+            (304, "3xx"),
+            (404, "4xx"),
+            (499, "4xx"),
+            (503, "5xx"),
+            (599, "5xx"),
+            (600, "none"),
+            (999, "none"),
+        ];
+        for (status, class) in cases {
+            assert_eq!(status_class(status), class, "{status}");
+        }
     }
 }

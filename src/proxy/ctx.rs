@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 use pingora::prelude::Session;
@@ -153,6 +153,10 @@ fn feed_event(session: &Session, ctx: &RequestCtx, snap: &Snapshot, status: u16,
 /// request id, host and verdict out of the context.
 pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetry: &Telemetry, feed: &DecisionFeed) {
     let elapsed = ctx.start.elapsed();
+    // One reading of the wall clock for the whole phase: the stages' end of request, the
+    // record's start and the offender check of its alert.
+    let wall = SystemTime::now();
+    let wall_ms = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     // `snap` is the request's own snapshot whenever a route was found.
     let route = ctx.route.and_then(|i| snap.routes.get(i));
@@ -161,17 +165,20 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
         &Done {
             client_ip: ctx.client_ip,
             status,
-            now: now_ms(),
+            now: wall_ms,
         },
         &mut ctx.ledger,
     );
     ctx.ledger.release();
     let verdict = &ctx.ledger.verdict;
     let decision = verdict.label();
-    METRICS
-        .requests
-        .with_label_values(&[route_label, status_class(status), decision])
-        .inc();
+    match route {
+        Some(r) if verdict.is_allow() => r.allowed_requests(status).inc(),
+        _ => METRICS
+            .requests
+            .with_label_values(&[route_label, status_class(status), decision])
+            .inc(),
+    }
     match route {
         Some(r) => r.request_duration().observe(elapsed.as_secs_f64()),
         None => METRICS
@@ -202,7 +209,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
         });
     // Logging is the last phase: what the record needs is moved out of the context, not copied.
     let mut rec = event::Record::capture(req, &snap.redaction, &snap.policy);
-    rec.start = SystemTime::now() - elapsed;
+    rec.start = wall - elapsed;
     rec.duration_us = elapsed.as_micros() as u64;
     rec.request_id = std::mem::take(&mut ctx.request_id);
     rec.host = std::mem::take(&mut ctx.host);
@@ -227,5 +234,5 @@ pub fn record(session: &Session, ctx: &mut RequestCtx, snap: &Snapshot, telemetr
     rec.generation = snap.generation;
     rec.verdict = std::mem::take(&mut ctx.ledger.verdict);
     rec.findings = std::mem::take(&mut ctx.ledger.findings);
-    telemetry.emit(rec, &snap.offenders, snap.policy.bans.as_ref(), now_ms());
+    telemetry.emit(rec, &snap.offenders, snap.policy.bans.as_ref(), wall_ms);
 }

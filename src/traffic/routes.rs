@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
-use prometheus::Histogram;
+use prometheus::{Histogram, IntCounter};
 use regex::Regex;
 
 use super::compress::Compression;
@@ -17,7 +17,7 @@ use super::upstream::Pool;
 use crate::config::file::{HeaderRulesSection, RewriteSection, RouteMatchSection, RouteSection, TimeoutsSection};
 use crate::host::HostPattern;
 use crate::key::header_name;
-use crate::metrics::METRICS;
+use crate::metrics::{status_class_index, METRICS, STATUS_CLASSES};
 use crate::policy::compile::value_test;
 use crate::policy::rules::{query_value, ValueTest};
 
@@ -221,6 +221,9 @@ pub struct Route {
     /// lookup hashes the labels and takes a read lock on every request (logging phase).
     request_duration: OnceLock<Histogram>,
     upstream_duration: OnceLock<Histogram>,
+    /// The route's allowed requests by status class (`metrics::STATUS_CLASSES`), kept the
+    /// same way: nearly every request is counted in one of these.
+    allowed: [OnceLock<IntCounter>; STATUS_CLASSES.len()],
 }
 
 impl Route {
@@ -234,6 +237,16 @@ impl Route {
     pub fn upstream_duration(&self) -> &Histogram {
         self.upstream_duration
             .get_or_init(|| METRICS.upstream_duration.with_label_values(&[&self.pool.name]))
+    }
+
+    /// `palisade_requests_total{route, status_class, decision="allow"}` of this route.
+    pub fn allowed_requests(&self, status: u16) -> &IntCounter {
+        let class = status_class_index(status);
+        self.allowed[class].get_or_init(|| {
+            METRICS
+                .requests
+                .with_label_values(&[&self.name, STATUS_CLASSES[class], "allow"])
+        })
     }
 }
 
@@ -278,6 +291,7 @@ impl RouteTable {
                     cache: r.cache.as_ref().map(|c| Box::new(crate::cache::CacheRule::new(c))),
                     request_duration: OnceLock::new(),
                     upstream_duration: OnceLock::new(),
+                    allowed: Default::default(),
                 })
             })
             .collect();

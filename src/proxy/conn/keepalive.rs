@@ -124,6 +124,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
             session.set_keepalive_reuses_remaining(self.app.server_options().and_then(|o| o.keepalive_request_limit));
         } else if let Some(settings) = settings {
             settings.apply_to_session(&mut session);
+            // This loop has waited for the next request under `server.client_keepalive`, and
+            // the rest of its head is under the head deadline: Pingora's per-read keep-alive
+            // timeout on the head (a timer set up for every request) would only duplicate
+            // them. Infinite is still keep-alive; the proxy sets the configured value again
+            // once the head is read (request_filter).
+            if session.get_keepalive().is_some_and(|s| s > 0) {
+                session.set_keepalive(Some(0));
+            }
         }
         session
     }
