@@ -168,10 +168,10 @@ impl Palisade {
 
 #[async_trait]
 impl ProxyHttp for Palisade {
-    type CTX = RequestCtx;
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(Instant::now())
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new(Instant::now()))
     }
 
     /// No downstream modules. Pingora's default installs a response compression module that is
@@ -179,7 +179,7 @@ impl ProxyHttp for Palisade {
     /// compresses nothing (responses pass through as the origin sent them).
     fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<bool> {
         let snap = self.store.load_full();
         session.set_keepalive(Some(snap.client_keepalive_secs));
         if let Some(conn) = conn::GuardedStream::of(session.as_downstream().stream()) {
@@ -225,7 +225,7 @@ impl ProxyHttp for Palisade {
     }
 
     /// Routes with `cache:` only; runs after request_filter let the request through.
-    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<()> {
         if let Some(rule) = ctx.route().and_then(|r| r.cache.as_deref()) {
             let upgrade = session.is_upgrade_req();
             rule.enable(&mut session.cache, session.downstream_session.req_header(), upgrade);
@@ -233,7 +233,7 @@ impl ProxyHttp for Palisade {
         Ok(())
     }
 
-    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Box<RequestCtx>) -> Result<CacheKey> {
         let rule = ctx
             .route()
             .and_then(|r| r.cache.as_deref())
@@ -245,7 +245,7 @@ impl ProxyHttp for Palisade {
         &self,
         session: &Session,
         resp: &ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<RespCacheable> {
         let Some(rule) = ctx.route().and_then(|r| r.cache.as_deref()) else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
@@ -254,17 +254,22 @@ impl ProxyHttp for Palisade {
         Ok(rule.response(resp, authorization, std::time::SystemTime::now()))
     }
 
-    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Box<RequestCtx>,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
         crate::cache::variance(meta, req)
     }
 
     /// Stale content within its `stale-while-revalidate` / `stale-if-error` window (Pingora
     /// checks the windows) is served while revalidating and when the origin fails.
-    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut Box<RequestCtx>, error: Option<&Error>) -> bool {
         error.is_none_or(|e| *e.esource() != ErrorSource::Downstream)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream_peer without a route"))?;
@@ -305,7 +310,7 @@ impl ProxyHttp for Palisade {
         session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let Some(chunk) = body.as_ref() else { return Ok(()) };
         // After a 101 these are the client's WebSocket frames, not a request body.
@@ -357,7 +362,7 @@ impl ProxyHttp for Palisade {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
         let retry = retry::should_retry(&retry::Failure {
@@ -381,7 +386,7 @@ impl ProxyHttp for Palisade {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
@@ -419,7 +424,7 @@ impl ProxyHttp for Palisade {
         &self,
         _session: &mut Session,
         req: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let Some(snap) = ctx.snap.as_deref() else { return Ok(()) };
         if snap.forwarding.x_forwarded_for {
@@ -494,7 +499,7 @@ impl ProxyHttp for Palisade {
         session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Option<std::time::Duration>> {
         if let Some(encoder) = ctx.encoder.as_mut() {
             *body = encoder.encode(body.as_ref(), end_of_stream);
@@ -517,7 +522,7 @@ impl ProxyHttp for Palisade {
         &self,
         _session: &mut Session,
         _resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         ctx.upstream_time = ctx.upstream_start.map(|s| s.elapsed());
         Ok(())
@@ -527,7 +532,7 @@ impl ProxyHttp for Palisade {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let Some(snap) = ctx.snap.clone() else { return Ok(()) };
         if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -554,7 +559,7 @@ impl ProxyHttp for Palisade {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Box<RequestCtx>) -> FailToProxy {
         let failure = failure::classify(e.etype(), e.esource());
         if ctx.outcome.is_none() {
             if let Outcome::Refused(r) = failure.outcome {
@@ -581,7 +586,7 @@ impl ProxyHttp for Palisade {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         if let Some(conn) = conn::GuardedStream::of(session.as_downstream().stream()) {
             conn.clock.finished();
         }
