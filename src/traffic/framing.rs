@@ -484,6 +484,25 @@ fn field_value_ok(value: &[u8]) -> bool {
     all_in(words.remainder(), FIELD_VALUE)
 }
 
+/// Where the first LF of `bytes` is, eight bytes at a time: lines are short, and this has
+/// none of memchr's set-up (the classic "has a zero byte" test; its lowest hit is the first LF,
+/// as a false hit can only follow a true one).
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let word = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ (ONES * u64::from(b'\n'));
+        let hits = word.wrapping_sub(ONES) & !word & HIGHS;
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|b| *b == b'\n').map(|i| at + i)
+}
+
 /// True when one of the eight bytes of `word` is below 0x20 or is 0x7f. Exact as a whole (the
 /// classic "has a byte less than n" and "has a zero byte" tests; obs-text, 0x80 and up, never
 /// counts).
@@ -510,8 +529,7 @@ impl<'a> Iterator for Lines<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        // Lines are short: a plain loop beats memchr's set-up.
-        let Some(lf) = self.rest.iter().position(|b| *b == b'\n') else {
+        let Some(lf) = find_lf(self.rest) else {
             return Some(std::mem::take(&mut self.rest));
         };
         let line = &self.rest[..lf];
@@ -881,4 +899,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_word_search_for_a_line_end_finds_the_first_lf() {
+        for len in 0..20usize {
+            for first in 0..=len {
+                for second in first..=len {
+                    // LFs at `first` and `second` (none where the index is past the end), and
+                    // bytes around them that differ from LF by one bit or by borrow.
+                    let mut v: Vec<u8> = (0..len).map(|i| [0x0b, 0x09, 0x8a, 0x0a ^ 0x80, 0x00][i % 5]).collect();
+                    for at in [first, second] {
+                        if at < len {
+                            v[at] = b'\n';
+                        }
+                    }
+                    assert_eq!(find_lf(&v), v.iter().position(|b| *b == b'\n'), "{v:?}");
+                }
+            }
+        }
+    }
 }
